@@ -1,0 +1,618 @@
+//! The read side: bytes in, messages out, every RFC 6455 rule checked on the way.
+//!
+//! Payloads are unmasked and UTF-8-checked in place as they arrive, so invalid text
+//! fails before the rest of its frame is even read, and a single-frame message is
+//! handed out as a slice of the read buffer without a copy. Compressed data is
+//! inflated as it arrives and its buffer released, so memory is bounded by the
+//! inflated-size limit, never by what the peer claims.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::CloseFrame;
+use crate::config::{Config, Role};
+use crate::deflate::Inflater;
+use crate::error::ProtocolError;
+use crate::frame::{apply_mask, FrameHeader, OpCode};
+use crate::message::Message;
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+
+/// The frame being read.
+#[derive(Debug)]
+struct FrameState {
+    header: FrameHeader,
+    len: usize,
+    /// Payload bytes already unmasked and checked (and, when inflating, consumed).
+    done: usize,
+}
+
+/// The data message being assembled from one or more frames.
+#[derive(Debug)]
+struct MessageState {
+    text: bool,
+    compressed: bool,
+    payload: BytesMut,
+    fragments: usize,
+    utf8: Utf8Validator,
+}
+
+/// Decodes one connection's incoming byte stream into [`Message`]s.
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    config: Config,
+    buf: BytesMut,
+    frame: Option<FrameState>,
+    message: Option<MessageState>,
+    inflater: Option<Inflater>,
+    /// A close frame was received or an error found: nothing more is decoded.
+    finished: bool,
+}
+
+impl Decoder {
+    /// A decoder for `role`, inflating with `inflater` when permessage-deflate was
+    /// negotiated.
+    pub fn new(role: Role, config: Config, inflater: Option<Inflater>) -> Self {
+        Self {
+            role,
+            config,
+            buf: BytesMut::new(),
+            frame: None,
+            message: None,
+            inflater,
+            finished: false,
+        }
+    }
+
+    /// The buffer to read socket bytes into (append at the end).
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many more bytes the frame in progress needs, as a hint for read sizes.
+    pub fn frame_remaining(&self) -> usize {
+        match &self.frame {
+            Some(frame) if !self.streams(frame) => frame.len.saturating_sub(self.buf.len()),
+            _ => 0,
+        }
+    }
+
+    /// Whether a close frame arrived or the stream failed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Appends received bytes (for callers that do not read into [`Self::buffer_mut`]).
+    pub fn receive(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Decodes the next message or control frame. `Ok(None)` means more bytes are
+    /// needed (or the stream is finished). An error is final: close the connection
+    /// with [`ProtocolError::close_code`].
+    pub fn poll(&mut self) -> Result<Option<Message>, ProtocolError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let result = self.poll_inner();
+        if result.is_err() {
+            self.finished = true;
+            self.frame = None;
+            self.message = None;
+        }
+        result
+    }
+
+    fn poll_inner(&mut self) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if self.frame.is_none() {
+                let Some((header, header_len)) = FrameHeader::parse(&self.buf)? else {
+                    return Ok(None);
+                };
+                self.check_header(&header)?;
+                self.buf.advance(header_len);
+                self.frame = Some(FrameState {
+                    header,
+                    len: header.len as usize,
+                    done: 0,
+                });
+            }
+            if !self.advance_payload()? {
+                return Ok(None);
+            }
+            let frame = self.frame.take().expect("frame in progress");
+            if let Some(message) = self.finish_frame(frame)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// Whether this frame's payload is consumed as it arrives (compressed data)
+    /// rather than kept in the buffer until the frame is complete.
+    fn streams(&self, frame: &FrameState) -> bool {
+        !frame.header.opcode.is_control() && self.message.as_ref().is_some_and(|m| m.compressed)
+    }
+
+    fn check_header(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let opcode = header.opcode;
+        if header.rsv & 0b011 != 0 {
+            return Err(ProtocolError::ReservedBits { rsv: header.rsv });
+        }
+        let compressed = header.rsv & FrameHeader::RSV1 != 0;
+        if compressed {
+            match opcode {
+                OpCode::Continuation => return Err(ProtocolError::CompressedContinuation),
+                OpCode::Text | OpCode::Binary if self.inflater.is_some() => {}
+                _ => return Err(ProtocolError::ReservedBits { rsv: header.rsv }),
+            }
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            // RFC 6455 §5.5: control frame payloads are at most 125 bytes.
+            if header.len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong { len: header.len });
+            }
+            return Ok(());
+        }
+        if header.len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLong {
+                size: header.len,
+                max_size: self.config.max_frame_size,
+            });
+        }
+        match (opcode, &mut self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(message)) => {
+                message.fragments += 1;
+                if message.fragments > self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        max: self.config.max_fragments,
+                    });
+                }
+            }
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (_, None) => {
+                self.message = Some(MessageState {
+                    text: opcode == OpCode::Text,
+                    compressed,
+                    payload: BytesMut::new(),
+                    fragments: 1,
+                    utf8: Utf8Validator::new(),
+                })
+            }
+        }
+        let message = self.message.as_ref().expect("message in progress");
+        let size = message.payload.len() as u64 + header.len;
+        if !message.compressed && size > self.config.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooLong {
+                size,
+                max_size: self.config.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Processes the payload bytes that have arrived; true once the frame is whole.
+    fn advance_payload(&mut self) -> Result<bool, ProtocolError> {
+        let frame = self.frame.as_ref().expect("frame in progress");
+        let streams = self.streams(frame);
+        let frame = self.frame.as_mut().expect("frame in progress");
+        if streams {
+            let n = self.buf.len().min(frame.len - frame.done);
+            if let Some(key) = frame.header.mask {
+                apply_mask(&mut self.buf[..n], key, frame.done);
+            }
+            let message = self.message.as_mut().expect("message in progress");
+            let inflater = self.inflater.as_mut().expect("compression negotiated");
+            let before = message.payload.len();
+            inflater.inflate(
+                &self.buf[..n],
+                &mut message.payload,
+                self.config.max_message_size,
+            )?;
+            if message.text {
+                message.utf8.feed(&message.payload[before..])?;
+            }
+            self.buf.advance(n);
+            frame.done += n;
+            return Ok(frame.done == frame.len);
+        }
+        let available = self.buf.len().min(frame.len);
+        if available > frame.done {
+            let fresh = &mut self.buf[frame.done..available];
+            if let Some(key) = frame.header.mask {
+                apply_mask(fresh, key, frame.done);
+            }
+            if let Some(message) = self
+                .message
+                .as_mut()
+                .filter(|m| m.text && !frame.header.opcode.is_control())
+            {
+                message.utf8.feed(fresh)?;
+            }
+            frame.done = available;
+        }
+        Ok(frame.done == frame.len)
+    }
+
+    fn finish_frame(&mut self, frame: FrameState) -> Result<Option<Message>, ProtocolError> {
+        let opcode = frame.header.opcode;
+        if opcode.is_control() {
+            let payload = self.buf.split_to(frame.len).freeze();
+            return Ok(Some(match opcode {
+                OpCode::Ping => Message::Ping(payload),
+                OpCode::Pong => Message::Pong(payload),
+                _ => {
+                    let close = CloseFrame::parse(&payload)?;
+                    self.finished = true;
+                    Message::Close(close)
+                }
+            }));
+        }
+        let message = self.message.as_mut().expect("message in progress");
+        if !message.compressed {
+            let payload = self.buf.split_to(frame.len);
+            if message.payload.is_empty() {
+                // The first (often only) frame: keep its bytes without copying.
+                message.payload = payload;
+            } else {
+                message.payload.extend_from_slice(&payload);
+            }
+        }
+        if !frame.header.fin {
+            return Ok(None);
+        }
+        let mut message = self.message.take().expect("message in progress");
+        if message.compressed {
+            let before = message.payload.len();
+            let inflater = self.inflater.as_mut().expect("compression negotiated");
+            inflater.finish(&mut message.payload, self.config.max_message_size)?;
+            if message.text {
+                message.utf8.feed(&message.payload[before..])?;
+            }
+        }
+        let payload: Bytes = message.payload.freeze();
+        Ok(Some(if message.text {
+            message.utf8.finish()?;
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::close::CloseCode;
+    use crate::deflate::Deflater;
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// A client frame: header with mask, masked payload.
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        let header = FrameHeader {
+            fin: first & 0x80 != 0,
+            rsv: (first >> 4) & 7,
+            opcode: OpCode::from_u8(first & 0xf).unwrap(),
+            mask: Some(KEY),
+            len: payload.len() as u64,
+        };
+        header.encode(&mut out);
+        let mut body = payload.to_vec();
+        apply_mask(&mut body, KEY, 0);
+        out.extend_from_slice(&body);
+        out.to_vec()
+    }
+
+    fn server() -> Decoder {
+        Decoder::new(Role::Server, Config::default(), None)
+    }
+
+    fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Vec<Message>, ProtocolError> {
+        decoder.receive(bytes);
+        let mut out = vec![];
+        while let Some(message) = decoder.poll()? {
+            out.push(message);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn decodes_rfc_masked_hello() {
+        let bytes = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            decode_all(&mut server(), &bytes).unwrap(),
+            vec![Message::text("Hello")]
+        );
+    }
+
+    #[test]
+    fn decodes_rfc_unmasked_hello_as_client() {
+        let mut client = Decoder::new(Role::Client, Config::default(), None);
+        assert_eq!(
+            decode_all(&mut client, b"\x81\x05Hello").unwrap(),
+            vec![Message::text("Hello")]
+        );
+    }
+
+    #[test]
+    fn decodes_byte_by_byte() {
+        let mut bytes = masked(0x01, b"Hel");
+        bytes.extend(masked(0x89, b"ping"));
+        bytes.extend(masked(0x80, b"lo"));
+        let mut decoder = server();
+        let mut out = vec![];
+        for byte in bytes {
+            out.extend(decode_all(&mut decoder, &[byte]).unwrap());
+        }
+        assert_eq!(
+            out,
+            vec![
+                Message::Ping(Bytes::from_static(b"ping")),
+                Message::text("Hello")
+            ]
+        );
+    }
+
+    #[test]
+    fn reassembles_fragments_with_interleaved_control_frames() {
+        // RFC 6455 §5.4: control frames may be injected in the middle of a fragmented message.
+        let mut bytes = masked(0x02, b"ab");
+        bytes.extend(masked(0x8a, b""));
+        bytes.extend(masked(0x00, b"cd"));
+        bytes.extend(masked(0x80, b"ef"));
+        let out = decode_all(&mut server(), &bytes).unwrap();
+        assert_eq!(
+            out,
+            vec![Message::Pong(Bytes::new()), Message::binary(&b"abcdef"[..])]
+        );
+    }
+
+    #[test]
+    fn rejects_unmasked_client_frame() {
+        assert_eq!(
+            decode_all(&mut server(), b"\x81\x05Hello"),
+            Err(ProtocolError::UnmaskedFrame)
+        );
+    }
+
+    #[test]
+    fn rejects_masked_server_frame() {
+        let mut client = Decoder::new(Role::Client, Config::default(), None);
+        assert_eq!(
+            decode_all(&mut client, &masked(0x81, b"hi")),
+            Err(ProtocolError::MaskedFrame)
+        );
+    }
+
+    #[test]
+    fn rejects_rsv_bits_without_extension() {
+        for first in [0xc1, 0xa1, 0x91, 0xf1] {
+            let err = decode_all(&mut server(), &masked(first, b"x")).unwrap_err();
+            assert!(
+                matches!(err, ProtocolError::ReservedBits { .. }),
+                "{first:#x}"
+            );
+            assert_eq!(err.close_code(), CloseCode::PROTOCOL_ERROR);
+        }
+    }
+
+    #[test]
+    fn rejects_reserved_opcodes() {
+        for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
+            let bytes = [0x80 | op, 0x80, 1, 2, 3, 4];
+            assert_eq!(
+                decode_all(&mut server(), &bytes),
+                Err(ProtocolError::ReservedOpcode(op))
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_fragmented_and_oversized_control_frames() {
+        assert_eq!(
+            decode_all(&mut server(), &masked(0x09, b"")),
+            Err(ProtocolError::FragmentedControlFrame)
+        );
+        assert_eq!(
+            decode_all(&mut server(), &masked(0x89, &[0; 126])),
+            Err(ProtocolError::ControlFrameTooLong { len: 126 })
+        );
+        assert_eq!(
+            decode_all(&mut server(), &masked(0x89, &[0; 125]))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn rejects_continuation_without_start_and_start_without_continuation() {
+        assert_eq!(
+            decode_all(&mut server(), &masked(0x80, b"x")),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
+        let mut bytes = masked(0x01, b"a");
+        bytes.extend(masked(0x81, b"b"));
+        assert_eq!(
+            decode_all(&mut server(), &bytes),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn fails_fast_on_invalid_utf8_before_the_frame_ends() {
+        let bytes = masked(0x81, b"valid then \xff and much more text to come");
+        let mut decoder = server();
+        // Only the first 20 payload bytes have arrived: the invalid byte is among them.
+        assert_eq!(
+            decode_all(&mut decoder, &bytes[..6 + 20]),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_across_fragments() {
+        let mut bytes = masked(0x01, b"\xce");
+        bytes.extend(masked(0x80, b"\x28"));
+        let err = decode_all(&mut server(), &bytes).unwrap_err();
+        assert_eq!(
+            (err.clone(), err.close_code()),
+            (ProtocolError::InvalidUtf8, CloseCode::INVALID_PAYLOAD)
+        );
+    }
+
+    #[test]
+    fn accepts_utf8_split_across_fragments() {
+        let text = "κόσμε".as_bytes();
+        let mut bytes = masked(0x01, &text[..3]);
+        bytes.extend(masked(0x80, &text[3..]));
+        assert_eq!(
+            decode_all(&mut server(), &bytes).unwrap(),
+            vec![Message::text("κόσμε")]
+        );
+    }
+
+    #[test]
+    fn enforces_frame_message_and_fragment_limits() {
+        let config = Config::default()
+            .max_frame_size(10)
+            .max_message_size(15)
+            .max_fragments(3);
+        let mut decoder = Decoder::new(Role::Server, config.clone(), None);
+        let err = decode_all(&mut decoder, &masked(0x82, &[0; 11])).unwrap_err();
+        assert_eq!(
+            (err.clone(), err.close_code()),
+            (
+                ProtocolError::FrameTooLong {
+                    size: 11,
+                    max_size: 10
+                },
+                CloseCode::TOO_BIG
+            )
+        );
+
+        let mut decoder = Decoder::new(Role::Server, config.clone(), None);
+        let mut bytes = masked(0x02, &[0; 10]);
+        bytes.extend(masked(0x80, &[0; 6]));
+        assert_eq!(
+            decode_all(&mut decoder, &bytes),
+            Err(ProtocolError::MessageTooLong {
+                size: 16,
+                max_size: 15
+            })
+        );
+
+        let mut decoder = Decoder::new(Role::Server, config, None);
+        let mut bytes = masked(0x02, b"");
+        for _ in 0..3 {
+            bytes.extend(masked(0x00, b""));
+        }
+        assert_eq!(
+            decode_all(&mut decoder, &bytes),
+            Err(ProtocolError::TooManyFragments { max: 3 })
+        );
+    }
+
+    #[test]
+    fn rejects_a_64_bit_length_above_the_limit_before_reading_it() {
+        let bytes = [
+            0x82, 0xff, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 1, 2, 3, 4,
+        ];
+        assert!(matches!(
+            decode_all(&mut server(), &bytes),
+            Err(ProtocolError::FrameTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn parses_close_frames_and_stops() {
+        let mut bytes = masked(0x88, b"\x03\xe8bye");
+        bytes.extend(masked(0x81, b"after close"));
+        let out = decode_all(&mut server(), &bytes).unwrap();
+        assert_eq!(
+            out,
+            vec![Message::Close(Some(CloseFrame::new(1000, "bye")))]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_close_payloads() {
+        assert_eq!(
+            decode_all(&mut server(), &masked(0x88, b"\x03")),
+            Err(ProtocolError::InvalidClosePayload)
+        );
+        assert_eq!(
+            decode_all(&mut server(), &masked(0x88, b"\x03\xed")),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            decode_all(&mut server(), &masked(0x88, b"\x03\xe8\xff")),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    fn compressed_server() -> Decoder {
+        Decoder::new(
+            Role::Server,
+            Config::default().max_message_size(1 << 20),
+            Some(Inflater::new(15, false)),
+        )
+    }
+
+    #[test]
+    fn inflates_compressed_messages_split_over_fragments() {
+        let mut deflater = Deflater::new(6, 15, false);
+        let mut wire = BytesMut::new();
+        let text = "compress me ".repeat(100);
+        deflater.compress(text.as_bytes(), &mut wire).unwrap();
+        let (a, b) = wire.split_at(wire.len() / 2);
+        let mut bytes = masked(0x41, a);
+        bytes.extend(masked(0x80, b));
+        bytes.extend(masked(0x81, b"plain"));
+        let out = decode_all(&mut compressed_server(), &bytes).unwrap();
+        assert_eq!(
+            out,
+            vec![Message::text(text.as_str()), Message::text("plain")]
+        );
+    }
+
+    #[test]
+    fn rejects_rsv1_on_continuation_and_control_frames() {
+        let mut bytes = masked(0x01, b"a");
+        bytes.extend(masked(0xc0, b"b"));
+        assert_eq!(
+            decode_all(&mut compressed_server(), &bytes),
+            Err(ProtocolError::CompressedContinuation)
+        );
+        assert!(matches!(
+            decode_all(&mut compressed_server(), &masked(0xc9, b"")),
+            Err(ProtocolError::ReservedBits { .. })
+        ));
+    }
+
+    #[test]
+    fn stops_a_deflate_bomb_with_1009() {
+        let mut deflater = Deflater::new(9, 15, false);
+        let mut wire = BytesMut::new();
+        deflater.compress(&vec![b'a'; 20 << 20], &mut wire).unwrap();
+        let mut decoder = compressed_server();
+        let err = decode_all(&mut decoder, &masked(0xc2, &wire)).unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::TOO_BIG);
+    }
+}

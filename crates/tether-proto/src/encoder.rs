@@ -1,0 +1,231 @@
+//! The write side: messages in, frame bytes out.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::close::MAX_CLOSE_REASON;
+use crate::config::Role;
+use crate::deflate::Deflater;
+use crate::error::ProtocolError;
+use crate::frame::{apply_mask, FrameHeader, OpCode};
+use crate::message::Message;
+
+/// Encodes one connection's outgoing messages, compressing them when
+/// permessage-deflate was negotiated.
+#[derive(Debug)]
+pub struct Encoder {
+    role: Role,
+    deflater: Option<Deflater>,
+    threshold: usize,
+    scratch: BytesMut,
+}
+
+impl Encoder {
+    /// An encoder for `role`; `deflater` and `threshold` come from the negotiation.
+    pub fn new(role: Role, deflater: Option<Deflater>, threshold: usize) -> Self {
+        Self {
+            role,
+            deflater,
+            threshold,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// The side this encoder writes for.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Appends `message` to `out` as one frame. A client passes a fresh random
+    /// masking key per frame in `mask` (RFC 6455 §5.3); a server passes `None`.
+    pub fn encode(
+        &mut self,
+        message: &Message,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        self.encode_fragment(message, true, true, mask, out)
+    }
+
+    /// Appends one frame of a message that may span several: `first` picks the data
+    /// opcode (else continuation), `fin` ends the message. Compression applies only
+    /// to whole messages sent with `first && fin`; control messages must be whole.
+    pub fn encode_fragment(
+        &mut self,
+        message: &Message,
+        first: bool,
+        fin: bool,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        let mask = match self.role {
+            Role::Client => Some(mask.unwrap_or_default()),
+            Role::Server => None,
+        };
+        let (opcode, payload): (OpCode, &[u8]) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+            Message::Ping(bytes) => (OpCode::Ping, bytes),
+            Message::Pong(bytes) => (OpCode::Pong, bytes),
+            Message::Close(frame) => {
+                let mut body = BytesMut::new();
+                if let Some(frame) = frame {
+                    if !frame.code.is_allowed_on_wire() {
+                        return Err(ProtocolError::InvalidCloseCode(frame.code.0));
+                    }
+                    if frame.reason.len() > MAX_CLOSE_REASON {
+                        return Err(ProtocolError::ControlFrameTooLong {
+                            len: 2 + frame.reason.len() as u64,
+                        });
+                    }
+                    frame.encode(&mut body);
+                }
+                return self.write_frame(OpCode::Close, true, 0, &body, mask, out);
+            }
+        };
+        if opcode.is_control() {
+            if payload.len() > 125 {
+                return Err(ProtocolError::ControlFrameTooLong {
+                    len: payload.len() as u64,
+                });
+            }
+            return self.write_frame(opcode, true, 0, payload, mask, out);
+        }
+        let opcode = if first { opcode } else { OpCode::Continuation };
+        match self.deflater.as_mut() {
+            Some(deflater) if first && fin && payload.len() >= self.threshold => {
+                let mut compressed = std::mem::take(&mut self.scratch);
+                compressed.clear();
+                deflater.compress(payload, &mut compressed)?;
+                let result =
+                    self.write_frame(opcode, true, FrameHeader::RSV1, &compressed, mask, out);
+                self.scratch = compressed;
+                result
+            }
+            _ => self.write_frame(opcode, fin, 0, payload, mask, out),
+        }
+    }
+
+    fn write_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv: u8,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            len: payload.len() as u64,
+        }
+        .encode(out);
+        let start = out.len();
+        out.put_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut out[start..], key, 0);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::close::CloseFrame;
+    use crate::config::Config;
+    use crate::decoder::Decoder;
+    use crate::deflate::Inflater;
+    use bytes::Bytes;
+
+    #[test]
+    fn encodes_rfc_unmasked_hello() {
+        let mut out = BytesMut::new();
+        Encoder::new(Role::Server, None, 0)
+            .encode(&Message::text("Hello"), None, &mut out)
+            .unwrap();
+        assert_eq!(&out[..], b"\x81\x05Hello");
+    }
+
+    #[test]
+    fn encodes_rfc_masked_hello() {
+        let mut out = BytesMut::new();
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        Encoder::new(Role::Client, None, 0)
+            .encode(&Message::text("Hello"), Some(key), &mut out)
+            .unwrap();
+        assert_eq!(
+            &out[..],
+            &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+    }
+
+    #[test]
+    fn encodes_rfc_unmasked_ping() {
+        let mut out = BytesMut::new();
+        Encoder::new(Role::Server, None, 0)
+            .encode(&Message::Ping(Bytes::from_static(b"Hello")), None, &mut out)
+            .unwrap();
+        assert_eq!(&out[..], b"\x89\x05Hello");
+    }
+
+    #[test]
+    fn refuses_oversized_control_payloads_and_reserved_close_codes() {
+        let mut encoder = Encoder::new(Role::Server, None, 0);
+        let mut out = BytesMut::new();
+        let ping = Message::Ping(Bytes::from(vec![0; 126]));
+        assert!(matches!(
+            encoder.encode(&ping, None, &mut out),
+            Err(ProtocolError::ControlFrameTooLong { .. })
+        ));
+        let close = Message::Close(Some(CloseFrame {
+            code: 1005.into(),
+            reason: "".into(),
+        }));
+        assert_eq!(
+            encoder.encode(&close, None, &mut out),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+    }
+
+    #[test]
+    fn round_trips_compressed_messages_through_the_decoder() {
+        let mut encoder = Encoder::new(Role::Client, Some(Deflater::new(1, 15, false)), 10);
+        let mut decoder = Decoder::new(
+            Role::Server,
+            Config::default(),
+            Some(Inflater::new(15, false)),
+        );
+        let messages = [
+            Message::text("short"),
+            Message::text("long enough to compress ".repeat(20)),
+            Message::binary(vec![9u8; 3000]),
+        ];
+        for message in &messages {
+            let mut out = BytesMut::new();
+            encoder
+                .encode(message, Some([1, 2, 3, 4]), &mut out)
+                .unwrap();
+            decoder.receive(&out);
+            assert_eq!(decoder.poll().unwrap().as_ref(), Some(message));
+        }
+    }
+
+    #[test]
+    fn fragments_round_trip() {
+        let mut encoder = Encoder::new(Role::Server, None, 0);
+        let mut decoder = Decoder::new(Role::Client, Config::default(), None);
+        let mut out = BytesMut::new();
+        encoder
+            .encode_fragment(&Message::text("Hel"), true, false, None, &mut out)
+            .unwrap();
+        encoder
+            .encode_fragment(&Message::text("lo"), false, true, None, &mut out)
+            .unwrap();
+        assert_eq!(&out[..], b"\x01\x03Hel\x80\x02lo");
+        decoder.receive(&out);
+        assert_eq!(decoder.poll().unwrap(), Some(Message::text("Hello")));
+    }
+}
