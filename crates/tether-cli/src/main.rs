@@ -1,1 +1,45 @@
-fn main() {}
+//! The `tether` command: a thin layer that parses arguments and calls the
+//! subcommand modules.
+
+mod connect;
+mod echo;
+
+use clap::{Parser, Subcommand};
+
+/// tether: WebSocket tools.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, global = true, env = "TETHER_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Echo server: echoes every text and binary message on any path
+    /// (used by conformance runs and benchmarks).
+    Echo(echo::EchoArgs),
+    /// Interactive client: sends stdin lines as text messages, prints what arrives.
+    Connect(connect::ConnectArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Echo(args) => runtime.block_on(echo::run(args)),
+        Command::Connect(args) => {
+            let code = runtime.block_on(connect::run(args))?;
+            std::process::exit(code)
+        }
+    }
+}

@@ -1,1 +1,58 @@
+//! Async WebSocket client and server over tokio, built on the sans-IO
+//! [`tether_proto`] core: RFC 6455 with RFC 7692 permessage-deflate, `ws://` and
+//! `wss://` (rustls).
+//!
+//! ```no_run
+//! # async fn run() -> tether::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (tcp, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let mut ws = tether::accept(tcp).await?;
+//!         while let Some(message) = ws.recv().await? {
+//!             if message.is_data() {
+//!                 ws.send(message).await?;
+//!             }
+//!         }
+//!         Ok::<_, tether::Error>(())
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`accept`](mod@accept): server handshake on a raw TCP or TLS stream.
+//! - [`connect`](mod@connect): client connections to `ws://` and `wss://` URLs.
+//! - [`upgrade`](mod@upgrade): upgrading a request inside hyper or axum.
+//! - `websocket`: the connection type; `split`: its two halves for two tasks.
+//! - `reader` / `writer`: socket reads into the decoder, encoder output to the socket.
+//! - [`stream`]: plain-or-TLS stream; [`tls`]: rustls configuration helpers.
+//! - [`config`]: timeouts, buffer sizes and protocol limits; [`error`]: errors.
 
+#![deny(missing_docs)]
+
+pub mod accept;
+pub mod config;
+pub mod connect;
+pub mod error;
+mod reader;
+mod split;
+pub mod stream;
+pub mod tls;
+pub mod upgrade;
+mod websocket;
+mod writer;
+
+pub use accept::{accept, accept_with, Accept};
+pub use config::Config;
+pub use connect::{connect, ClientBuilder};
+pub use error::{Error, Result};
+pub use split::{WsReader, WsWriter};
+pub use stream::MaybeTlsStream;
+pub use tether_proto::{
+    CloseCode, CloseFrame, DeflateConfig, HandshakeError, Message, ProtocolError, Role, Utf8Bytes,
+};
+pub use upgrade::{upgrade, PendingUpgrade, UpgradedStream};
+pub use websocket::WebSocket;
+
+pub use tether_proto as proto;

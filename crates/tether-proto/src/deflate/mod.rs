@@ -17,9 +17,12 @@ use crate::config::ConfigError;
 pub const DEFAULT_LEVEL: u32 = 1;
 /// Default largest window, 2^15 bytes: what the RFC assumes when none is negotiated.
 pub const DEFAULT_MAX_WINDOW_BITS: u8 = 15;
-/// Default for [`DeflateConfig::threshold`]: smaller messages are sent as they are,
-/// since deflate gains nothing on a few bytes and costs CPU.
-pub const DEFAULT_THRESHOLD: usize = 64;
+/// Default for [`DeflateConfig::threshold`]: 0, every message is compressed once
+/// compression is negotiated, as browsers do. Raising it skips tiny messages, on
+/// which deflate gains nothing; the RFC allows either per message, but some peers
+/// (the `kosoku` Autobahn runner among them) mishandle uncompressed messages on a
+/// compressed connection.
+pub const DEFAULT_THRESHOLD: usize = 0;
 
 /// Settings for permessage-deflate. Names follow RFC 7692's parameters: `server_*`
 /// constrain what the server sends, `client_*` what the client sends.

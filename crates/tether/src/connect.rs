@@ -1,0 +1,275 @@
+//! Client side: open `ws://` and `wss://` connections.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Response};
+use tether_proto::handshake::{
+    build_request, generate_key, parse_response, validate_response, ClientRequest,
+};
+use tether_proto::{Decoder, Encoder, HandshakeError, Role};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::stream::MaybeTlsStream;
+use crate::tls;
+use crate::websocket::WebSocket;
+
+/// Connects to a `ws://` or `wss://` URL with default settings.
+pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
+    ClientBuilder::new(url).connect().await
+}
+
+/// Options for opening a client connection.
+///
+/// ```no_run
+/// # async fn run() -> tether::Result<()> {
+/// let (mut ws, _response) = tether::ClientBuilder::new("wss://example.com/feed")
+///     .protocol("chat")
+///     .header("Authorization", "Bearer t0k3n")
+///     .compression(true)
+///     .connect()
+///     .await?;
+/// ws.send("hello").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    config: Config,
+    protocols: Vec<String>,
+    headers: HeaderMap,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    invalid_header: Option<String>,
+}
+
+/// Where to connect, taken from a URL.
+struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    host_header: String,
+    path: String,
+}
+
+fn parse_url(raw: &str) -> Result<Target> {
+    let url = url::Url::parse(raw).map_err(|e| Error::Url(format!("{raw}: {e}")))?;
+    let tls = match url.scheme() {
+        "ws" => false,
+        "wss" => true,
+        other => return Err(Error::Url(format!("scheme {other} is not ws or wss"))),
+    };
+    let host = match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => return Err(Error::Url(format!("{raw}: no host"))),
+    };
+    if url.fragment().is_some() {
+        // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
+        return Err(Error::Url(format!("{raw}: fragments are not allowed")));
+    }
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let shown = match url.host() {
+        Some(url::Host::Ipv6(_)) => format!("[{host}]"),
+        _ => host.clone(),
+    };
+    let host_header = match url.port() {
+        Some(port) => format!("{shown}:{port}"),
+        None => shown,
+    };
+    let mut path = url.path().to_owned();
+    if let Some(query) = url.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    Ok(Target {
+        tls,
+        host,
+        port,
+        host_header,
+        path,
+    })
+}
+
+impl ClientBuilder {
+    /// Options for connecting to `url` (`ws://host[:port]/path?query` or `wss://…`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            config: Config::default(),
+            protocols: Vec::new(),
+            headers: HeaderMap::new(),
+            tls: None,
+            invalid_header: None,
+        }
+    }
+
+    /// Replaces the connection settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Offers a subprotocol (call again for more, in order of preference).
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Adds a request header (`Origin`, `Authorization`, `Cookie`, …).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(name), Ok(value)) => {
+                self.headers.append(name, value);
+            }
+            _ => self.invalid_header = Some(format!("{name}: {value}")),
+        }
+        self
+    }
+
+    /// Offers permessage-deflate (on by default).
+    pub fn compression(mut self, on: bool) -> Self {
+        self.config.protocol.deflate.enabled = on;
+        self
+    }
+
+    /// Uses this TLS configuration for `wss://` (default: webpki roots).
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Opens TCP (and TLS for `wss://`), then performs the handshake, all within
+    /// [`Config::handshake_timeout`].
+    pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
+        let timeout = self.config.handshake_timeout;
+        match tokio::time::timeout(timeout, self.connect_inner()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout("connect and opening handshake")),
+        }
+    }
+
+    async fn connect_inner(self) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
+        let target = parse_url(&self.url)?;
+        let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+        tcp.set_nodelay(true)?;
+        let stream = if target.tls {
+            let config = match &self.tls {
+                Some(config) => config.clone(),
+                None => tls::client_config(None)?,
+            };
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| Error::Tls(format!("server name {}: {e}", target.host)))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            MaybeTlsStream::ClientTls(Box::new(tls))
+        } else {
+            MaybeTlsStream::Plain(tcp)
+        };
+        self.handshake(stream, &target).await
+    }
+
+    /// Performs the handshake over a stream the caller opened (a proxy tunnel, a
+    /// Unix socket), for the URL given to [`ClientBuilder::new`].
+    pub async fn connect_on<S: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        stream: S,
+    ) -> Result<(WebSocket<S>, Response<()>)> {
+        let target = parse_url(&self.url)?;
+        let timeout = self.config.handshake_timeout;
+        match tokio::time::timeout(timeout, self.handshake(stream, &target)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout("opening handshake")),
+        }
+    }
+
+    async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        mut stream: S,
+        target: &Target,
+    ) -> Result<(WebSocket<S>, Response<()>)> {
+        if let Some(bad) = self.invalid_header {
+            return Err(Error::Url(format!("invalid header {bad}")));
+        }
+        let request = ClientRequest {
+            host: target.host_header.clone(),
+            path: target.path.clone(),
+            key: generate_key(rand::random()),
+            protocols: self.protocols,
+            headers: self.headers,
+            deflate: self.config.protocol.deflate.clone(),
+        };
+        let mut out = Vec::with_capacity(512);
+        build_request(&request, &mut out);
+        stream.write_all(&out).await?;
+        stream.flush().await?;
+        let max = self.config.protocol.max_header_bytes;
+        let mut buf = BytesMut::with_capacity(1024);
+        let (response, head_len) = loop {
+            if let Some(parsed) = parse_response(&buf, max)? {
+                break parsed;
+            }
+            buf.reserve(1024);
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(HandshakeError::ConnectionClosed.into());
+            }
+        };
+        buf.advance(head_len);
+        let accepted = validate_response(&response, &request)?;
+        let inflater = accepted.deflate.as_ref().map(|n| n.inflater());
+        let mut decoder = Decoder::new(Role::Client, self.config.protocol.clone(), inflater);
+        decoder.receive(&buf);
+        let (deflater, threshold) = match &accepted.deflate {
+            Some(n) => (n.deflater(), n.threshold),
+            None => (None, 0),
+        };
+        let encoder = Encoder::new(Role::Client, deflater, threshold);
+        let compressed = accepted.deflate.is_some();
+        let ws = WebSocket::from_parts(
+            stream,
+            decoder,
+            encoder,
+            &self.config,
+            accepted.protocol,
+            compressed,
+        );
+        Ok((ws, response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls_into_targets() {
+        let t = parse_url("ws://example.com/chat?room=1").unwrap();
+        assert_eq!(
+            (t.tls, t.port, t.host_header.as_str(), t.path.as_str()),
+            (false, 80, "example.com", "/chat?room=1")
+        );
+        let t = parse_url("wss://127.0.0.1:9443").unwrap();
+        assert_eq!(
+            (t.tls, t.port, t.host_header.as_str(), t.path.as_str()),
+            (true, 9443, "127.0.0.1:9443", "/")
+        );
+        let t = parse_url("ws://[::1]:8080/x").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.host_header.as_str()),
+            ("::1", "[::1]:8080")
+        );
+    }
+
+    #[test]
+    fn rejects_other_schemes_and_fragments() {
+        assert!(parse_url("http://example.com").is_err());
+        assert!(parse_url("ws://example.com/#frag").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+}

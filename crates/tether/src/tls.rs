@@ -1,0 +1,54 @@
+//! TLS configuration through rustls: server certificates from PEM, client trust
+//! from the webpki roots plus any extra CA.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::{Error, Result};
+
+fn certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &*pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Tls(format!("reading certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Tls("no certificate in PEM input".into()));
+    }
+    Ok(certs)
+}
+
+/// A server configuration from a PEM certificate chain and a PEM private key.
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>> {
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &*key_pem)
+        .map_err(|e| Error::Tls(format!("reading private key: {e}")))?
+        .ok_or_else(|| Error::Tls("no private key in PEM input".into()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs(cert_pem)?, key)
+    .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// A client configuration trusting the webpki roots and the CA certificates in
+/// `extra_ca_pem` (for private CAs and tests).
+pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca_pem {
+        for cert in certs(pem)? {
+            roots.add(cert).map_err(|e| Error::Tls(e.to_string()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,110 @@
+//! The sending half's state: encoder, outgoing buffer, close flag.
+
+use bytes::BytesMut;
+use tether_proto::{CloseFrame, Encoder, Message, ProtocolError, Role};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+
+/// Writes frames to `W`. Sending waits until the socket took the bytes, which is
+/// the backpressure: a slow peer slows its sender instead of growing a buffer.
+#[derive(Debug)]
+pub(crate) struct Writer<W> {
+    io: W,
+    encoder: Encoder,
+    buf: BytesMut,
+    high_water: usize,
+    close_sent: bool,
+    shut_down: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    pub(crate) fn new(io: W, encoder: Encoder, high_water: usize) -> Self {
+        Self {
+            io,
+            encoder,
+            buf: BytesMut::new(),
+            high_water,
+            close_sent: false,
+            shut_down: false,
+        }
+    }
+
+    pub(crate) fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    fn mask(&self) -> Option<[u8; 4]> {
+        (self.encoder.role() == Role::Client).then(rand::random::<[u8; 4]>)
+    }
+
+    /// Queues a message; writes once the queue passes the high-water mark.
+    pub(crate) async fn feed(&mut self, message: &Message) -> Result<()> {
+        if self.close_sent {
+            return Err(Error::AlreadyClosed);
+        }
+        let mask = self.mask();
+        self.encoder.encode(message, mask, &mut self.buf)?;
+        if matches!(message, Message::Close(_)) {
+            self.close_sent = true;
+        }
+        if self.buf.len() >= self.high_water {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues one frame of a fragmented message (see [`Encoder::encode_fragment`]).
+    pub(crate) async fn feed_fragment(
+        &mut self,
+        message: &Message,
+        first: bool,
+        fin: bool,
+    ) -> Result<()> {
+        if self.close_sent {
+            return Err(Error::AlreadyClosed);
+        }
+        if !message.is_data() {
+            return Err(ProtocolError::FragmentedControlFrame.into());
+        }
+        let mask = self.mask();
+        self.encoder
+            .encode_fragment(message, first, fin, mask, &mut self.buf)?;
+        if self.buf.len() >= self.high_water {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything queued and flushes the socket.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.io.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn send(&mut self, message: &Message) -> Result<()> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Sends a close frame unless one was sent already.
+    pub(crate) async fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
+        if self.close_sent {
+            return Ok(());
+        }
+        self.send(&Message::Close(frame)).await
+    }
+
+    /// Ends the TCP stream (FIN). Idempotent; errors are moot at this point.
+    pub(crate) async fn shutdown(&mut self) {
+        if !self.shut_down {
+            self.shut_down = true;
+            let _ = self.flush().await;
+            let _ = self.io.shutdown().await;
+        }
+    }
+}
