@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the test peers, checks formatting
+# and lints, runs unit, integration and interop tests, replays the fuzz corpus,
+# and runs the Autobahn TestSuite in both roles.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== unit, integration and interop tests"
+cargo test --workspace --all-targets
+
+echo "== fuzz corpus replay"
+cargo run --quiet --release -p tether-fuzz --bin replay -- fuzz/corpus
+
+echo "== Autobahn TestSuite"
+scripts/autobahn.sh
