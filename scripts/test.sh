@@ -12,7 +12,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== unit, integration and interop tests"
-cargo test --workspace --all-targets
+cargo test --workspace
 
 echo "== fuzz corpus replay"
 cargo run --quiet --release -p tether-fuzz --bin replay -- fuzz/corpus

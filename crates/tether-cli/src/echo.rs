@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tether::{Accept, Config, Message};
+use tether::{Accept, Config, DeflateConfig, Message};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Arguments of `tether echo`.
@@ -16,6 +16,10 @@ pub struct EchoArgs {
     /// Refuse permessage-deflate even when a client offers it.
     #[arg(long)]
     no_compression: bool,
+    /// Keep the deflate context across messages (both ways): better ratio on
+    /// similar messages, about 350 KiB more per connection.
+    #[arg(long)]
+    context_takeover: bool,
     /// Largest message accepted, in bytes (after decompression).
     #[arg(long, default_value_t = 64 << 20)]
     max_message_size: usize,
@@ -28,10 +32,14 @@ pub struct EchoArgs {
 }
 
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
+    let deflate = DeflateConfig::default()
+        .enabled(!args.no_compression)
+        .server_no_context_takeover(!args.context_takeover)
+        .client_no_context_takeover(!args.context_takeover);
     let config = Config::default()
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_message_size)
-        .compression(!args.no_compression);
+        .deflate(deflate);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let config = tether::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)?;

@@ -11,9 +11,9 @@ const AGENT: &str = "tether";
 async fn run_case(base: &str, case: u32) -> tether::Result<()> {
     let url = format!("{base}/runCase?case={case}&agent={AGENT}");
     // Autobahn's 9.x cases send messages up to 16 MiB. The 13.x cases let the
-    // server ask for client_no_context_takeover only if the offer hints it, so
-    // the driver offers that hint (and then honours it in every case).
-    let deflate = DeflateConfig::default().client_no_context_takeover(true);
+    // server ask for client_no_context_takeover only if the offer hints it; the
+    // default configuration does.
+    let deflate = DeflateConfig::default();
     let config = Config::default()
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)

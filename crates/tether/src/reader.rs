@@ -1,7 +1,12 @@
 //! The receiving half's state: decoder and socket reads.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use tether_proto::{Decoder, Message, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
 use crate::error::Result;
 
@@ -16,6 +21,11 @@ pub(crate) struct Reader<R> {
     decoder: Decoder,
     read_chunk: usize,
     eof: bool,
+    /// Set by the writer once our close frame is out.
+    close_sent: Arc<AtomicBool>,
+    close_timeout: Duration,
+    /// When the peer's close frame must have arrived by.
+    close_deadline: Option<Instant>,
 }
 
 /// One step of reading.
@@ -26,15 +36,26 @@ pub(crate) enum Read {
     Failed(ProtocolError),
     /// TCP ended.
     Eof,
+    /// The peer did not answer our close frame within the close timeout.
+    CloseTimedOut,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
-    pub(crate) fn new(io: R, decoder: Decoder, read_chunk: usize) -> Self {
+    pub(crate) fn new(
+        io: R,
+        decoder: Decoder,
+        read_chunk: usize,
+        close_sent: Arc<AtomicBool>,
+        close_timeout: Duration,
+    ) -> Self {
         Self {
             io,
             decoder,
             read_chunk,
             eof: false,
+            close_sent,
+            close_timeout,
+            close_deadline: None,
         }
     }
 
@@ -63,7 +84,19 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 .clamp(self.read_chunk, MAX_READ_RESERVE.max(self.read_chunk));
             let buf = self.decoder.buffer_mut();
             buf.reserve(want);
-            if self.io.read_buf(buf).await? == 0 {
+            if self.close_deadline.is_none() && self.close_sent.load(Ordering::Acquire) {
+                self.close_deadline = Some(Instant::now() + self.close_timeout);
+            }
+            let read = match self.close_deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.io.read_buf(buf)).await {
+                        Ok(read) => read?,
+                        Err(_) => return Ok(Read::CloseTimedOut),
+                    }
+                }
+                None => self.io.read_buf(buf).await?,
+            };
+            if read == 0 {
                 self.eof = true;
             }
         }

@@ -65,6 +65,10 @@ where
             writer.shutdown().await;
             Err(error.into())
         }
+        Read::CloseTimedOut => {
+            writer.shutdown().await;
+            Err(Error::Timeout("closing handshake"))
+        }
         Read::Eof => {
             writer.shutdown().await;
             if reader.close_received() {
@@ -113,9 +117,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Self {
         let role = encoder.role();
         let (read, write) = tokio::io::split(stream);
+        let writer = Writer::new(write, encoder, config.write_buffer_size);
         Self {
-            reader: Reader::new(read, decoder, config.read_chunk),
-            writer: Writer::new(write, encoder, config.write_buffer_size),
+            reader: Reader::new(
+                read,
+                decoder,
+                config.read_chunk,
+                writer.close_flag(),
+                config.close_timeout,
+            ),
+            writer,
             policy: Policy {
                 role,
                 auto_pong: config.auto_pong,

@@ -1,5 +1,8 @@
 //! The sending half's state: encoder, outgoing buffer, close flag.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use tether_proto::{CloseFrame, Encoder, Message, ProtocolError, Role};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -14,7 +17,8 @@ pub(crate) struct Writer<W> {
     encoder: Encoder,
     buf: BytesMut,
     high_water: usize,
-    close_sent: bool,
+    /// Shared with the reader, which then bounds its wait for the peer's close.
+    close_sent: Arc<AtomicBool>,
     shut_down: bool,
 }
 
@@ -25,13 +29,18 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             encoder,
             buf: BytesMut::new(),
             high_water,
-            close_sent: false,
+            close_sent: Arc::default(),
             shut_down: false,
         }
     }
 
     pub(crate) fn close_sent(&self) -> bool {
-        self.close_sent
+        self.close_sent.load(Ordering::Acquire)
+    }
+
+    /// The flag the reader watches.
+    pub(crate) fn close_flag(&self) -> Arc<AtomicBool> {
+        self.close_sent.clone()
     }
 
     fn mask(&self) -> Option<[u8; 4]> {
@@ -40,13 +49,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Queues a message; writes once the queue passes the high-water mark.
     pub(crate) async fn feed(&mut self, message: &Message) -> Result<()> {
-        if self.close_sent {
+        if self.close_sent() {
             return Err(Error::AlreadyClosed);
         }
         let mask = self.mask();
         self.encoder.encode(message, mask, &mut self.buf)?;
         if matches!(message, Message::Close(_)) {
-            self.close_sent = true;
+            self.close_sent.store(true, Ordering::Release);
         }
         if self.buf.len() >= self.high_water {
             self.flush().await?;
@@ -61,7 +70,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         first: bool,
         fin: bool,
     ) -> Result<()> {
-        if self.close_sent {
+        if self.close_sent() {
             return Err(Error::AlreadyClosed);
         }
         if !message.is_data() {
@@ -93,7 +102,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Sends a close frame unless one was sent already.
     pub(crate) async fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
-        if self.close_sent {
+        if self.close_sent() {
             return Ok(());
         }
         self.send(&Message::Close(frame)).await

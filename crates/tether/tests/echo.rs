@@ -98,7 +98,7 @@ async fn negotiates_deflate_parameters_both_ways() {
         .unwrap();
     assert_eq!(
         response.headers()["sec-websocket-extensions"],
-        "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; client_max_window_bits=10"
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; client_no_context_takeover; client_max_window_bits=10"
     );
     let text = "window ".repeat(5000);
     ws.send(text.clone()).await.unwrap();
@@ -233,4 +233,51 @@ async fn times_out_a_handshake_that_never_finishes() {
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "server kept a stalled handshake open");
+}
+
+/// A server that completes the handshake and then never answers anything.
+async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tcp.read(&mut buf).await.unwrap();
+        let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let key = request
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let accept = tether::proto::handshake::accept_key(key.as_bytes());
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn gives_up_on_a_peer_that_never_answers_the_close() {
+    let (addr, server) = silent_server().await;
+    let config = Config::default().close_timeout(Duration::from_millis(300));
+    let (ws, _) = ClientBuilder::new(format!("ws://{addr}/"))
+        .config(config)
+        .connect()
+        .await
+        .unwrap();
+    let (mut reader, writer) = ws.split();
+    writer.close(None).await.unwrap();
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(5), reader.recv())
+        .await
+        .expect("reader gave up in time");
+    assert!(matches!(result, Err(ref e) if e.is_timeout()), "{result:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    server.abort();
 }

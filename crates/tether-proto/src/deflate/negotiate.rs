@@ -201,8 +201,33 @@ pub fn client_accept(config: &DeflateConfig, header: &str) -> Result<Negotiated,
 mod tests {
     use super::*;
 
+    /// Context takeover allowed both ways, so responses carry only what was asked.
+    fn takeover() -> DeflateConfig {
+        DeflateConfig::default()
+            .server_no_context_takeover(false)
+            .client_no_context_takeover(false)
+    }
+
     fn server(header: &str) -> Option<(Negotiated, String)> {
-        server_negotiate(&DeflateConfig::default(), header)
+        server_negotiate(&takeover(), header)
+    }
+
+    #[test]
+    fn defaults_ask_for_no_context_takeover_both_ways() {
+        let (n, response) = server_negotiate(
+            &DeflateConfig::default(),
+            "permessage-deflate; client_max_window_bits",
+        )
+        .unwrap();
+        assert_eq!(
+            response,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        assert!(n.compress_no_context_takeover && n.inflate_no_context_takeover);
+        assert_eq!(
+            client_offer(&DeflateConfig::default()).unwrap(),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits"
+        );
     }
 
     #[test]
@@ -231,7 +256,7 @@ mod tests {
 
     #[test]
     fn limits_the_client_window_when_configured() {
-        let config = DeflateConfig::default()
+        let config = takeover()
             .client_max_window_bits(11)
             .client_no_context_takeover(true);
         let (n, response) =
@@ -297,7 +322,7 @@ mod tests {
 
     #[test]
     fn client_offers_and_accepts_parameters() {
-        let config = DeflateConfig::default();
+        let config = takeover();
         assert_eq!(
             client_offer(&config).unwrap(),
             "permessage-deflate; client_max_window_bits"
@@ -314,7 +339,7 @@ mod tests {
 
     #[test]
     fn client_rejects_answers_it_did_not_allow() {
-        let config = DeflateConfig::default().server_max_window_bits(10);
+        let config = takeover().server_max_window_bits(10);
         for answer in [
             "permessage-deflate; server_max_window_bits=12",
             "permessage-deflate; client_max_window_bits",

@@ -198,7 +198,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n{extra}\r\n"
         );
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
         assert!(text
-            .contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"));
+            .contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits\r\n"));
         // Our own server-side validation accepts what the client side builds.
         let (parsed, _) = super::super::parse_request(&out, 16 << 10)
             .unwrap()

@@ -412,7 +412,7 @@ Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
         let (response, negotiated) = accept_response(&offer, None, &DeflateConfig::default());
         assert_eq!(
             response.headers()["sec-websocket-extensions"],
-            "permessage-deflate"
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
         );
         assert_eq!(negotiated.unwrap().inflate_window_bits, 15);
     }
