@@ -3,6 +3,7 @@
 
 mod connect;
 mod echo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The real-time server: channels, history and recovery, presence, HTTP API.
+    Serve(serve::ServeArgs),
     /// Echo server: echoes every text and binary message on any path
     /// (used by conformance runs and benchmarks).
     Echo(echo::EchoArgs),
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Echo(args) => runtime.block_on(echo::run(args)),
         Command::Connect(args) => {
             let code = runtime.block_on(connect::run(args))?;

@@ -86,10 +86,16 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 
     /// Writes everything queued and flushes the socket.
+    ///
+    /// Cancel-safe: the buffer only ever holds bytes not yet written, so a
+    /// cancelled flush (a timeout, an aborted task) never sends a frame twice or
+    /// half; the next write continues exactly where it stopped.
     pub(crate) async fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            self.io.write_all(&self.buf).await?;
-            self.buf.clear();
+        while !self.buf.is_empty() {
+            let written = self.io.write_buf(&mut self.buf).await?;
+            if written == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
         }
         self.io.flush().await?;
         Ok(())

@@ -281,3 +281,25 @@ async fn gives_up_on_a_peer_that_never_answers_the_close() {
 
     server.abort();
 }
+
+#[tokio::test]
+async fn a_cancelled_send_leaves_the_stream_intact() {
+    use tether::{Role, WebSocket};
+    let (a, b) = tokio::io::duplex(256);
+    let config = Config::default();
+    let mut server = WebSocket::from_raw(a, Role::Server, &config);
+    let mut client = WebSocket::from_raw(b, Role::Client, &config);
+    let big = "x".repeat(10_000);
+    // Nobody reads yet: the send blocks after 256 bytes and is cancelled mid-frame.
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), server.send(big.clone())).await;
+    assert!(cancelled.is_err());
+    let reader = tokio::spawn(async move {
+        let first = client.recv().await.unwrap();
+        let second = client.recv().await.unwrap();
+        (first, second)
+    });
+    server.send("after").await.unwrap();
+    let (first, second) = reader.await.unwrap();
+    assert_eq!(first, Some(Message::text(big)));
+    assert_eq!(second, Some(Message::text("after")));
+}

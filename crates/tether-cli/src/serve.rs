@@ -1,0 +1,55 @@
+//! `tether serve`: the real-time server on the embedded in-memory hub.
+
+use std::net::SocketAddr;
+
+use tether_server::{NamespaceOptions, ServerConfig};
+use tokio::net::TcpListener;
+
+/// Arguments of `tether serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TETHER_LISTEN", default_value = tether_server::config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Publications kept per channel for history and recovery.
+    #[arg(long, env = "TETHER_HISTORY_SIZE", default_value_t = tether_server::config::DEFAULT_HISTORY_SIZE)]
+    history_size: usize,
+    /// Messages queued per connection before it is disconnected as a slow consumer.
+    #[arg(long, env = "TETHER_OUTBOUND_QUEUE", default_value_t = tether_server::config::DEFAULT_OUTBOUND_QUEUE)]
+    outbound_queue: usize,
+    /// Key the HTTP API requires (`Authorization: apikey KEY`); unset leaves it open.
+    #[arg(long, env = "TETHER_API_KEY")]
+    api_key: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::default()
+        .listen(args.listen)
+        .default_namespace(NamespaceOptions::default().history_size(args.history_size))
+        .outbound_queue(args.outbound_queue)
+        .api_key(args.api_key);
+    let listener = TcpListener::bind(config.listen).await?;
+    tether_server::run(listener, config, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,121 @@
+//! The HTTP API: publish from back ends, inspect channels, health checks.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::protocol::{ErrorBody, ErrorCode};
+use crate::server::AppState;
+
+fn error(status: StatusCode, body: ErrorBody) -> Response {
+    (status, Json(json!({ "error": body }))).into_response()
+}
+
+fn status_for(body: &ErrorBody) -> StatusCode {
+    match body.code {
+        c if c == ErrorCode::PermissionDenied as u16 => StatusCode::FORBIDDEN,
+        c if c == ErrorCode::MessageTooLarge as u16 => StatusCode::PAYLOAD_TOO_LARGE,
+        c if c == ErrorCode::NotAvailable as u16 => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Requires `Authorization: apikey KEY` when an API key is configured.
+pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given.and_then(|v| v.strip_prefix("apikey ")) != Some(key.as_str()) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::PermissionDenied.body("missing or wrong API key"),
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// Body of `POST /api/publish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    channel: String,
+    data: Box<RawValue>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// `POST /api/publish`: `{"channel": "...", "data": ...}` → `{"offset": n, "epoch": "..."}`.
+pub async fn publish(
+    State(state): State<AppState>,
+    body: Result<Json<PublishBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                ErrorCode::BadRequest.body(rejection.body_text()),
+            )
+        }
+    };
+    match state
+        .hub
+        .publish(&body.channel, body.data, body.idempotency_key)
+    {
+        Ok(published) => Json(published).into_response(),
+        Err(e) => error(status_for(&e), e),
+    }
+}
+
+/// `GET /api/channels`: channels with subscribers.
+pub async fn channels(State(state): State<AppState>) -> Response {
+    let channels: Vec<_> = state
+        .hub
+        .channels()
+        .into_iter()
+        .map(|(name, subscribers)| json!({"name": name, "subscribers": subscribers}))
+        .collect();
+    Json(json!({ "channels": channels })).into_response()
+}
+
+/// `GET /api/presence/{channel}`.
+pub async fn presence(State(state): State<AppState>, Path(channel): Path<String>) -> Response {
+    match state.hub.presence(&channel) {
+        Ok(clients) => Json(json!({ "clients": clients })).into_response(),
+        Err(e) => error(status_for(&e), e),
+    }
+}
+
+/// Query of `GET /api/history/{channel}`.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/history/{channel}?limit=N`.
+pub async fn history(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    match state.hub.history(&channel, query.limit) {
+        Ok((epoch, offset, publications)) => {
+            Json(json!({ "epoch": epoch, "offset": offset, "publications": publications }))
+                .into_response()
+        }
+        Err(e) => error(status_for(&e), e),
+    }
+}
+
+/// `GET /healthz` and `GET /readyz`.
+pub async fn healthy() -> &'static str {
+    "ok\n"
+}

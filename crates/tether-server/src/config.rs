@@ -1,0 +1,154 @@
+//! The server's configuration, with documented defaults.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default for [`ServerConfig::listen`].
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default for [`NamespaceOptions::history_size`]: publications kept per channel.
+pub const DEFAULT_HISTORY_SIZE: usize = 100;
+/// Default for [`ServerConfig::max_subscriptions`] per connection.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 128;
+/// Default for [`ServerConfig::outbound_queue`]: messages queued per connection
+/// before it counts as a slow consumer.
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+/// Default for [`ServerConfig::idempotency_window`].
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
+/// Default for [`ServerConfig::max_channel_name`], in bytes.
+pub const DEFAULT_MAX_CHANNEL_NAME: usize = 255;
+/// Default for [`ServerConfig::max_publish_size`], in bytes of JSON.
+pub const DEFAULT_MAX_PUBLISH_SIZE: usize = 64 << 10;
+
+/// Options that apply to every channel of a namespace (`chat` in `chat:lobby`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NamespaceOptions {
+    /// Publications retained per channel for history and recovery (0: none).
+    /// Default: [`DEFAULT_HISTORY_SIZE`].
+    pub history_size: usize,
+    /// Track who is subscribed and push join/leave events. Default: `true`.
+    pub presence: bool,
+    /// Whether clients may publish (otherwise only the HTTP API). Default: `true`.
+    pub client_publish: bool,
+}
+
+impl Default for NamespaceOptions {
+    fn default() -> Self {
+        Self {
+            history_size: DEFAULT_HISTORY_SIZE,
+            presence: true,
+            client_publish: true,
+        }
+    }
+}
+
+/// Everything `tether serve` can be told.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address to listen on. Default: [`DEFAULT_LISTEN`].
+    pub listen: SocketAddr,
+    /// Options for channels without a namespace, or whose namespace is not listed
+    /// in [`ServerConfig::namespaces`]. Default: [`NamespaceOptions::default`].
+    pub default_namespace: NamespaceOptions,
+    /// Options per namespace. Default: none.
+    pub namespaces: HashMap<String, NamespaceOptions>,
+    /// Channels one connection may subscribe to. Default: [`DEFAULT_MAX_SUBSCRIPTIONS`].
+    pub max_subscriptions: usize,
+    /// Messages queued for one connection before it is disconnected as a slow
+    /// consumer (close 4001, reconnect advised). Default: [`DEFAULT_OUTBOUND_QUEUE`].
+    pub outbound_queue: usize,
+    /// How long a publish idempotency key is remembered.
+    /// Default: [`DEFAULT_IDEMPOTENCY_WINDOW`].
+    pub idempotency_window: Duration,
+    /// Longest channel name. Default: [`DEFAULT_MAX_CHANNEL_NAME`].
+    pub max_channel_name: usize,
+    /// Largest published `data`, in bytes of JSON. Default: [`DEFAULT_MAX_PUBLISH_SIZE`].
+    pub max_publish_size: usize,
+    /// Key required by the HTTP API (`Authorization: apikey KEY`); `None` leaves
+    /// the API open, for local use only. Default: `None`.
+    pub api_key: Option<String>,
+    /// WebSocket settings (limits, compression, timeouts). Default:
+    /// [`tether::Config::default`] with a 1 MiB message limit.
+    pub websocket: tether::Config,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            default_namespace: NamespaceOptions::default(),
+            namespaces: HashMap::new(),
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            max_channel_name: DEFAULT_MAX_CHANNEL_NAME,
+            max_publish_size: DEFAULT_MAX_PUBLISH_SIZE,
+            api_key: None,
+            websocket: tether::Config::default()
+                .max_message_size(1 << 20)
+                .max_frame_size(1 << 20),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The options for `channel`, by its namespace (the part before the first `:`).
+    pub fn namespace_of(&self, channel: &str) -> &NamespaceOptions {
+        channel
+            .split_once(':')
+            .and_then(|(namespace, _)| self.namespaces.get(namespace))
+            .unwrap_or(&self.default_namespace)
+    }
+
+    /// Sets [`ServerConfig::listen`].
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Sets [`ServerConfig::default_namespace`].
+    pub fn default_namespace(mut self, options: NamespaceOptions) -> Self {
+        self.default_namespace = options;
+        self
+    }
+
+    /// Adds a namespace.
+    pub fn namespace(mut self, name: impl Into<String>, options: NamespaceOptions) -> Self {
+        self.namespaces.insert(name.into(), options);
+        self
+    }
+
+    /// Sets [`ServerConfig::outbound_queue`].
+    pub fn outbound_queue(mut self, messages: usize) -> Self {
+        self.outbound_queue = messages;
+        self
+    }
+
+    /// Sets [`ServerConfig::api_key`].
+    pub fn api_key(mut self, key: Option<String>) -> Self {
+        self.api_key = key;
+        self
+    }
+}
+
+impl NamespaceOptions {
+    /// Sets [`NamespaceOptions::history_size`].
+    pub fn history_size(mut self, size: usize) -> Self {
+        self.history_size = size;
+        self
+    }
+
+    /// Sets [`NamespaceOptions::presence`].
+    pub fn presence(mut self, on: bool) -> Self {
+        self.presence = on;
+        self
+    }
+
+    /// Sets [`NamespaceOptions::client_publish`].
+    pub fn client_publish(mut self, on: bool) -> Self {
+        self.client_publish = on;
+        self
+    }
+}

@@ -1,0 +1,143 @@
+//! One channel's state: offsets, epoch, retained history, subscribers, and the
+//! idempotency keys of recent publishes.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::outbox::{ClientId, Outbox};
+
+/// A retained publication.
+#[derive(Debug, Clone)]
+pub(crate) struct Retained {
+    pub(crate) offset: u64,
+    pub(crate) data: Box<RawValue>,
+}
+
+/// Channel state, guarded by the hub's per-channel lock.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    /// Changes whenever history is lost (here: the channel was created anew).
+    pub(crate) epoch: String,
+    /// Offset of the newest publication (0 before the first).
+    pub(crate) offset: u64,
+    pub(crate) history: VecDeque<Retained>,
+    pub(crate) subscribers: HashMap<ClientId, Outbox>,
+    idempotency: HashMap<String, (u64, Instant)>,
+}
+
+impl Channel {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: new_epoch(),
+            offset: 0,
+            history: VecDeque::new(),
+            subscribers: HashMap::new(),
+            idempotency: HashMap::new(),
+        }
+    }
+
+    /// The offset a publish with `key` got before, if within `window`.
+    pub(crate) fn seen_key(&mut self, key: &str, window: Duration) -> Option<u64> {
+        let now = Instant::now();
+        // Expire old keys lazily, so the map stays bounded by the publish rate.
+        if self.idempotency.len() > 64 {
+            self.idempotency
+                .retain(|_, (_, at)| now.duration_since(*at) < window);
+        }
+        match self.idempotency.get(key) {
+            Some((offset, at)) if now.duration_since(*at) < window => Some(*offset),
+            _ => None,
+        }
+    }
+
+    /// Assigns the next offset, retains the publication, remembers its key.
+    pub(crate) fn append(
+        &mut self,
+        data: Box<RawValue>,
+        key: Option<String>,
+        history_size: usize,
+    ) -> u64 {
+        self.offset += 1;
+        if history_size > 0 {
+            self.history.push_back(Retained {
+                offset: self.offset,
+                data,
+            });
+            while self.history.len() > history_size {
+                self.history.pop_front();
+            }
+        }
+        if let Some(key) = key {
+            self.idempotency.insert(key, (self.offset, Instant::now()));
+        }
+        self.offset
+    }
+
+    /// Publications after `offset`, if history still holds all of them.
+    pub(crate) fn since(&self, offset: u64) -> Option<Vec<Retained>> {
+        if offset > self.offset {
+            return None;
+        }
+        if offset == self.offset {
+            return Some(Vec::new());
+        }
+        let first = self.history.front()?.offset;
+        if first > offset + 1 {
+            return None;
+        }
+        Some(
+            self.history
+                .iter()
+                .filter(|p| p.offset > offset)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Sends `frame` to every subscriber but `except`.
+    pub(crate) fn broadcast(&self, frame: &Bytes, except: Option<&ClientId>) {
+        for (client, outbox) in &self.subscribers {
+            if Some(client) != except {
+                outbox.push(frame.clone());
+            }
+        }
+    }
+}
+
+fn new_epoch() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: u64) -> Box<RawValue> {
+        RawValue::from_string(n.to_string()).unwrap()
+    }
+
+    #[test]
+    fn recovers_only_while_history_covers_the_gap() {
+        let mut channel = Channel::new();
+        for n in 1..=5 {
+            channel.append(data(n), None, 3);
+        }
+        assert_eq!(channel.since(5).unwrap().len(), 0);
+        let missed: Vec<u64> = channel.since(2).unwrap().iter().map(|p| p.offset).collect();
+        assert_eq!(missed, [3, 4, 5]);
+        assert!(channel.since(1).is_none(), "publication 2 is gone");
+        assert!(channel.since(9).is_none(), "a position from the future");
+    }
+
+    #[test]
+    fn remembers_idempotency_keys_within_the_window() {
+        let mut channel = Channel::new();
+        let offset = channel.append(data(1), Some("k".into()), 10);
+        assert_eq!(channel.seen_key("k", Duration::from_secs(60)), Some(offset));
+        assert_eq!(channel.seen_key("k", Duration::ZERO), None);
+        assert_eq!(channel.seen_key("other", Duration::from_secs(60)), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! tether's real-time server: channels with offsets, history and recovery,
+//! presence, a JSON wire protocol over WebSocket, and an HTTP API.
+//!
+//! # Layout
+//! - [`protocol`]: the wire types (requests, replies, pushes, error and disconnect codes).
+//! - [`hub`]: channels, subscribers, history, presence; fan-out of shared frames.
+//! - [`session`]: one client's requests and subscriptions, whatever the transport.
+//! - [`transport`]: the WebSocket transport (SSE and long-polling will join it).
+//! - [`api`]: HTTP publish and inspection endpoints, health checks.
+//! - [`server`]: the router and the serve loop.
+//! - [`config`]: settings and their defaults.
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod hub;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod transport;
+
+pub use config::{NamespaceOptions, ServerConfig};
+pub use server::{router, run, AppState};

@@ -1,0 +1,459 @@
+//! The server over real sockets: pub/sub, recovery, idempotency, bad requests,
+//! the HTTP API, slow consumers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tether::{MaybeTlsStream, Message, WebSocket};
+use tether_server::{NamespaceOptions, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start(config: ServerConfig) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        tether_server::run(listener, config, std::future::pending())
+            .await
+            .unwrap();
+    });
+    Server { addr, task }
+}
+
+/// A protocol client that sorts replies from pushes.
+struct Client {
+    ws: WebSocket<MaybeTlsStream>,
+    next_id: u64,
+    pushes: std::collections::VecDeque<Value>,
+}
+
+impl Client {
+    async fn connect(server: &Server) -> Self {
+        let url = format!("ws://{}/connection/websocket", server.addr);
+        let (ws, _) = tether::connect(&url).await.unwrap();
+        Self {
+            ws,
+            next_id: 0,
+            pushes: Default::default(),
+        }
+    }
+
+    async fn next_value(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.ws.recv())
+                .await
+                .expect("message in time")
+                .unwrap()
+                .expect("connection open");
+            if let Message::Text(text) = message {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    }
+
+    /// Sends a request and returns its reply; pushes that arrive first are kept.
+    async fn call(&mut self, mut request: Value) -> Value {
+        self.next_id += 1;
+        request["id"] = json!(self.next_id);
+        self.ws.send(request.to_string()).await.unwrap();
+        self.reply_to(self.next_id).await
+    }
+
+    async fn reply_to(&mut self, id: u64) -> Value {
+        loop {
+            let value = self.next_value().await;
+            if value.get("push").is_some() {
+                self.pushes.push_back(value);
+            } else {
+                assert_eq!(value["id"], json!(id), "reply out of order: {value}");
+                return value;
+            }
+        }
+    }
+
+    /// The next push, from the kept ones first.
+    async fn push(&mut self) -> Value {
+        match self.pushes.pop_front() {
+            Some(push) => push,
+            None => self.next_value().await,
+        }
+    }
+
+    /// The next publication push, skipping join/leave.
+    async fn publication(&mut self) -> Value {
+        loop {
+            let push = self.push().await;
+            if push["push"] == "publication" {
+                return push;
+            }
+        }
+    }
+}
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, Value) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn delivers_publications_with_increasing_offsets() {
+    let server = start(ServerConfig::default()).await;
+    let mut subscriber = Client::connect(&server).await;
+    let mut publisher = Client::connect(&server).await;
+    let reply = subscriber
+        .call(json!({"op": "subscribe", "channel": "scores:match-42"}))
+        .await;
+    assert_eq!(reply["result"]["offset"], 0);
+    for n in 1..=3 {
+        let ack = publisher
+            .call(json!({"op": "publish", "channel": "scores:match-42", "data": {"home": n}}))
+            .await;
+        assert_eq!(ack["result"]["offset"], n);
+        let push = subscriber.publication().await;
+        assert_eq!(
+            push,
+            json!({"push": "publication", "channel": "scores:match-42", "offset": n, "data": {"home": n}})
+        );
+    }
+}
+
+#[tokio::test]
+async fn fans_out_to_500_subscribers_in_order() {
+    let server = start(ServerConfig::default()).await;
+    let mut subscribers = Vec::new();
+    for _ in 0..500 {
+        let mut client = Client::connect(&server).await;
+        client
+            .call(json!({"op": "subscribe", "channel": "feed"}))
+            .await;
+        subscribers.push(client);
+    }
+    let mut publisher = Client::connect(&server).await;
+    const COUNT: u64 = 20;
+    for n in 1..=COUNT {
+        publisher
+            .call(json!({"op": "publish", "channel": "feed", "data": n}))
+            .await;
+    }
+    let checks = subscribers.into_iter().map(|mut client| {
+        tokio::spawn(async move {
+            for n in 1..=COUNT {
+                let push = client.publication().await;
+                assert_eq!(
+                    (push["offset"].as_u64(), push["data"].as_u64()),
+                    (Some(n), Some(n))
+                );
+            }
+        })
+    });
+    for check in checks {
+        check.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn recovers_exactly_the_missed_publications() {
+    let server = start(ServerConfig::default()).await;
+    let mut client = Client::connect(&server).await;
+    let reply = client
+        .call(json!({"op": "subscribe", "channel": "chat:lobby"}))
+        .await;
+    let epoch = reply["result"]["epoch"].as_str().unwrap().to_owned();
+    let mut publisher = Client::connect(&server).await;
+    for n in 1..=3 {
+        publisher
+            .call(json!({"op": "publish", "channel": "chat:lobby", "data": n}))
+            .await;
+    }
+    for n in 1..=3 {
+        assert_eq!(client.publication().await["offset"], n);
+    }
+    drop(client); // a lost connection
+    for n in 4..=6 {
+        publisher
+            .call(json!({"op": "publish", "channel": "chat:lobby", "data": n}))
+            .await;
+    }
+    let mut back = Client::connect(&server).await;
+    let reply = back
+        .call(json!({"op": "subscribe", "channel": "chat:lobby", "recover": {"offset": 3, "epoch": epoch}}))
+        .await;
+    assert_eq!(reply["result"]["recovered"], true);
+    let offsets: Vec<u64> = reply["result"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [4, 5, 6]);
+    publisher
+        .call(json!({"op": "publish", "channel": "chat:lobby", "data": 7}))
+        .await;
+    assert_eq!(back.publication().await["offset"], 7);
+}
+
+#[tokio::test]
+async fn says_not_recovered_when_history_no_longer_covers_the_gap() {
+    let config =
+        ServerConfig::default().default_namespace(NamespaceOptions::default().history_size(2));
+    let server = start(config).await;
+    let mut publisher = Client::connect(&server).await;
+    let first = publisher
+        .call(json!({"op": "publish", "channel": "c", "data": 1}))
+        .await;
+    let epoch = first["result"]["epoch"].as_str().unwrap().to_owned();
+    for n in 2..=6 {
+        publisher
+            .call(json!({"op": "publish", "channel": "c", "data": n}))
+            .await;
+    }
+    let mut client = Client::connect(&server).await;
+    let reply = client
+        .call(json!({"op": "subscribe", "channel": "c", "recover": {"offset": 1, "epoch": epoch}}))
+        .await;
+    assert_eq!(reply["result"]["recovered"], false);
+    assert_eq!(reply["result"]["offset"], 6);
+    let mut other = Client::connect(&server).await;
+    let reply = other
+        .call(
+            json!({"op": "subscribe", "channel": "c", "recover": {"offset": 6, "epoch": "stale"}}),
+        )
+        .await;
+    assert_eq!(
+        reply["result"]["recovered"], false,
+        "a different epoch cannot be recovered"
+    );
+}
+
+#[tokio::test]
+async fn delivers_an_idempotent_publish_once() {
+    let server = start(ServerConfig::default()).await;
+    let mut subscriber = Client::connect(&server).await;
+    subscriber
+        .call(json!({"op": "subscribe", "channel": "orders"}))
+        .await;
+    let mut publisher = Client::connect(&server).await;
+    let mut offsets = Vec::new();
+    for _ in 0..3 {
+        let ack = publisher
+            .call(json!({"op": "publish", "channel": "orders", "data": {"id": 9}, "idempotency_key": "order-9"}))
+            .await;
+        offsets.push(ack["result"]["offset"].as_u64().unwrap());
+    }
+    assert_eq!(offsets, [1, 1, 1]);
+    publisher
+        .call(json!({"op": "publish", "channel": "orders", "data": "next"}))
+        .await;
+    assert_eq!(subscriber.publication().await["offset"], 1);
+    assert_eq!(
+        subscriber.publication().await["data"],
+        "next",
+        "the retries were not delivered"
+    );
+}
+
+#[tokio::test]
+async fn answers_malformed_requests_and_stays_up() {
+    let server = start(ServerConfig::default()).await;
+    let mut client = Client::connect(&server).await;
+    client.ws.send("{not json").await.unwrap();
+    let reply = client.next_value().await;
+    assert_eq!(
+        (reply["id"].clone(), reply["error"]["code"].clone()),
+        (json!(0), json!(100))
+    );
+    let reply = client.call(json!({"op": "teleport"})).await;
+    assert_eq!(reply["error"]["code"], 101);
+    let reply = client.call(json!({"op": "subscribe"})).await;
+    assert_eq!(reply["error"]["code"], 100);
+    let reply = client
+        .call(json!({"op": "subscribe", "channel": "has space"}))
+        .await;
+    assert_eq!(reply["error"]["code"], 102);
+    client
+        .ws
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(client.next_value().await["error"]["code"], 110);
+    let reply = client.call(json!({"op": "ping"})).await;
+    assert_eq!(reply["result"], json!({}));
+}
+
+#[tokio::test]
+async fn tracks_presence_with_join_and_leave() {
+    let server = start(ServerConfig::default()).await;
+    let mut alice = Client::connect(&server).await;
+    alice
+        .call(json!({"op": "subscribe", "channel": "room"}))
+        .await;
+    let mut bob = Client::connect(&server).await;
+    bob.call(json!({"op": "subscribe", "channel": "room"}))
+        .await;
+    let join = alice.push().await;
+    assert_eq!(join["push"], "join");
+    let presence = alice
+        .call(json!({"op": "presence", "channel": "room"}))
+        .await;
+    assert_eq!(presence["result"]["clients"].as_array().unwrap().len(), 2);
+    drop(bob);
+    let leave = alice.push().await;
+    assert_eq!(
+        (leave["push"].clone(), leave["client"].clone()),
+        (json!("leave"), join["client"].clone())
+    );
+}
+
+#[tokio::test]
+async fn http_api_publish_reaches_websocket_subscribers() {
+    let server = start(ServerConfig::default().api_key(Some("secret".into()))).await;
+    let mut client = Client::connect(&server).await;
+    client
+        .call(json!({"op": "subscribe", "channel": "news"}))
+        .await;
+    let body = r#"{"channel":"news","data":{"headline":"tether ships"}}"#;
+    let (status, _) = http(server.addr, "POST", "/api/publish", body, "").await;
+    assert_eq!(status, 401, "the API key is required");
+    let (status, reply) = http(
+        server.addr,
+        "POST",
+        "/api/publish",
+        body,
+        "Authorization: apikey secret\r\n",
+    )
+    .await;
+    assert_eq!((status, reply["offset"].clone()), (200, json!(1)));
+    assert_eq!(
+        client.publication().await["data"]["headline"],
+        "tether ships"
+    );
+    let (status, _) = http(
+        server.addr,
+        "POST",
+        "/api/publish",
+        "{oops",
+        "Authorization: apikey secret\r\n",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, history) = http(
+        server.addr,
+        "GET",
+        "/api/history/news",
+        "",
+        "Authorization: apikey secret\r\n",
+    )
+    .await;
+    assert_eq!((status, history["offset"].clone()), (200, json!(1)));
+    let (status, _) = http(server.addr, "GET", "/healthz", "", "").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn disconnects_a_slow_consumer_without_delaying_others() {
+    let mut config = ServerConfig::default().outbound_queue(16);
+    // Long enough for the goodbye to wait until the slow client reads again below.
+    config.websocket = config
+        .websocket
+        .clone()
+        .close_timeout(Duration::from_secs(60));
+    let server = start(config).await;
+    // The slow client subscribes and then stops reading. A small receive buffer
+    // keeps the kernel (which autotunes up to 32 MiB here) from absorbing it all.
+    let slow_url = format!("ws://{}/connection/websocket", server.addr);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    // Uncompressed, or the repetitive payload would shrink to nothing on the wire.
+    let (mut slow, _) = tether::ClientBuilder::new(slow_url)
+        .compression(false)
+        .connect_on(tcp)
+        .await
+        .unwrap();
+    slow.send(r#"{"id":1,"op":"subscribe","channel":"firehose"}"#)
+        .await
+        .unwrap();
+    let mut fast = Client::connect(&server).await;
+    fast.call(json!({"op": "subscribe", "channel": "firehose"}))
+        .await;
+    let mut publisher = Client::connect(&server).await;
+    let big = "x".repeat(16 << 10);
+    const COUNT: u64 = 1000;
+    let reader = tokio::spawn(async move {
+        for n in 1..=COUNT {
+            assert_eq!(fast.publication().await["offset"], n);
+        }
+    });
+    for _ in 1..=COUNT {
+        publisher
+            .call(json!({"op": "publish", "channel": "firehose", "data": big}))
+            .await;
+    }
+    // The slow client wakes up: it reads its backlog, then the disconnect advice
+    // and a 4001 close frame.
+    let mut advice = None;
+    let mut code = None;
+    let mut received = 0;
+    let drain = async {
+        loop {
+            let message = match slow.recv().await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(e) => panic!("slow client failed after {received} messages: {e}"),
+            };
+            received += 1;
+            match message {
+                Message::Text(text) if text.contains("\"disconnect\"") => {
+                    advice = Some(text.to_string())
+                }
+                Message::Close(Some(frame)) => code = Some(frame.code.0),
+                _ => {}
+            }
+        }
+    };
+    let drained = tokio::time::timeout(Duration::from_secs(30), drain).await;
+    assert!(
+        drained.is_ok(),
+        "slow client still reading after 30 s ({received} messages)"
+    );
+    assert_eq!(code, Some(4001));
+    let advice: Value = serde_json::from_str(&advice.expect("disconnect push")).unwrap();
+    assert_eq!(
+        (advice["code"].clone(), advice["reconnect"].clone()),
+        (json!(4001), json!(true))
+    );
+    tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("fast subscriber kept up")
+        .unwrap();
+}
