@@ -2,16 +2,22 @@
 # Installs what the tests need on a fresh machine, inside the repository:
 #   - Python peers (kosoku for Autobahn, websockets for interop) in target/venv
 #   - Node peer (ws) in tests/interop/node/node_modules
+#   - Debian's chromium and Playwright (playwright-core) in tests/e2e/node_modules
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v python3 >/dev/null || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+missing=()
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv nodejs npm >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "python3, node and npm are required" >&2
+    echo "missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
     exit 1
   fi
 fi
@@ -27,4 +33,7 @@ fi
 if [ ! -d tests/interop/node/node_modules/ws ]; then
   (cd tests/interop/node && npm install --no-package-lock --no-audit --no-fund --silent)
 fi
-echo "test peers installed: $(target/venv/bin/kosoku --help >/dev/null && echo kosoku), websockets $(target/venv/bin/python -c 'import websockets; print(websockets.__version__)'), ws $(node -p 'require("./tests/interop/node/node_modules/ws/package.json").version')"
+if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+  (cd tests/e2e && npm install --no-package-lock --no-audit --no-fund --silent)
+fi
+echo "test peers installed: $(target/venv/bin/kosoku --help >/dev/null && echo kosoku), websockets $(target/venv/bin/python -c 'import websockets; print(websockets.__version__)'), ws $(node -p 'require("./tests/interop/node/node_modules/ws/package.json").version'), playwright-core $(node -p 'require("./tests/e2e/node_modules/playwright-core/package.json").version'), $(/usr/bin/chromium --version 2>/dev/null)"

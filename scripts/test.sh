@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the test peers, checks formatting
 # and lints, runs unit, integration and interop tests, replays the fuzz corpus,
-# and runs the Autobahn TestSuite in both roles.
+# runs the browser tests, and the Autobahn TestSuite in both roles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,9 @@ cargo test --workspace
 
 echo "== fuzz corpus replay"
 cargo run --quiet --release -p tether-fuzz --bin replay -- fuzz/corpus
+
+echo "== browser tests (Playwright + Chromium)"
+scripts/e2e.sh
 
 echo "== Autobahn TestSuite"
 scripts/autobahn.sh

@@ -7,6 +7,7 @@
 //! - [`session`]: one client's requests and subscriptions, whatever the transport.
 //! - [`transport`]: the WebSocket transport (SSE and long-polling will join it).
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
+//! - [`demo`]: the embedded demo page (chat and live leaderboard).
 //! - [`server`]: the router and the serve loop.
 //! - [`config`]: settings and their defaults.
 
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod config;
+pub mod demo;
 pub mod hub;
 pub mod protocol;
 pub mod server;

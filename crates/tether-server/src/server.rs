@@ -7,10 +7,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::api;
 use crate::config::ServerConfig;
 use crate::hub::Hub;
 use crate::transport;
+use crate::{api, demo};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -33,6 +33,9 @@ pub fn router(state: AppState) -> Router {
             api::require_key,
         ));
     Router::new()
+        .route("/", get(demo::index))
+        .route("/app.js", get(demo::app))
+        .route("/style.css", get(demo::style))
         .route("/connection/websocket", get(transport::websocket::upgrade))
         .route("/healthz", get(api::healthy))
         .route("/readyz", get(api::healthy))

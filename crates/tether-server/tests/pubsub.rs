@@ -457,3 +457,23 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
         .expect("fast subscriber kept up")
         .unwrap();
 }
+
+#[tokio::test]
+async fn serves_the_embedded_demo() {
+    let server = start(ServerConfig::default()).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    tcp.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("text/html") && page.contains("/app.js"));
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut script = String::new();
+    tcp.read_to_string(&mut script).await.unwrap();
+    assert!(script.contains("/connection/websocket"));
+}
