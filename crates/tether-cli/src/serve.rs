@@ -20,6 +20,14 @@ pub struct ServeArgs {
     /// Key the HTTP API requires (`Authorization: apikey KEY`); unset leaves it open.
     #[arg(long, env = "TETHER_API_KEY")]
     api_key: Option<String>,
+    /// Origin allowed to open WebSocket connections (repeatable, or comma-separated
+    /// in the environment); others get 403. None given: every origin is allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "TETHER_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -27,7 +35,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .listen(args.listen)
         .default_namespace(NamespaceOptions::default().history_size(args.history_size))
         .outbound_queue(args.outbound_queue)
-        .api_key(args.api_key);
+        .api_key(args.api_key)
+        .allowed_origins(args.allowed_origins);
     let listener = TcpListener::bind(config.listen).await?;
     tether_server::run(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");

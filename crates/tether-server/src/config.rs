@@ -19,6 +19,15 @@ pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CHANNEL_NAME: usize = 255;
 /// Default for [`ServerConfig::max_publish_size`], in bytes of JSON.
 pub const DEFAULT_MAX_PUBLISH_SIZE: usize = 64 << 10;
+/// Default for [`ServerConfig::ping_interval`]: well under the 60 s idle cut-off
+/// of common proxies and load balancers.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Default for [`ServerConfig::pong_timeout`].
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ServerConfig::shutdown_timeout`].
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ServerConfig::reconnect_window`].
+pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
 
 /// Options that apply to every channel of a namespace (`chat` in `chat:lobby`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +78,23 @@ pub struct ServerConfig {
     /// Key required by the HTTP API (`Authorization: apikey KEY`); `None` leaves
     /// the API open, for local use only. Default: `None`.
     pub api_key: Option<String>,
+    /// Origins allowed to open WebSocket connections (`https://app.example.com`);
+    /// others are refused with 403, the defence against Cross-Site WebSocket
+    /// Hijacking. Requests without `Origin` (non-browser clients) are allowed.
+    /// Empty allows every origin. Default: empty.
+    pub allowed_origins: Vec<String>,
+    /// How often the server pings each connection. Default: [`DEFAULT_PING_INTERVAL`].
+    pub ping_interval: Duration,
+    /// A connection silent (no pong, no message) for `ping_interval + pong_timeout`
+    /// is closed and leaves its channels. Default: [`DEFAULT_PONG_TIMEOUT`].
+    pub pong_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long queued messages may take to flush before the
+    /// process exits anyway. Default: [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
+    /// On shutdown each client is told to wait a random delay below this before
+    /// reconnecting, so a deploy does not cause a reconnect storm.
+    /// Default: [`DEFAULT_RECONNECT_WINDOW`].
+    pub reconnect_window: Duration,
     /// WebSocket settings (limits, compression, timeouts). Default:
     /// [`tether::Config::default`] with a 1 MiB message limit.
     pub websocket: tether::Config,
@@ -86,6 +112,11 @@ impl Default for ServerConfig {
             max_channel_name: DEFAULT_MAX_CHANNEL_NAME,
             max_publish_size: DEFAULT_MAX_PUBLISH_SIZE,
             api_key: None,
+            allowed_origins: Vec::new(),
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            reconnect_window: DEFAULT_RECONNECT_WINDOW,
             websocket: tether::Config::default()
                 .max_message_size(1 << 20)
                 .max_frame_size(1 << 20),
@@ -124,6 +155,40 @@ impl ServerConfig {
     pub fn outbound_queue(mut self, messages: usize) -> Self {
         self.outbound_queue = messages;
         self
+    }
+
+    /// Sets [`ServerConfig::allowed_origins`].
+    pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.allowed_origins = origins;
+        self
+    }
+
+    /// Sets [`ServerConfig::ping_interval`] and [`ServerConfig::pong_timeout`].
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.ping_interval = interval;
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::shutdown_timeout`] and [`ServerConfig::reconnect_window`].
+    pub fn shutdown(mut self, timeout: Duration, reconnect_window: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self.reconnect_window = reconnect_window;
+        self
+    }
+
+    /// Whether a browser page from `origin` may connect.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(origin) => {
+                self.allowed_origins.is_empty()
+                    || self
+                        .allowed_origins
+                        .iter()
+                        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+            }
+        }
     }
 
     /// Sets [`ServerConfig::api_key`].

@@ -200,6 +200,10 @@ pub enum Push<'a> {
         reason: &'a str,
         /// Whether the client should reconnect.
         reconnect: bool,
+        /// Wait this long before reconnecting (spreads a server restart's
+        /// reconnections over a window).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reconnect_after_ms: Option<u64>,
     },
 }
 
@@ -274,6 +278,8 @@ pub enum DisconnectCode {
     Shutdown = 4000,
     /// 4001: the client could not keep up; it should reconnect and recover.
     SlowConsumer = 4001,
+    /// 4002: no pong or message within the heartbeat timeout.
+    NoPong = 4002,
     /// 4500: the client broke the protocol repeatedly.
     BadProtocol = 4500,
 }

@@ -1,16 +1,19 @@
 //! Wiring: the router, shared state, and the serve loop with graceful shutdown.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
 
+use crate::api;
 use crate::config::ServerConfig;
+use crate::demo;
 use crate::hub::Hub;
 use crate::transport;
-use crate::{api, demo};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -19,9 +22,70 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Channels and subscribers.
     pub hub: Arc<Hub>,
+    /// Turns `true` when the server begins shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Live sessions, so shutdown can wait for them to flush.
+    pub sessions: Arc<Sessions>,
 }
 
-/// The HTTP routes: WebSocket endpoint, API, health.
+/// A count of live sessions that shutdown can wait on.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a running session; dropping it ends the session's count.
+#[derive(Debug)]
+pub struct SessionGuard(Arc<Sessions>);
+
+impl Sessions {
+    /// Counts a new session until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> SessionGuard {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        SessionGuard(self.clone())
+    }
+
+    /// Sessions currently running.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    async fn all_closed(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.live() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl AppState {
+    /// Fresh state for `config`, with the sender that starts shutdown.
+    pub fn new(config: ServerConfig) -> (Self, watch::Sender<bool>) {
+        let config = Arc::new(config);
+        let (stop, shutdown) = watch::channel(false);
+        let state = Self {
+            hub: Arc::new(Hub::new(config.clone())),
+            config,
+            shutdown,
+            sessions: Arc::default(),
+        };
+        (state, stop)
+    }
+}
+
+/// The HTTP routes: demo, WebSocket endpoint, API, health.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/publish", post(api::publish))
@@ -38,27 +102,46 @@ pub fn router(state: AppState) -> Router {
         .route("/style.css", get(demo::style))
         .route("/connection/websocket", get(transport::websocket::upgrade))
         .route("/healthz", get(api::healthy))
-        .route("/readyz", get(api::healthy))
+        .route("/readyz", get(api::ready))
         .merge(api)
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` resolves.
+/// Serves on `listener` until `shutdown` resolves. Then it stops accepting, tells
+/// every client to go (close 1001 with a jittered reconnect delay) after flushing
+/// what is queued for it, and returns once all sessions ended or
+/// [`ServerConfig::shutdown_timeout`] passed.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let config = Arc::new(config);
-    let state = AppState {
-        hub: Arc::new(Hub::new(config.clone())),
-        config,
-    };
+    let (state, stop) = AppState::new(config);
     tracing::info!(
         "tether serve listening on http://{}",
         listener.local_addr()?
     );
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let sessions = state.sessions.clone();
+    let timeout = state.config.shutdown_timeout;
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(signal)
+        .await?;
+    let live = sessions.live();
+    if live > 0 {
+        tracing::info!(live, "waiting for sessions to close");
+        if tokio::time::timeout(timeout, sessions.all_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                live = sessions.live(),
+                "shutdown timeout: dropping remaining sessions"
+            );
+        }
+    }
+    Ok(())
 }

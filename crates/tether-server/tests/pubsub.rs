@@ -477,3 +477,117 @@ async fn serves_the_embedded_demo() {
     tcp.read_to_string(&mut script).await.unwrap();
     assert!(script.contains("/connection/websocket"));
 }
+
+#[tokio::test]
+async fn refuses_a_foreign_origin_with_403() {
+    let config = ServerConfig::default().allowed_origins(vec!["http://app.example".into()]);
+    let server = start(config).await;
+    let url = format!("ws://{}/connection/websocket", server.addr);
+    let refused = tether::ClientBuilder::new(&url)
+        .header("Origin", "http://evil.example")
+        .connect()
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(tether::Error::Handshake(
+                tether::HandshakeError::UnexpectedStatus(403)
+            ))
+        ),
+        "{refused:?}"
+    );
+    let allowed = tether::ClientBuilder::new(&url)
+        .header("Origin", "http://app.example")
+        .connect()
+        .await;
+    assert!(allowed.is_ok());
+}
+
+#[tokio::test]
+async fn drops_a_dead_connection_and_its_presence() {
+    let config =
+        ServerConfig::default().heartbeat(Duration::from_millis(200), Duration::from_millis(200));
+    let server = start(config).await;
+    let mut watcher = Client::connect(&server).await;
+    watcher
+        .call(json!({"op": "subscribe", "channel": "room"}))
+        .await;
+    // This client subscribes and then never reads again, so it never answers a ping.
+    let mut dead = Client::connect(&server).await;
+    dead.call(json!({"op": "subscribe", "channel": "room"}))
+        .await;
+    assert_eq!(watcher.push().await["push"], "join");
+    let started = std::time::Instant::now();
+    let leave = watcher.push().await;
+    assert_eq!(leave["push"], "leave");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The watcher itself answers pings (it is reading), so it stays.
+    let presence = watcher
+        .call(json!({"op": "presence", "channel": "room"}))
+        .await;
+    assert_eq!(presence["result"]["clients"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn rejects_an_oversize_message_with_1009() {
+    let server = start(ServerConfig::default()).await;
+    let mut client = Client::connect(&server).await;
+    let huge = "x".repeat(2 << 20);
+    let _ = client
+        .ws
+        .send(format!(
+            r#"{{"id":1,"op":"publish","channel":"c","data":"{huge}"}}"#
+        ))
+        .await;
+    match client.ws.recv().await {
+        Ok(Some(Message::Close(Some(frame)))) => assert_eq!(frame.code.0, 1009),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn shuts_down_with_1001_and_a_jittered_reconnect_delay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig::default().shutdown(Duration::from_secs(5), Duration::from_secs(3));
+    let server = tokio::spawn(async move {
+        tether_server::run(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let url = format!("ws://{addr}/connection/websocket");
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let (mut ws, _) = tether::connect(&url).await.unwrap();
+        ws.send(r#"{"id":1,"op":"subscribe","channel":"c"}"#)
+            .await
+            .unwrap();
+        ws.recv().await.unwrap();
+        clients.push(ws);
+    }
+    stop.send(()).unwrap();
+    for mut ws in clients {
+        let mut advice = None;
+        let mut code = None;
+        while let Ok(Some(message)) = ws.recv().await {
+            match message {
+                Message::Text(text) if text.contains("disconnect") => {
+                    advice = Some(text.to_string())
+                }
+                Message::Close(Some(frame)) => code = Some(frame.code.0),
+                _ => {}
+            }
+        }
+        assert_eq!(code, Some(1001));
+        let advice: Value = serde_json::from_str(&advice.expect("disconnect push")).unwrap();
+        assert_eq!(advice["code"], 4000);
+        assert!(advice["reconnect_after_ms"].as_u64().unwrap() < 3000);
+    }
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stopped")
+        .unwrap()
+        .unwrap();
+}

@@ -115,7 +115,17 @@ pub async fn history(
     }
 }
 
-/// `GET /healthz` and `GET /readyz`.
+/// `GET /healthz`: the process is up.
 pub async fn healthy() -> &'static str {
     "ok\n"
+}
+
+/// `GET /readyz`: 200 while accepting connections, 503 once shutdown began, so
+/// a load balancer stops sending new clients.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if *state.shutdown.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
 }

@@ -1,10 +1,13 @@
-//! The WebSocket transport: upgrade inside axum, then one reader loop and one
-//! writer task per connection.
+//! The WebSocket transport: upgrade inside axum (with the Origin check), then one
+//! reader loop and one writer task per connection, with heartbeats and graceful
+//! shutdown.
+
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use tether::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use tether::{CloseCode, CloseFrame, HandshakeError, Message, Utf8Bytes, WebSocket, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::hub::Outbox;
@@ -12,8 +15,30 @@ use crate::protocol::{DisconnectCode, Push};
 use crate::server::AppState;
 use crate::session::Session;
 
+fn refuse(error: HandshakeError) -> Response {
+    tracing::debug!(%error, "refused WebSocket handshake");
+    tether::proto::handshake::reject_response(&error).map(Body::from)
+}
+
 /// `GET /connection/websocket`.
 pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
+    let origin = request
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if !state.config.origin_allowed(origin) {
+        let reason = format!("origin {} is not allowed", origin.unwrap_or_default());
+        return refuse(HandshakeError::Refused {
+            status: 403,
+            reason,
+        });
+    }
+    if *state.shutdown.borrow() {
+        return refuse(HandshakeError::Refused {
+            status: 503,
+            reason: "shutting down".into(),
+        });
+    }
     match tether::upgrade(&mut request, &state.config.websocket, None) {
         Ok((response, pending)) => {
             tokio::spawn(async move {
@@ -24,10 +49,37 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             });
             response.map(|()| Body::empty())
         }
-        Err(e) => {
-            tracing::debug!(error = %e, "refused WebSocket handshake");
-            tether::proto::handshake::reject_response(&e).map(Body::from)
-        }
+        Err(e) => refuse(e),
+    }
+}
+
+fn disconnect_push(code: DisconnectCode, reason: &str, after: Option<Duration>) -> String {
+    let push = Push::Disconnect {
+        code: code as u16,
+        reason,
+        reconnect: code.reconnect(),
+        reconnect_after_ms: after.map(|d| d.as_millis() as u64),
+    };
+    serde_json::to_string(&push).expect("push serialises")
+}
+
+/// Sends a last text and a close frame, bounded by `timeout` (the socket may be
+/// full of a slow reader's backlog).
+async fn goodbye<S>(writer: &WsWriter<S>, text: String, close: CloseFrame, timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let bye = async {
+        let _ = writer.send(text).await;
+        let _ = writer.close(Some(close)).await;
+    };
+    let _ = tokio::time::timeout(timeout, bye).await;
+}
+
+/// Resolves once shutdown has begun; never, if nobody can start it any more.
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -36,12 +88,14 @@ pub async fn serve<S>(ws: WebSocket<S>, state: AppState)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (outbox, mut queue, overflow) = Outbox::new(state.config.outbound_queue);
+    let _live = state.sessions.enter();
+    let config = state.config.clone();
+    let (outbox, mut queue, overflow) = Outbox::new(config.outbound_queue);
     let (mut reader, writer) = ws.split();
-    let mut session = Session::new(state.hub.clone(), state.config.clone(), outbox);
+    let mut session = Session::new(state.hub.clone(), config.clone(), outbox);
     tracing::debug!(client = session.id(), "connection open");
     let drain = writer.clone();
-    let writer_task = tokio::spawn(async move {
+    let mut writer_task = tokio::spawn(async move {
         // Drain the queue in batches: one flush per burst, not per message.
         while let Some(frame) = queue.recv().await {
             let mut next = Some(frame);
@@ -59,33 +113,63 @@ where
             }
         }
     });
+    let mut shutdown = state.shutdown.clone();
+    let mut heartbeat = tokio::time::interval(config.ping_interval);
+    heartbeat.tick().await;
+    let mut last_heard = Instant::now();
+    let close_timeout = config.websocket.close_timeout;
     let reason = loop {
         tokio::select! {
-            message = reader.recv() => match message {
-                Ok(Some(Message::Text(text))) => session.handle_text(&text).await,
-                Ok(Some(Message::Binary(_))) => session.handle_binary().await,
-                Ok(Some(Message::Close(frame))) => break format!("closed by client: {frame:?}"),
-                Ok(Some(_)) => {}
-                Ok(None) => break "connection ended".to_owned(),
-                Err(e) => break format!("connection failed: {e}"),
-            },
+            message = reader.recv() => {
+                last_heard = Instant::now();
+                match message {
+                    Ok(Some(Message::Text(text))) => session.handle_text(&text).await,
+                    Ok(Some(Message::Binary(_))) => session.handle_binary().await,
+                    Ok(Some(Message::Close(frame))) => break format!("closed by client: {frame:?}"),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break "connection ended".to_owned(),
+                    Err(e) => break format!("connection failed: {e}"),
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > config.ping_interval + config.pong_timeout {
+                    writer_task.abort();
+                    let code = DisconnectCode::NoPong;
+                    let close = CloseFrame::new(code as u16, "no pong");
+                    goodbye(&writer, disconnect_push(code, "no pong", None), close, close_timeout).await;
+                    break "no pong within the heartbeat timeout".to_owned();
+                }
+                let _ = writer.send(Message::Ping(bytes::Bytes::new())).await;
+            }
             _ = overflow.wait() => {
                 // The queue is full: stop writing it and tell the client to come back.
                 writer_task.abort();
                 let code = DisconnectCode::SlowConsumer;
-                let push = Push::Disconnect { code: code as u16, reason: "slow consumer", reconnect: code.reconnect() };
-                let text = serde_json::to_string(&push).expect("push serialises");
-                let bye = async {
-                    let _ = writer.send(text).await;
-                    let _ = writer.close(Some(CloseFrame::new(code as u16, "slow consumer"))).await;
-                };
-                // The socket may still be full of the backlog: give a slow (not dead)
-                // reader the close timeout to reach the goodbye.
-                let _ = tokio::time::timeout(state.config.websocket.close_timeout, bye).await;
+                let close = CloseFrame::new(code as u16, "slow consumer");
+                goodbye(&writer, disconnect_push(code, "slow consumer", None), close, close_timeout).await;
                 break "slow consumer".to_owned();
+            }
+            _ = stopping(&mut shutdown) => {
+                // Leave the channels first, so nothing new is queued, then let the
+                // writer flush what is queued before saying goodbye.
+                session.end();
+                let window = config.reconnect_window.as_millis().max(1) as u64;
+                let after = Duration::from_millis(rand::random::<u64>() % window);
+                let push = disconnect_push(DisconnectCode::Shutdown, "server shutting down", Some(after));
+                drop(session);
+                let flushed = tokio::time::timeout(config.shutdown_timeout, &mut writer_task).await;
+                if flushed.is_err() {
+                    writer_task.abort();
+                }
+                let close = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
+                goodbye(&writer, push, close, close_timeout).await;
+                // Wait briefly for the client's close frame, so it sees a clean close.
+                let _ = tokio::time::timeout(close_timeout, async { while let Ok(Some(_)) = reader.recv().await {} }).await;
+                tracing::debug!("connection closed: server shutting down");
+                return;
             }
         }
     };
-    session.end();
+    writer_task.abort();
     tracing::debug!(client = session.id(), %reason, "connection closed");
 }

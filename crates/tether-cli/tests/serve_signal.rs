@@ -1,0 +1,83 @@
+//! `tether serve` as a process: SIGTERM closes every client with 1001 and the
+//! process exits 0.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tether::Message;
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_with_1001_and_exits_0() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Child(
+        Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("ws://127.0.0.1:{port}/connection/websocket");
+    let mut clients = Vec::new();
+    for attempt in 0.. {
+        match tether::connect(&url).await {
+            Ok((ws, _)) => {
+                clients.push(ws);
+                if clients.len() == 3 {
+                    break;
+                }
+            }
+            Err(_) if attempt < 100 => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for mut ws in clients {
+        let mut code = None;
+        let read = async {
+            while let Ok(Some(message)) = ws.recv().await {
+                if let Message::Close(Some(frame)) = message {
+                    code = Some(frame.code.0);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("closed in time");
+        assert_eq!(code, Some(1001));
+    }
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = server.0.wait();
+        (status, server)
+    });
+    let (status, _server) = tokio::time::timeout(Duration::from_secs(15), exit)
+        .await
+        .expect("exited in time")
+        .unwrap();
+    assert!(
+        status.unwrap().success(),
+        "tether serve exits 0 after SIGTERM"
+    );
+}
