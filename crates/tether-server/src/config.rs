@@ -26,6 +26,10 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ServerConfig::shutdown_timeout`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ServerConfig::rate_limit`]: requests per second per connection.
+pub const DEFAULT_RATE_LIMIT: f64 = 1000.0;
+/// Default for [`ServerConfig::rate_burst`].
+pub const DEFAULT_RATE_BURST: u32 = 2000;
 /// Default for [`ServerConfig::reconnect_window`].
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
 
@@ -88,6 +92,13 @@ pub struct ServerConfig {
     /// A connection silent (no pong, no message) for `ping_interval + pong_timeout`
     /// is closed and leaves its channels. Default: [`DEFAULT_PONG_TIMEOUT`].
     pub pong_timeout: Duration,
+    /// Requests per second a connection may make, steady state; over it a request
+    /// is refused with error 109, and a client that goes on past a second burst
+    /// is closed with 1008. Default: [`DEFAULT_RATE_LIMIT`].
+    pub rate_limit: f64,
+    /// Requests a connection may make at once above the steady rate.
+    /// Default: [`DEFAULT_RATE_BURST`].
+    pub rate_burst: u32,
     /// On SIGTERM/SIGINT, how long queued messages may take to flush before the
     /// process exits anyway. Default: [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
@@ -115,6 +126,8 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            rate_burst: DEFAULT_RATE_BURST,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
             websocket: tether::Config::default()
@@ -167,6 +180,13 @@ impl ServerConfig {
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.ping_interval = interval;
         self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::rate_limit`] and [`ServerConfig::rate_burst`].
+    pub fn rate_limit(mut self, per_second: f64, burst: u32) -> Self {
+        self.rate_limit = per_second;
+        self.rate_burst = burst;
         self
     }
 

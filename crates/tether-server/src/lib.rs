@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`protocol`]: the wire types (requests, replies, pushes, error and disconnect codes).
 //! - [`hub`]: channels, subscribers, history, presence; fan-out of shared frames.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`ratelimit`]: the per-connection token bucket.
 //! - [`session`]: one client's requests and subscriptions, whatever the transport.
 //! - [`transport`]: the WebSocket transport (SSE and long-polling will join it).
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
@@ -17,7 +19,9 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod hub;
+pub mod metrics;
 pub mod protocol;
+pub mod ratelimit;
 pub mod server;
 pub mod session;
 pub mod transport;

@@ -13,6 +13,7 @@ use crate::api;
 use crate::config::ServerConfig;
 use crate::demo;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::transport;
 
 /// What every handler shares.
@@ -26,6 +27,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Live sessions, so shutdown can wait for them to flush.
     pub sessions: Arc<Sessions>,
+    /// Counters, gauges and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A count of live sessions that shutdown can wait on.
@@ -75,11 +78,14 @@ impl AppState {
     pub fn new(config: ServerConfig) -> (Self, watch::Sender<bool>) {
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(config.clone(), metrics.clone()));
         let state = Self {
-            hub: Arc::new(Hub::new(config.clone())),
+            hub,
             config,
             shutdown,
             sessions: Arc::default(),
+            metrics,
         };
         (state, stop)
     }
@@ -103,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connection/websocket", get(transport::websocket::upgrade))
         .route("/healthz", get(api::healthy))
         .route("/readyz", get(api::ready))
+        .route("/metrics", get(api::metrics))
         .merge(api)
         .with_state(state)
 }

@@ -12,8 +12,18 @@ use serde_json::json;
 use crate::config::ServerConfig;
 use crate::hub::{ClientId, Hub, Outbox};
 use crate::protocol::{Command, ErrorBody, ErrorCode, Reply, Request};
+use crate::ratelimit::TokenBucket;
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+/// What the transport should do after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep the connection.
+    Continue,
+    /// Close it with this WebSocket close code and reason.
+    Close(u16, &'static str),
+}
 
 /// One connected client.
 #[derive(Debug)]
@@ -23,6 +33,9 @@ pub struct Session {
     config: Arc<ServerConfig>,
     outbox: Outbox,
     subscriptions: HashSet<String>,
+    bucket: TokenBucket,
+    /// Requests refused in a row by the rate limit.
+    refused: u32,
 }
 
 fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> Bytes {
@@ -45,12 +58,15 @@ impl Session {
     /// A session whose outgoing frames go to `outbox`.
     pub fn new(hub: Arc<Hub>, config: Arc<ServerConfig>, outbox: Outbox) -> Self {
         let id: ClientId = format!("c{}", NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)).into();
+        let bucket = TokenBucket::new(config.rate_limit, config.rate_burst);
         Self {
             id,
             hub,
             config,
             outbox,
             subscriptions: HashSet::new(),
+            bucket,
+            refused: 0,
         }
     }
 
@@ -59,21 +75,55 @@ impl Session {
         &self.id
     }
 
+    /// Applies the rate limit to one incoming frame: `Err` holds the verdict for a
+    /// refused one (error 109, or a close with 1008 once the client has ignored a
+    /// whole burst of refusals).
+    async fn admit(&mut self, id: u64) -> Result<(), Verdict> {
+        if self.bucket.take() {
+            self.refused = 0;
+            return Ok(());
+        }
+        self.refused += 1;
+        self.hub.metrics().rate_limited.inc();
+        if self.refused > self.config.rate_burst {
+            return Err(Verdict::Close(1008, "rate limit exceeded"));
+        }
+        let error = ErrorCode::RateLimited.body(format!(
+            "over {} requests per second",
+            self.config.rate_limit
+        ));
+        self.send(reply_frame::<()>(id, Err(error))).await;
+        Err(Verdict::Continue)
+    }
+
     /// Handles one text frame: exactly one reply is queued for it.
-    pub async fn handle_text(&mut self, text: &str) {
-        match Request::parse(text) {
+    pub async fn handle_text(&mut self, text: &str) -> Verdict {
+        let request = Request::parse(text);
+        let id = match &request {
+            Ok(request) => request.id,
+            Err(bad) => bad.id,
+        };
+        if let Err(verdict) = self.admit(id).await {
+            return verdict;
+        }
+        match request {
             Ok(request) => self.handle(request).await,
             Err(bad) => {
                 tracing::debug!(client = %self.id, code = bad.error.code, "bad request");
                 self.send(reply_frame::<()>(bad.id, Err(bad.error))).await;
             }
         }
+        Verdict::Continue
     }
 
     /// Answers a binary frame, which the protocol does not use.
-    pub async fn handle_binary(&mut self) {
+    pub async fn handle_binary(&mut self) -> Verdict {
+        if let Err(verdict) = self.admit(0).await {
+            return verdict;
+        }
         let error = ErrorCode::BinaryNotSupported.body("send JSON in text frames");
         self.send(reply_frame::<()>(0, Err(error))).await;
+        Verdict::Continue
     }
 
     async fn send(&self, frame: Bytes) {

@@ -381,7 +381,10 @@ async fn http_api_publish_reaches_websocket_subscribers() {
 
 #[tokio::test]
 async fn disconnects_a_slow_consumer_without_delaying_others() {
-    let mut config = ServerConfig::default().outbound_queue(16);
+    // The publisher is not what this test limits.
+    let mut config = ServerConfig::default()
+        .outbound_queue(16)
+        .rate_limit(1e6, 1 << 20);
     // Long enough for the goodbye to wait until the slow client reads again below.
     config.websocket = config
         .websocket
@@ -590,4 +593,118 @@ async fn shuts_down_with_1001_and_a_jittered_reconnect_delay() {
         .expect("server stopped")
         .unwrap()
         .unwrap();
+}
+
+/// Checks the exposition format line by line: `# HELP`/`# TYPE`/`# EOF` comments,
+/// and `name{labels} value` samples with a numeric value.
+fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut samples = std::collections::HashMap::new();
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+    for line in text.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line == "# EOF",
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("sample without value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+#[tokio::test]
+async fn exposes_prometheus_metrics() {
+    let server =
+        start(ServerConfig::default().allowed_origins(vec!["http://ok.example".into()])).await;
+    let mut client = Client::connect(&server).await;
+    client
+        .call(json!({"op": "subscribe", "channel": "m"}))
+        .await;
+    client
+        .call(json!({"op": "publish", "channel": "m", "data": 1}))
+        .await;
+    client.publication().await;
+    let url = format!("ws://{}/connection/websocket", server.addr);
+    let _ = tether::ClientBuilder::new(&url)
+        .header("Origin", "http://evil.example")
+        .connect()
+        .await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    let samples = parse_metrics(body);
+    assert_eq!(samples["tether_connections"], 1.0);
+    assert_eq!(samples["tether_subscriptions"], 1.0);
+    assert_eq!(samples["tether_publications_total"], 1.0);
+    assert!(samples["tether_messages_in_total"] >= 2.0);
+    assert!(samples["tether_messages_out_total"] >= 3.0);
+    assert_eq!(
+        samples["tether_rejected_handshakes_total{reason=\"origin\"}"],
+        1.0
+    );
+    assert_eq!(samples["tether_fanout_seconds_count"], 1.0);
+}
+
+#[tokio::test]
+async fn refuses_a_flood_with_109_then_closes_with_1008() {
+    let server = start(ServerConfig::default().rate_limit(5.0, 5)).await;
+    let mut client = Client::connect(&server).await;
+    for id in 1..=40 {
+        if client
+            .ws
+            .send(format!(r#"{{"id":{id},"op":"ping"}}"#))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (mut ok, mut limited, mut code) = (0, 0, None);
+    let read = async {
+        loop {
+            let message = match client.ws.recv().await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(e) => panic!("connection failed instead of closing: {e}"),
+            };
+            match message {
+                Message::Text(text) => {
+                    let reply: Value = serde_json::from_str(&text).unwrap();
+                    match reply["error"]["code"].as_u64() {
+                        Some(109) => limited += 1,
+                        None => ok += 1,
+                        other => panic!("unexpected error {other:?}"),
+                    }
+                }
+                Message::Close(Some(frame)) => code = Some(frame.code.0),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("closed in time");
+    assert_eq!(ok, 5, "the burst is served");
+    assert!(limited >= 1, "then requests are refused with 109");
+    assert_eq!(code, Some(1008), "and a client that keeps going is closed");
 }

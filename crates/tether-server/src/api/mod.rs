@@ -120,6 +120,18 @@ pub async fn healthy() -> &'static str {
     "ok\n"
 }
 
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
 /// `GET /readyz`: 200 while accepting connections, 503 once shutdown began, so
 /// a load balancer stops sending new clients.
 pub async fn ready(State(state): State<AppState>) -> Response {

@@ -97,13 +97,16 @@ impl Channel {
         )
     }
 
-    /// Sends `frame` to every subscriber but `except`.
-    pub(crate) fn broadcast(&self, frame: &Bytes, except: Option<&ClientId>) {
+    /// Queues `frame` for every subscriber but `except`; returns how many queues
+    /// were full (those subscribers are being disconnected as slow consumers).
+    pub(crate) fn broadcast(&self, frame: &Bytes, except: Option<&ClientId>) -> u64 {
+        let mut dropped = 0;
         for (client, outbox) in &self.subscribers {
-            if Some(client) != except {
-                outbox.push(frame.clone());
+            if Some(client) != except && !outbox.push(frame.clone()) {
+                dropped += 1;
             }
         }
+        dropped
     }
 }
 

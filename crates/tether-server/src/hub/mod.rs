@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 pub use outbox::{ClientId, Outbox, Overflow};
 
 use crate::config::ServerConfig;
+use crate::metrics::Metrics;
 use crate::protocol::{ErrorBody, ErrorCode, Publication, Push, Reply};
 use channel::Channel;
 
@@ -51,6 +52,7 @@ pub struct Published {
 #[derive(Debug)]
 pub struct Hub {
     config: Arc<ServerConfig>,
+    metrics: Arc<Metrics>,
     // A std Mutex: critical sections are short and never await.
     channels: Mutex<HashMap<String, Arc<Mutex<Channel>>>>,
 }
@@ -61,11 +63,17 @@ fn frame<T: Serialize>(value: &T) -> Bytes {
 
 impl Hub {
     /// An empty hub.
-    pub fn new(config: Arc<ServerConfig>) -> Self {
+    pub fn new(config: Arc<ServerConfig>, metrics: Arc<Metrics>) -> Self {
         Self {
             config,
+            metrics,
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Checks a channel name: non-empty, bounded, printable ASCII without spaces.
@@ -125,7 +133,13 @@ impl Hub {
             data: &data,
         });
         let offset = state.append(data, key, history_size);
-        state.broadcast(&bytes, None);
+        let started = std::time::Instant::now();
+        let dropped = state.broadcast(&bytes, None);
+        self.metrics
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.publications.inc();
+        self.metrics.queue_drops.inc_by(dropped);
         Ok(Published {
             offset,
             epoch: state.epoch.clone(),
@@ -181,6 +195,7 @@ impl Hub {
             state.broadcast(&frame(&Push::Join { channel, client }), None);
         }
         state.subscribers.insert(client.clone(), outbox.clone());
+        self.metrics.subscriptions.inc();
         Ok(())
     }
 
@@ -193,6 +208,7 @@ impl Hub {
         if state.subscribers.remove(client).is_none() {
             return Err(ErrorCode::NotSubscribed.body(channel));
         }
+        self.metrics.subscriptions.dec();
         if self.config.namespace_of(channel).presence {
             state.broadcast(&frame(&Push::Leave { channel, client }), None);
         }

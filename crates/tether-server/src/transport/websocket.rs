@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::hub::Outbox;
 use crate::protocol::{DisconnectCode, Push};
 use crate::server::AppState;
-use crate::session::Session;
+use crate::session::{Session, Verdict};
 
 fn refuse(error: HandshakeError) -> Response {
     tracing::debug!(%error, "refused WebSocket handshake");
@@ -27,6 +27,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
         .get(http::header::ORIGIN)
         .and_then(|v| v.to_str().ok());
     if !state.config.origin_allowed(origin) {
+        state.metrics.reject("origin");
         let reason = format!("origin {} is not allowed", origin.unwrap_or_default());
         return refuse(HandshakeError::Refused {
             status: 403,
@@ -34,6 +35,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
         });
     }
     if *state.shutdown.borrow() {
+        state.metrics.reject("shutting_down");
         return refuse(HandshakeError::Refused {
             status: 503,
             reason: "shutting down".into(),
@@ -49,7 +51,10 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             });
             response.map(|()| Body::empty())
         }
-        Err(e) => refuse(e),
+        Err(e) => {
+            state.metrics.reject("bad_handshake");
+            refuse(e)
+        }
     }
 }
 
@@ -76,6 +81,19 @@ where
     let _ = tokio::time::timeout(timeout, bye).await;
 }
 
+/// Decrements the open-connection gauge when the session ends, however it ends.
+struct OpenConnection(std::sync::Arc<crate::metrics::Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
+}
+
+fn scopeguard(metrics: std::sync::Arc<crate::metrics::Metrics>) -> OpenConnection {
+    OpenConnection(metrics)
+}
+
 /// Resolves once shutdown has begun; never, if nobody can start it any more.
 async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     if shutdown.wait_for(|stopping| *stopping).await.is_err() {
@@ -89,12 +107,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _live = state.sessions.enter();
+    let metrics = state.metrics.clone();
+    metrics.connections.inc();
+    metrics.connections_total.inc();
+    let _open = scopeguard(metrics.clone());
     let config = state.config.clone();
     let (outbox, mut queue, overflow) = Outbox::new(config.outbound_queue);
     let (mut reader, writer) = ws.split();
     let mut session = Session::new(state.hub.clone(), config.clone(), outbox);
     tracing::debug!(client = session.id(), "connection open");
     let drain = writer.clone();
+    let out = metrics.clone();
     let mut writer_task = tokio::spawn(async move {
         // Drain the queue in batches: one flush per burst, not per message.
         while let Some(frame) = queue.recv().await {
@@ -102,6 +125,8 @@ where
             while let Some(frame) = next.take() {
                 // Frames are serde_json output, so always UTF-8.
                 if let Ok(text) = Utf8Bytes::try_from(frame) {
+                    out.messages_out.inc();
+                    out.bytes_out.inc_by(text.len() as u64);
                     if drain.feed(Message::Text(text)).await.is_err() {
                         return;
                     }
@@ -118,23 +143,36 @@ where
     heartbeat.tick().await;
     let mut last_heard = Instant::now();
     let close_timeout = config.websocket.close_timeout;
+    let mut close_after_flush = None;
     let reason = loop {
         tokio::select! {
             message = reader.recv() => {
                 last_heard = Instant::now();
-                match message {
+                if let Ok(Some(message)) = &message {
+                    if message.is_data() {
+                        metrics.messages_in.inc();
+                        metrics.bytes_in.inc_by(message.len() as u64);
+                    }
+                }
+                let verdict = match message {
                     Ok(Some(Message::Text(text))) => session.handle_text(&text).await,
                     Ok(Some(Message::Binary(_))) => session.handle_binary().await,
                     Ok(Some(Message::Close(frame))) => break format!("closed by client: {frame:?}"),
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => Verdict::Continue,
                     Ok(None) => break "connection ended".to_owned(),
                     Err(e) => break format!("connection failed: {e}"),
+                };
+                if let Verdict::Close(code, reason) = verdict {
+                    metrics.disconnect(code);
+                    close_after_flush = Some(CloseFrame::new(code, reason));
+                    break reason.to_owned();
                 }
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > config.ping_interval + config.pong_timeout {
                     writer_task.abort();
                     let code = DisconnectCode::NoPong;
+                    metrics.disconnect(code as u16);
                     let close = CloseFrame::new(code as u16, "no pong");
                     goodbye(&writer, disconnect_push(code, "no pong", None), close, close_timeout).await;
                     break "no pong within the heartbeat timeout".to_owned();
@@ -145,6 +183,7 @@ where
                 // The queue is full: stop writing it and tell the client to come back.
                 writer_task.abort();
                 let code = DisconnectCode::SlowConsumer;
+                metrics.disconnect(code as u16);
                 let close = CloseFrame::new(code as u16, "slow consumer");
                 goodbye(&writer, disconnect_push(code, "slow consumer", None), close, close_timeout).await;
                 break "slow consumer".to_owned();
@@ -170,6 +209,27 @@ where
             }
         }
     };
-    writer_task.abort();
-    tracing::debug!(client = session.id(), %reason, "connection closed");
+    let client = session.id().to_owned();
+    match close_after_flush {
+        Some(frame) => {
+            // Deliver the replies already queued (the refusals that explain the
+            // close), then close: leaving the channels lets the queue run dry.
+            drop(session);
+            if tokio::time::timeout(close_timeout, &mut writer_task)
+                .await
+                .is_err()
+            {
+                writer_task.abort();
+            }
+            let _ = tokio::time::timeout(close_timeout, writer.close(Some(frame))).await;
+            // Read (and discard) until the client's close frame: dropping the socket
+            // with unread input would reset it and could lose our close frame.
+            let _ = tokio::time::timeout(close_timeout, async {
+                while let Ok(Some(_)) = reader.recv().await {}
+            })
+            .await;
+        }
+        None => writer_task.abort(),
+    }
+    tracing::debug!(%client, %reason, "connection closed");
 }

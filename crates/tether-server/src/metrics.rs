@@ -1,0 +1,175 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format. One
+//! registry per server (no globals), so tests can run several servers at once.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Label for rejected handshakes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why: `origin`, `shutting_down`, `bad_handshake`, `too_many_connections`.
+    pub reason: String,
+}
+
+/// Label for disconnects the server initiates.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The disconnect code, e.g. `4001`.
+    pub code: String,
+}
+
+/// Every metric the server keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_total: Counter,
+    /// Active channel subscriptions.
+    pub subscriptions: Gauge,
+    /// Frames received from clients.
+    pub messages_in: Counter,
+    /// Bytes of frames received from clients (payload).
+    pub bytes_in: Counter,
+    /// Frames sent to clients.
+    pub messages_out: Counter,
+    /// Bytes of frames sent to clients (payload).
+    pub bytes_out: Counter,
+    /// Publications accepted.
+    pub publications: Counter,
+    /// Messages dropped because a connection's queue was full.
+    pub queue_drops: Counter,
+    /// Connections closed by the server, by disconnect code.
+    pub disconnects: Family<CodeLabel, Counter>,
+    /// Handshakes refused, by reason.
+    pub rejected_handshakes: Family<ReasonLabel, Counter>,
+    /// Requests refused by the rate limit.
+    pub rate_limited: Counter,
+    /// Seconds to queue one publication for every subscriber.
+    pub fanout_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tether");
+        let metrics = Self {
+            connections: Gauge::default(),
+            connections_total: Counter::default(),
+            subscriptions: Gauge::default(),
+            messages_in: Counter::default(),
+            bytes_in: Counter::default(),
+            messages_out: Counter::default(),
+            bytes_out: Counter::default(),
+            publications: Counter::default(),
+            queue_drops: Counter::default(),
+            disconnects: Family::default(),
+            rejected_handshakes: Family::default(),
+            rate_limited: Counter::default(),
+            // 1 µs to ~1 s, doubling.
+            fanout_seconds: Histogram::new((0..21).map(|i| 1e-6 * 2f64.powi(i))),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections accepted",
+            metrics.connections_total.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Active channel subscriptions",
+            metrics.subscriptions.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Frames received from clients",
+            metrics.messages_in.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Payload bytes received from clients",
+            metrics.bytes_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Frames sent to clients",
+            metrics.messages_out.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Payload bytes sent to clients",
+            metrics.bytes_out.clone(),
+        );
+        registry.register(
+            "publications",
+            "Publications accepted",
+            metrics.publications.clone(),
+        );
+        registry.register(
+            "queue_drops",
+            "Messages dropped on a full connection queue",
+            metrics.queue_drops.clone(),
+        );
+        registry.register(
+            "disconnects",
+            "Connections closed by the server, by code",
+            metrics.disconnects.clone(),
+        );
+        registry.register(
+            "rejected_handshakes",
+            "Handshakes refused, by reason",
+            metrics.rejected_handshakes.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by the rate limit",
+            metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "fanout_seconds",
+            "Seconds to queue one publication for every subscriber",
+            metrics.fanout_seconds.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a refused handshake.
+    pub fn reject(&self, reason: &str) {
+        self.rejected_handshakes
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a server-initiated disconnect.
+    pub fn disconnect(&self, code: u16) {
+        self.disconnects
+            .get_or_create(&CodeLabel {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
