@@ -1,6 +1,9 @@
 //! `tether serve`: the real-time server on the embedded in-memory hub.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tether_server::auth::AuthConfig;
 
 use tether_server::{NamespaceOptions, ServerConfig};
 use tokio::net::TcpListener;
@@ -28,10 +31,36 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
+    /// Shared secret for HS256 client tokens.
+    #[arg(long, env = "TETHER_JWT_HMAC_SECRET")]
+    jwt_hmac_secret: Option<String>,
+    /// PEM file with the RSA public key for RS256 client tokens.
+    #[arg(long, env = "TETHER_JWT_RSA_PUBLIC_KEY")]
+    jwt_rsa_public_key: Option<PathBuf>,
+    /// PEM file with the P-256 public key for ES256 client tokens.
+    #[arg(long, env = "TETHER_JWT_EC_PUBLIC_KEY")]
+    jwt_ec_public_key: Option<PathBuf>,
+    /// Let clients without a token in (the default only when no key is given).
+    #[arg(long, env = "TETHER_ALLOW_ANONYMOUS")]
+    allow_anonymous: Option<bool>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut auth = AuthConfig::default();
+    if let Some(secret) = args.jwt_hmac_secret {
+        auth = auth.hmac_secret(secret);
+    }
+    if let Some(path) = &args.jwt_rsa_public_key {
+        auth = auth.rsa_public_key_pem(std::fs::read_to_string(path)?);
+    }
+    if let Some(path) = &args.jwt_ec_public_key {
+        auth = auth.ec_public_key_pem(std::fs::read_to_string(path)?);
+    }
+    if let Some(allowed) = args.allow_anonymous {
+        auth = auth.allow_anonymous(allowed);
+    }
     let config = ServerConfig::default()
+        .auth(auth)
         .listen(args.listen)
         .default_namespace(NamespaceOptions::default().history_size(args.history_size))
         .outbound_queue(args.outbound_queue)

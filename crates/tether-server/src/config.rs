@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::AuthConfig;
+
 /// Default for [`ServerConfig::listen`].
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default for [`NamespaceOptions::history_size`]: publications kept per channel.
@@ -106,6 +108,9 @@ pub struct ServerConfig {
     /// reconnecting, so a deploy does not cause a reconnect storm.
     /// Default: [`DEFAULT_RECONNECT_WINDOW`].
     pub reconnect_window: Duration,
+    /// Token verification and anonymous access. Default: [`AuthConfig::default`]
+    /// (no keys, anonymous clients allowed).
+    pub auth: AuthConfig,
     /// WebSocket settings (limits, compression, timeouts). Default:
     /// [`tether::Config::default`] with a 1 MiB message limit.
     pub websocket: tether::Config,
@@ -126,6 +131,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
+            auth: AuthConfig::default(),
             rate_limit: DEFAULT_RATE_LIMIT,
             rate_burst: DEFAULT_RATE_BURST,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -209,6 +215,12 @@ impl ServerConfig {
                         .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
             }
         }
+    }
+
+    /// Sets [`ServerConfig::auth`].
+    pub fn auth(mut self, auth: AuthConfig) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Sets [`ServerConfig::api_key`].

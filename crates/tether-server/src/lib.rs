@@ -8,6 +8,7 @@
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`session`]: one client's requests and subscriptions, whatever the transport.
 //! - [`transport`]: the WebSocket transport (SSE and long-polling will join it).
+//! - [`auth`]: JWT verification and channel claims.
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
 //! - [`demo`]: the embedded demo page (chat and live leaderboard).
 //! - [`server`]: the router and the serve loop.
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod hub;

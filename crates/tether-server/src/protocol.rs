@@ -256,6 +256,9 @@ pub enum ErrorCode {
     RateLimited = 109,
     /// 110: binary frames are not part of the protocol.
     BinaryNotSupported = 110,
+    /// 111: a token is required, or the one given is malformed, expired or
+    /// wrongly signed.
+    Unauthorized = 111,
 }
 
 impl ErrorCode {

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::api;
+use crate::auth::{KeyError, Verifier};
 use crate::config::ServerConfig;
 use crate::demo;
 use crate::hub::Hub;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Counters, gauges and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Token verification.
+    pub verifier: Arc<Verifier>,
 }
 
 /// A count of live sessions that shutdown can wait on.
@@ -74,8 +77,10 @@ impl Drop for SessionGuard {
 }
 
 impl AppState {
-    /// Fresh state for `config`, with the sender that starts shutdown.
-    pub fn new(config: ServerConfig) -> (Self, watch::Sender<bool>) {
+    /// Fresh state for `config`, with the sender that starts shutdown. Fails when
+    /// a configured verification key cannot be read.
+    pub fn new(config: ServerConfig) -> Result<(Self, watch::Sender<bool>), KeyError> {
+        let verifier = Arc::new(Verifier::new(&config.auth)?);
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
@@ -86,8 +91,9 @@ impl AppState {
             shutdown,
             sessions: Arc::default(),
             metrics,
+            verifier,
         };
-        (state, stop)
+        Ok((state, stop))
     }
 }
 
@@ -123,7 +129,7 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (state, stop) = AppState::new(config);
+    let (state, stop) = AppState::new(config).map_err(std::io::Error::other)?;
     tracing::info!(
         "tether serve listening on http://{}",
         listener.local_addr()?

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::auth::{Identity, Verifier};
 use crate::config::ServerConfig;
 use crate::hub::{ClientId, Hub, Outbox};
 use crate::protocol::{Command, ErrorBody, ErrorCode, Reply, Request};
@@ -36,6 +37,8 @@ pub struct Session {
     bucket: TokenBucket,
     /// Requests refused in a row by the rate limit.
     refused: u32,
+    verifier: Arc<Verifier>,
+    identity: Option<Identity>,
 }
 
 fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> Bytes {
@@ -56,7 +59,12 @@ fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> Bytes {
 
 impl Session {
     /// A session whose outgoing frames go to `outbox`.
-    pub fn new(hub: Arc<Hub>, config: Arc<ServerConfig>, outbox: Outbox) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        config: Arc<ServerConfig>,
+        verifier: Arc<Verifier>,
+        outbox: Outbox,
+    ) -> Self {
         let id: ClientId = format!("c{}", NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)).into();
         let bucket = TokenBucket::new(config.rate_limit, config.rate_burst);
         Self {
@@ -67,6 +75,8 @@ impl Session {
             subscriptions: HashSet::new(),
             bucket,
             refused: 0,
+            verifier,
+            identity: None,
         }
     }
 
@@ -130,10 +140,49 @@ impl Session {
         let _ = self.outbox.reply(frame).await;
     }
 
+    /// Whether this session may use `channel`: authenticated (or anonymous
+    /// allowed), and within the token's channel claims.
+    fn check_access(&self, channel: &str) -> Result<(), ErrorBody> {
+        match &self.identity {
+            None if self.verifier.anonymous() => Ok(()),
+            None => Err(ErrorCode::Unauthorized.body("connect with a token first")),
+            Some(identity) if identity.allows(channel) => Ok(()),
+            Some(_) => Err(ErrorCode::PermissionDenied
+                .body(format!("the token does not allow channel {channel:?}"))),
+        }
+    }
+
+    fn connect(&mut self, token: Option<String>) -> Result<serde_json::Value, ErrorBody> {
+        match token {
+            Some(token) => {
+                let identity = self.verifier.verify(&token)?;
+                let result = json!({ "client": &*self.id, "user": &identity.user });
+                self.identity = Some(identity);
+                Ok(result)
+            }
+            None if self.verifier.anonymous() => Ok(json!({ "client": &*self.id })),
+            None => Err(ErrorCode::Unauthorized.body("a token is required")),
+        }
+    }
+
     async fn handle(&mut self, request: Request) {
         let id = request.id;
+        let channel = match &request.command {
+            Command::Subscribe { channel, .. }
+            | Command::Unsubscribe { channel }
+            | Command::Publish { channel, .. }
+            | Command::Presence { channel }
+            | Command::History { channel, .. } => Some(channel.clone()),
+            Command::Connect { .. } | Command::Ping => None,
+        };
+        if let Some(channel) = channel {
+            if let Err(error) = self.check_access(&channel) {
+                self.send(reply_frame::<()>(id, Err(error))).await;
+                return;
+            }
+        }
         let frame = match request.command {
-            Command::Connect { .. } => reply_frame(id, Ok(json!({ "client": &*self.id }))),
+            Command::Connect { token } => reply_frame(id, self.connect(token)),
             Command::Ping => reply_frame(id, Ok(json!({}))),
             Command::Subscribe { channel, recover } => {
                 if self.subscriptions.len() >= self.config.max_subscriptions {

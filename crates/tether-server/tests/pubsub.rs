@@ -708,3 +708,99 @@ async fn refuses_a_flood_with_109_then_closes_with_1008() {
     assert!(limited >= 1, "then requests are refused with 109");
     assert_eq!(code, Some(1008), "and a client that keeps going is closed");
 }
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn hs256(secret: &str, claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &key,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn authenticates_with_jwt_and_enforces_channel_claims() {
+    let auth = tether_server::auth::AuthConfig::default().hmac_secret("s3cret");
+    let server = start(ServerConfig::default().auth(auth)).await;
+
+    let mut anonymous = Client::connect(&server).await;
+    let reply = anonymous
+        .call(json!({"op": "subscribe", "channel": "chat:lobby"}))
+        .await;
+    assert_eq!(
+        reply["error"]["code"], 111,
+        "anonymous access is off once a key is set"
+    );
+
+    let mut expired = Client::connect(&server).await;
+    let token = hs256("s3cret", json!({"sub": "alice", "exp": now() - 3600}));
+    let reply = expired.call(json!({"op": "connect", "token": token})).await;
+    assert_eq!(reply["error"]["code"], 111, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Expired"),
+        "{reply}"
+    );
+
+    let mut forged = Client::connect(&server).await;
+    let token = hs256("wrong key", json!({"sub": "mallory", "exp": now() + 3600}));
+    let reply = forged.call(json!({"op": "connect", "token": token})).await;
+    assert_eq!(reply["error"]["code"], 111, "{reply}");
+
+    let mut alice = Client::connect(&server).await;
+    let token = hs256(
+        "s3cret",
+        json!({"sub": "alice", "exp": now() + 3600, "channels": ["chat:*"]}),
+    );
+    let reply = alice.call(json!({"op": "connect", "token": token})).await;
+    assert_eq!(reply["result"]["user"], "alice");
+    let reply = alice
+        .call(json!({"op": "subscribe", "channel": "chat:lobby"}))
+        .await;
+    assert!(reply["result"].is_object(), "{reply}");
+    let reply = alice
+        .call(json!({"op": "subscribe", "channel": "admin:secrets"}))
+        .await;
+    assert_eq!(
+        reply["error"]["code"], 103,
+        "the token's channel claims are enforced"
+    );
+    let reply = alice
+        .call(json!({"op": "publish", "channel": "admin:secrets", "data": 1}))
+        .await;
+    assert_eq!(reply["error"]["code"], 103);
+}
+
+#[tokio::test]
+async fn accepts_es256_tokens() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let auth = tether_server::auth::AuthConfig::default().ec_public_key_pem(key.public_key_pem());
+    let server = start(ServerConfig::default().auth(auth)).await;
+    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+    let claims = json!({"sub": "bob", "exp": now() + 600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &encoding,
+    )
+    .unwrap();
+    let mut bob = Client::connect(&server).await;
+    let reply = bob.call(json!({"op": "connect", "token": token})).await;
+    assert_eq!(reply["result"]["user"], "bob", "{reply}");
+    let hs = hs256("any", json!({"sub": "eve", "exp": now() + 600}));
+    let reply = bob.call(json!({"op": "connect", "token": hs})).await;
+    assert_eq!(
+        reply["error"]["code"], 111,
+        "HS256 is not configured here: {reply}"
+    );
+}

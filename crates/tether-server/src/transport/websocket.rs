@@ -114,7 +114,12 @@ where
     let config = state.config.clone();
     let (outbox, mut queue, overflow) = Outbox::new(config.outbound_queue);
     let (mut reader, writer) = ws.split();
-    let mut session = Session::new(state.hub.clone(), config.clone(), outbox);
+    let mut session = Session::new(
+        state.hub.clone(),
+        config.clone(),
+        state.verifier.clone(),
+        outbox,
+    );
     tracing::debug!(client = session.id(), "connection open");
     let drain = writer.clone();
     let out = metrics.clone();

@@ -1,0 +1,199 @@
+//! Authentication: JWTs (HS256, RS256, ES256) presented in `connect`, with `exp`,
+//! `sub` and optional channel claims.
+
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::protocol::{ErrorBody, ErrorCode};
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// Whether clients without a token may subscribe and publish. Default: `true`
+    /// when no key is configured, else `false` (see [`AuthConfig::anonymous`]).
+    pub anonymous: Option<bool>,
+    /// Shared secret for HS256 tokens. Default: none.
+    pub hmac_secret: Option<String>,
+    /// PEM public key for RS256 tokens. Default: none.
+    pub rsa_public_key_pem: Option<String>,
+    /// PEM public key (P-256) for ES256 tokens. Default: none.
+    pub ec_public_key_pem: Option<String>,
+}
+
+impl AuthConfig {
+    /// Sets [`AuthConfig::hmac_secret`].
+    pub fn hmac_secret(mut self, secret: impl Into<String>) -> Self {
+        self.hmac_secret = Some(secret.into());
+        self
+    }
+
+    /// Sets [`AuthConfig::rsa_public_key_pem`].
+    pub fn rsa_public_key_pem(mut self, pem: impl Into<String>) -> Self {
+        self.rsa_public_key_pem = Some(pem.into());
+        self
+    }
+
+    /// Sets [`AuthConfig::ec_public_key_pem`].
+    pub fn ec_public_key_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ec_public_key_pem = Some(pem.into());
+        self
+    }
+
+    /// Sets [`AuthConfig::anonymous`].
+    pub fn allow_anonymous(mut self, allowed: bool) -> Self {
+        self.anonymous = Some(allowed);
+        self
+    }
+
+    /// Whether anonymous clients are allowed: as configured, else only when no
+    /// verification key is set.
+    pub fn anonymous(&self) -> bool {
+        self.anonymous.unwrap_or(
+            self.hmac_secret.is_none()
+                && self.rsa_public_key_pem.is_none()
+                && self.ec_public_key_pem.is_none(),
+        )
+    }
+}
+
+/// A key that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {algorithm} key: {source}")]
+pub struct KeyError {
+    algorithm: &'static str,
+    #[source]
+    source: jsonwebtoken::errors::Error,
+}
+
+/// Claims tether reads; others are ignored.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[allow(dead_code)]
+    exp: u64,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+}
+
+/// Who a connection belongs to, once it presented a valid token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's `sub`.
+    pub user: String,
+    /// Channels the token allows (`None`: any); a trailing `*` matches a prefix,
+    /// e.g. `chat:*`.
+    pub channels: Option<Vec<String>>,
+}
+
+impl Identity {
+    /// Whether this identity may use `channel`.
+    pub fn allows(&self, channel: &str) -> bool {
+        match &self.channels {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => channel.starts_with(prefix),
+                None => p == channel,
+            }),
+        }
+    }
+}
+
+/// Verifies tokens against the configured keys.
+pub struct Verifier {
+    keys: Vec<(Algorithm, DecodingKey)>,
+    anonymous: bool,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let algorithms: Vec<_> = self.keys.iter().map(|(a, _)| a).collect();
+        f.debug_struct("Verifier")
+            .field("algorithms", &algorithms)
+            .field("anonymous", &self.anonymous)
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// Loads the keys of `config`.
+    pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        if let Some(secret) = &config.hmac_secret {
+            keys.push((
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret.as_bytes()),
+            ));
+        }
+        if let Some(pem) = &config.rsa_public_key_pem {
+            let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|source| KeyError {
+                algorithm: "RS256",
+                source,
+            })?;
+            keys.push((Algorithm::RS256, key));
+        }
+        if let Some(pem) = &config.ec_public_key_pem {
+            let key = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|source| KeyError {
+                algorithm: "ES256",
+                source,
+            })?;
+            keys.push((Algorithm::ES256, key));
+        }
+        Ok(Self {
+            keys,
+            anonymous: config.anonymous(),
+        })
+    }
+
+    /// Whether clients without a token may subscribe and publish.
+    pub fn anonymous(&self) -> bool {
+        self.anonymous
+    }
+
+    /// Checks signature, algorithm and expiry; returns the identity.
+    pub fn verify(&self, token: &str) -> Result<Identity, ErrorBody> {
+        let unauthorized = |why: String| ErrorCode::Unauthorized.body(why);
+        let header =
+            decode_header(token).map_err(|e| unauthorized(format!("malformed token: {e}")))?;
+        let Some((algorithm, key)) = self.keys.iter().find(|(a, _)| *a == header.alg) else {
+            return Err(unauthorized(format!(
+                "tokens signed with {:?} are not accepted",
+                header.alg
+            )));
+        };
+        let mut validation = Validation::new(*algorithm);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = decode::<Claims>(token, key, &validation)
+            .map_err(|e| unauthorized(format!("invalid token: {e}")))?;
+        Ok(Identity {
+            user: data.claims.sub,
+            channels: data.claims.channels,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_channel_patterns() {
+        let identity = Identity {
+            user: "u".into(),
+            channels: Some(vec!["chat:*".into(), "news".into()]),
+        };
+        assert!(identity.allows("chat:lobby"));
+        assert!(identity.allows("news"));
+        assert!(!identity.allows("newsroom"));
+        assert!(!identity.allows("scores:1"));
+    }
+
+    #[test]
+    fn allows_anonymous_only_without_keys_unless_told() {
+        assert!(AuthConfig::default().anonymous());
+        let keyed = AuthConfig::default().hmac_secret("s");
+        assert!(!keyed.anonymous());
+        assert!(keyed.allow_anonymous(true).anonymous());
+    }
+}
