@@ -32,6 +32,10 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RATE_LIMIT: f64 = 1000.0;
 /// Default for [`ServerConfig::rate_burst`].
 pub const DEFAULT_RATE_BURST: u32 = 2000;
+/// Default for [`ServerConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Default for [`ServerConfig::max_connections_per_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10_000;
 /// Default for [`ServerConfig::reconnect_window`].
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
 
@@ -108,6 +112,12 @@ pub struct ServerConfig {
     /// reconnecting, so a deploy does not cause a reconnect storm.
     /// Default: [`DEFAULT_RECONNECT_WINDOW`].
     pub reconnect_window: Duration,
+    /// Connections the server holds at once; more are refused with 503 (0: no
+    /// limit). Default: [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Connections from one IP address; more are refused with 429 (0: no limit).
+    /// Default: [`DEFAULT_MAX_CONNECTIONS_PER_IP`].
+    pub max_connections_per_ip: usize,
     /// Token verification and anonymous access. Default: [`AuthConfig::default`]
     /// (no keys, anonymous clients allowed).
     pub auth: AuthConfig,
@@ -131,6 +141,8 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             auth: AuthConfig::default(),
             rate_limit: DEFAULT_RATE_LIMIT,
             rate_burst: DEFAULT_RATE_BURST,
@@ -215,6 +227,13 @@ impl ServerConfig {
                         .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
             }
         }
+    }
+
+    /// Sets [`ServerConfig::max_connections`] and [`ServerConfig::max_connections_per_ip`].
+    pub fn connection_limits(mut self, total: usize, per_ip: usize) -> Self {
+        self.max_connections = total;
+        self.max_connections_per_ip = per_ip;
+        self
     }
 
     /// Sets [`ServerConfig::auth`].

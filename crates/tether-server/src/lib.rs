@@ -6,6 +6,7 @@
 //! - [`hub`]: channels, subscribers, history, presence; fan-out of shared frames.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ratelimit`]: the per-connection token bucket.
+//! - [`registry`]: live sessions, connection limits, disconnect by id.
 //! - [`session`]: one client's requests and subscriptions, whatever the transport.
 //! - [`transport`]: the WebSocket transport (SSE and long-polling will join it).
 //! - [`auth`]: JWT verification and channel claims.
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
+pub mod registry;
 pub mod server;
 pub mod session;
 pub mod transport;

@@ -285,6 +285,8 @@ pub enum DisconnectCode {
     NoPong = 4002,
     /// 4500: the client broke the protocol repeatedly.
     BadProtocol = 4500,
+    /// 4501: disconnected through the HTTP API (`POST /api/disconnect`).
+    Kicked = 4501,
 }
 
 impl DisconnectCode {

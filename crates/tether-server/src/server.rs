@@ -1,13 +1,12 @@
 //! Wiring: the router, shared state, and the serve loop with graceful shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::api;
 use crate::auth::{KeyError, Verifier};
@@ -15,6 +14,7 @@ use crate::config::ServerConfig;
 use crate::demo;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::registry::Sessions;
 use crate::transport;
 
 /// What every handler shares.
@@ -32,48 +32,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Token verification.
     pub verifier: Arc<Verifier>,
-}
-
-/// A count of live sessions that shutdown can wait on.
-#[derive(Debug, Default)]
-pub struct Sessions {
-    live: AtomicUsize,
-    idle: Notify,
-}
-
-/// Held by a running session; dropping it ends the session's count.
-#[derive(Debug)]
-pub struct SessionGuard(Arc<Sessions>);
-
-impl Sessions {
-    /// Counts a new session until the guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> SessionGuard {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        SessionGuard(self.clone())
-    }
-
-    /// Sessions currently running.
-    pub fn live(&self) -> usize {
-        self.live.load(Ordering::Acquire)
-    }
-
-    async fn all_closed(&self) {
-        loop {
-            let idle = self.idle.notified();
-            if self.live() == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
 }
 
 impl AppState {
@@ -101,6 +59,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/publish", post(api::publish))
+        .route("/api/broadcast", post(api::broadcast))
+        .route("/api/disconnect", post(api::disconnect))
         .route("/api/channels", get(api::channels))
         .route("/api/presence/{channel}", get(api::presence))
         .route("/api/history/{channel}", get(api::history))
@@ -140,7 +100,8 @@ pub async fn run(
     };
     let sessions = state.sessions.clone();
     let timeout = state.config.shutdown_timeout;
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await?;
     let live = sessions.live();

@@ -804,3 +804,89 @@ async fn accepts_es256_tokens() {
         "HS256 is not configured here: {reply}"
     );
 }
+
+#[tokio::test]
+async fn limits_connections_per_ip_and_in_total() {
+    let server = start(ServerConfig::default().connection_limits(3, 2)).await;
+    let url = format!("ws://{}/connection/websocket", server.addr);
+    let _a = tether::connect(&url).await.unwrap();
+    let _b = tether::connect(&url).await.unwrap();
+    let refused = tether::connect(&url).await;
+    assert!(
+        matches!(
+            refused,
+            Err(tether::Error::Handshake(
+                tether::HandshakeError::UnexpectedStatus(429)
+            ))
+        ),
+        "{refused:?}"
+    );
+    // A client bound to another loopback address is another IP.
+    let from_other_ip = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let tcp = socket.connect(server.addr).await.unwrap();
+        tether::ClientBuilder::new(&url).connect_on(tcp).await
+    };
+    let _c = from_other_ip().await.unwrap();
+    let refused = from_other_ip().await;
+    assert!(
+        matches!(
+            refused,
+            Err(tether::Error::Handshake(
+                tether::HandshakeError::UnexpectedStatus(503)
+            ))
+        ),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn api_broadcasts_and_disconnects_clients() {
+    let server = start(ServerConfig::default()).await;
+    let mut one = Client::connect(&server).await;
+    let mut two = Client::connect(&server).await;
+    one.call(json!({"op": "subscribe", "channel": "a"})).await;
+    two.call(json!({"op": "subscribe", "channel": "b"})).await;
+    let body = r#"{"channels":["a","b","bad name"],"data":{"alert":true}}"#;
+    let (status, reply) = http(server.addr, "POST", "/api/broadcast", body, "").await;
+    assert_eq!(status, 200);
+    let results = reply["results"].as_array().unwrap();
+    assert_eq!(
+        (results[0]["offset"].clone(), results[1]["offset"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(results[2]["error"]["code"], 102);
+    assert_eq!(one.publication().await["data"]["alert"], true);
+    assert_eq!(two.publication().await["data"]["alert"], true);
+
+    let client = two.call(json!({"op": "connect"})).await["result"]["client"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = http(
+        server.addr,
+        "POST",
+        "/api/disconnect",
+        &format!(r#"{{"client":"{client}"}}"#),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut code = None;
+    while let Ok(Some(message)) = two.ws.recv().await {
+        if let Message::Close(Some(frame)) = message {
+            code = Some(frame.code.0);
+        }
+    }
+    assert_eq!(code, Some(4501));
+    let (status, _) = http(
+        server.addr,
+        "POST",
+        "/api/disconnect",
+        r#"{"client":"c999999"}"#,
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+}

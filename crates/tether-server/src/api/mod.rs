@@ -75,6 +75,71 @@ pub async fn publish(
     }
 }
 
+/// Body of `POST /api/broadcast`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastBody {
+    channels: Vec<String>,
+    data: Box<RawValue>,
+}
+
+/// `POST /api/broadcast`: the same data to many channels; one result per channel,
+/// in order, each `{"offset", "epoch"}` or `{"error"}`.
+pub async fn broadcast(
+    State(state): State<AppState>,
+    body: Result<Json<BroadcastBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                ErrorCode::BadRequest.body(rejection.body_text()),
+            )
+        }
+    };
+    let results: Vec<_> = body
+        .channels
+        .iter()
+        .map(|channel| match state.hub.publish(channel, body.data.clone(), None) {
+            Ok(published) => json!({ "channel": channel, "offset": published.offset, "epoch": published.epoch }),
+            Err(e) => json!({ "channel": channel, "error": e }),
+        })
+        .collect();
+    Json(json!({ "results": results })).into_response()
+}
+
+/// Body of `POST /api/disconnect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectBody {
+    client: String,
+}
+
+/// `POST /api/disconnect`: closes a client's connection (4501, no reconnect).
+pub async fn disconnect(
+    State(state): State<AppState>,
+    body: Result<Json<DisconnectBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                ErrorCode::BadRequest.body(rejection.body_text()),
+            )
+        }
+    };
+    if state.sessions.kick(&body.client) {
+        Json(json!({})).into_response()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::BadRequest.body(format!("no client {}", body.client)),
+        )
+    }
+}
+
 /// `GET /api/channels`: channels with subscribers.
 pub async fn channels(State(state): State<AppState>) -> Response {
     let channels: Vec<_> = state

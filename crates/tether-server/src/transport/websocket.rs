@@ -10,8 +10,13 @@ use axum::response::Response;
 use tether::{CloseCode, CloseFrame, HandshakeError, Message, Utf8Bytes, WebSocket, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
 use crate::hub::Outbox;
 use crate::protocol::{DisconnectCode, Push};
+use crate::registry::{Refusal, SessionGuard};
 use crate::server::AppState;
 use crate::session::{Session, Verdict};
 
@@ -41,11 +46,39 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             reason: "shutting down".into(),
         });
     }
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let config = &state.config;
+    let guard =
+        match state
+            .sessions
+            .try_enter(ip, config.max_connections, config.max_connections_per_ip)
+        {
+            Ok(guard) => guard,
+            Err(Refusal::TooManyConnections) => {
+                state.metrics.reject("too_many_connections");
+                let reason = "too many connections".into();
+                return refuse(HandshakeError::Refused {
+                    status: 503,
+                    reason,
+                });
+            }
+            Err(Refusal::TooManyFromIp) => {
+                state.metrics.reject("too_many_from_ip");
+                let reason = "too many connections from this address".into();
+                return refuse(HandshakeError::Refused {
+                    status: 429,
+                    reason,
+                });
+            }
+        };
     match tether::upgrade(&mut request, &state.config.websocket, None) {
         Ok((response, pending)) => {
             tokio::spawn(async move {
                 match pending.finish().await {
-                    Ok(ws) => serve(ws, state).await,
+                    Ok(ws) => serve(ws, state, guard).await,
                     Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
             });
@@ -94,6 +127,15 @@ fn scopeguard(metrics: std::sync::Arc<crate::metrics::Metrics>) -> OpenConnectio
     OpenConnection(metrics)
 }
 
+/// Removes the session from the kick registry when it ends.
+struct Unregister(std::sync::Arc<crate::registry::Sessions>, String);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.0.unregister(&self.1);
+    }
+}
+
 /// Resolves once shutdown has begun; never, if nobody can start it any more.
 async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     if shutdown.wait_for(|stopping| *stopping).await.is_err() {
@@ -102,11 +144,12 @@ async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Runs one connection until it closes.
-pub async fn serve<S>(ws: WebSocket<S>, state: AppState)
+///
+/// `_live` is the session's place in the registry, released when it ends.
+pub async fn serve<S>(ws: WebSocket<S>, state: AppState, _live: SessionGuard)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _live = state.sessions.enter();
     let metrics = state.metrics.clone();
     metrics.connections.inc();
     metrics.connections_total.inc();
@@ -121,6 +164,8 @@ where
         outbox,
     );
     tracing::debug!(client = session.id(), "connection open");
+    let kicked = state.sessions.register(session.id());
+    let _registered = Unregister(state.sessions.clone(), session.id().to_owned());
     let drain = writer.clone();
     let out = metrics.clone();
     let mut writer_task = tokio::spawn(async move {
@@ -183,6 +228,12 @@ where
                     break "no pong within the heartbeat timeout".to_owned();
                 }
                 let _ = writer.send(Message::Ping(bytes::Bytes::new())).await;
+            }
+            _ = kicked.notified() => {
+                let code = DisconnectCode::Kicked;
+                metrics.disconnect(code as u16);
+                close_after_flush = Some(CloseFrame::new(code as u16, "disconnected by the server"));
+                break "disconnected through the API".to_owned();
             }
             _ = overflow.wait() => {
                 // The queue is full: stop writing it and tell the client to come back.

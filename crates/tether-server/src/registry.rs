@@ -1,0 +1,157 @@
+//! Live sessions: how many (for shutdown and limits), from which IPs, and a way to
+//! reach each one by client id (for `POST /api/disconnect`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// The registry of live sessions.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    live: AtomicUsize,
+    idle: Notify,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    kicks: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server holds `max_connections` already.
+    TooManyConnections,
+    /// The client's IP holds `max_connections_per_ip` already.
+    TooManyFromIp,
+}
+
+/// Held by a running session; dropping it ends the session's count.
+#[derive(Debug)]
+pub struct SessionGuard {
+    sessions: Arc<Sessions>,
+    ip: Option<IpAddr>,
+}
+
+impl Sessions {
+    /// Counts a new session, unless a limit is reached (`0` means no limit).
+    pub fn try_enter(
+        self: &Arc<Self>,
+        ip: Option<IpAddr>,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<SessionGuard, Refusal> {
+        let mut per_ip = self.per_ip.lock().expect("registry lock");
+        if max_total > 0 && self.live() >= max_total {
+            return Err(Refusal::TooManyConnections);
+        }
+        if let Some(ip) = ip {
+            let count = per_ip.entry(ip).or_default();
+            if max_per_ip > 0 && *count >= max_per_ip {
+                return Err(Refusal::TooManyFromIp);
+            }
+            *count += 1;
+        }
+        self.live.fetch_add(1, Ordering::AcqRel);
+        Ok(SessionGuard {
+            sessions: self.clone(),
+            ip,
+        })
+    }
+
+    /// Sessions currently running.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Waits until no session is left.
+    pub async fn all_closed(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.live() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Makes `client` reachable by [`Sessions::kick`]; returns what it waits on.
+    pub fn register(&self, client: &str) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.kicks
+            .lock()
+            .expect("registry lock")
+            .insert(client.to_owned(), notify.clone());
+        notify
+    }
+
+    /// Forgets `client`.
+    pub fn unregister(&self, client: &str) {
+        self.kicks.lock().expect("registry lock").remove(client);
+    }
+
+    /// Asks `client`'s session to disconnect; false if there is no such client.
+    pub fn kick(&self, client: &str) -> bool {
+        match self.kicks.lock().expect("registry lock").get(client) {
+            Some(notify) => {
+                // notify_one keeps a permit, so a session busy elsewhere still sees it.
+                notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.sessions.per_ip.lock().expect("registry lock");
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+        if self.sessions.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.sessions.idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enforces_total_and_per_ip_limits() {
+        let sessions = Arc::new(Sessions::default());
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let first = sessions.try_enter(Some(a), 3, 2).unwrap();
+        let _second = sessions.try_enter(Some(a), 3, 2).unwrap();
+        assert_eq!(
+            sessions.try_enter(Some(a), 3, 2).unwrap_err(),
+            Refusal::TooManyFromIp
+        );
+        let _third = sessions.try_enter(Some(b), 3, 2).unwrap();
+        assert_eq!(
+            sessions.try_enter(Some(b), 3, 2).unwrap_err(),
+            Refusal::TooManyConnections
+        );
+        drop(first);
+        assert!(sessions.try_enter(Some(a), 3, 2).is_ok());
+    }
+
+    #[test]
+    fn kicks_registered_clients_only() {
+        let sessions = Sessions::default();
+        let notify = sessions.register("c1");
+        assert!(sessions.kick("c1"));
+        assert!(!sessions.kick("c2"));
+        drop(notify);
+        sessions.unregister("c1");
+        assert!(!sessions.kick("c1"));
+    }
+}
