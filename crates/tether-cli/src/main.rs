@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// The real-time server: channels, history and recovery, presence, HTTP API.
     Serve(serve::ServeArgs),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Echo server: echoes every text and binary message on any path
     /// (used by conformance runs and benchmarks).
     Echo(echo::EchoArgs),
@@ -29,17 +32,29 @@ enum Command {
     Connect(connect::ConnectArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented `tether serve` configuration file with every default.
+    Example,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Command::Config(ConfigCommand::Example) = cli.command {
+        print!("{}", tether_server::file::example());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Config(_) => Ok(()),
         Command::Echo(args) => runtime.block_on(echo::run(args)),
         Command::Connect(args) => {
             let code = runtime.block_on(connect::run(args))?;

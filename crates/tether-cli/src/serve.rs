@@ -1,25 +1,31 @@
 //! `tether serve`: the real-time server on the embedded in-memory hub.
+//! Settings: defaults, then the `--config` TOML file, then `TETHER_*` variables and
+//! flags (clap merges those two).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use tether_server::auth::AuthConfig;
-
-use tether_server::{NamespaceOptions, ServerConfig};
+use tether_server::file::FileConfig;
+use tether_server::ServerConfig;
 use tokio::net::TcpListener;
 
-/// Arguments of `tether serve`.
+/// Arguments of `tether serve`. Unset ones keep the file's value or the default
+/// (see `tether config example` and docs/CONFIG.md).
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "TETHER_LISTEN", default_value = tether_server::config::DEFAULT_LISTEN)]
-    listen: SocketAddr,
-    /// Publications kept per channel for history and recovery.
-    #[arg(long, env = "TETHER_HISTORY_SIZE", default_value_t = tether_server::config::DEFAULT_HISTORY_SIZE)]
-    history_size: usize,
-    /// Messages queued per connection before it is disconnected as a slow consumer.
-    #[arg(long, env = "TETHER_OUTBOUND_QUEUE", default_value_t = tether_server::config::DEFAULT_OUTBOUND_QUEUE)]
-    outbound_queue: usize,
+    /// TOML configuration file (`tether config example` prints one).
+    #[arg(long, env = "TETHER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TETHER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Publications kept per channel for history and recovery [default: 100].
+    #[arg(long, env = "TETHER_HISTORY_SIZE")]
+    history_size: Option<usize>,
+    /// Messages queued per connection before it is disconnected as a slow consumer
+    /// [default: 1024].
+    #[arg(long, env = "TETHER_OUTBOUND_QUEUE")]
+    outbound_queue: Option<usize>,
     /// Key the HTTP API requires (`Authorization: apikey KEY`); unset leaves it open.
     #[arg(long, env = "TETHER_API_KEY")]
     api_key: Option<String>,
@@ -45,27 +51,48 @@ pub struct ServeArgs {
     allow_anonymous: Option<bool>,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut auth = AuthConfig::default();
+/// Builds the configuration: defaults, file, then flags and environment.
+pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
+    let mut config = ServerConfig::default();
+    if let Some(path) = &args.config {
+        FileConfig::load(path)?.apply(&mut config)?;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(size) = args.history_size {
+        config.default_namespace.history_size = size;
+    }
+    if let Some(queue) = args.outbound_queue {
+        config.outbound_queue = queue;
+    }
+    if args.api_key.is_some() {
+        config.api_key = args.api_key;
+    }
+    if !args.allowed_origins.is_empty() {
+        config.allowed_origins = args.allowed_origins;
+    }
     if let Some(secret) = args.jwt_hmac_secret {
-        auth = auth.hmac_secret(secret);
+        config.auth = config.auth.hmac_secret(secret);
     }
     if let Some(path) = &args.jwt_rsa_public_key {
-        auth = auth.rsa_public_key_pem(std::fs::read_to_string(path)?);
+        config.auth = config
+            .auth
+            .rsa_public_key_pem(std::fs::read_to_string(path)?);
     }
     if let Some(path) = &args.jwt_ec_public_key {
-        auth = auth.ec_public_key_pem(std::fs::read_to_string(path)?);
+        config.auth = config
+            .auth
+            .ec_public_key_pem(std::fs::read_to_string(path)?);
     }
     if let Some(allowed) = args.allow_anonymous {
-        auth = auth.allow_anonymous(allowed);
+        config.auth = config.auth.allow_anonymous(allowed);
     }
-    let config = ServerConfig::default()
-        .auth(auth)
-        .listen(args.listen)
-        .default_namespace(NamespaceOptions::default().history_size(args.history_size))
-        .outbound_queue(args.outbound_queue)
-        .api_key(args.api_key)
-        .allowed_origins(args.allowed_origins);
+    Ok(config)
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = config(args)?;
     let listener = TcpListener::bind(config.listen).await?;
     tether_server::run(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -90,4 +117,43 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: super::ServeArgs,
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let path =
+            std::env::temp_dir().join(format!("tether-serve-test-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\noutbound_queue = 7\n[channels]\nhistory_size = 3\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--history-size",
+            "5",
+        ]);
+        let config = super::config(cli.serve).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.listen.port(), 9999, "from the file");
+        assert_eq!(config.outbound_queue, 7, "from the file");
+        assert_eq!(config.default_namespace.history_size, 5, "the flag wins");
+        assert_eq!(
+            config.max_subscriptions,
+            tether_server::config::DEFAULT_MAX_SUBSCRIPTIONS,
+            "default"
+        );
+    }
 }

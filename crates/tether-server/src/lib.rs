@@ -13,7 +13,7 @@
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
 //! - [`demo`]: the embedded demo page (chat and live leaderboard).
 //! - [`server`]: the router and the serve loop.
-//! - [`config`]: settings and their defaults.
+//! - [`config`]: settings and their defaults; [`file`]: the TOML file over them.
 
 #![deny(missing_docs)]
 
@@ -21,6 +21,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod file;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;

@@ -1,0 +1,307 @@
+//! The TOML configuration file: every [`ServerConfig`] setting, all optional, laid
+//! over the defaults. Command-line flags and `TETHER_*` variables go on top.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{self, NamespaceOptions, ServerConfig};
+
+/// The file's shape. Durations are in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<SocketAddr>,
+    max_subscriptions: Option<usize>,
+    outbound_queue: Option<usize>,
+    idempotency_window_secs: Option<f64>,
+    max_channel_name: Option<usize>,
+    max_publish_size: Option<usize>,
+    max_message_size: Option<usize>,
+    compression: Option<bool>,
+    api_key: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    ping_interval_secs: Option<f64>,
+    pong_timeout_secs: Option<f64>,
+    shutdown_timeout_secs: Option<f64>,
+    reconnect_window_secs: Option<f64>,
+    rate_limit: Option<f64>,
+    rate_burst: Option<u32>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    #[serde(default)]
+    channels: NamespaceFile,
+    #[serde(default)]
+    namespaces: HashMap<String, NamespaceFile>,
+    #[serde(default)]
+    auth: AuthFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamespaceFile {
+    history_size: Option<usize>,
+    presence: Option<bool>,
+    client_publish: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    anonymous: Option<bool>,
+    hmac_secret: Option<String>,
+    rsa_public_key_file: Option<String>,
+    ec_public_key_file: Option<String>,
+}
+
+/// A file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// It could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not valid TOML for this schema.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+fn secs(value: Option<f64>, into: &mut Duration) {
+    if let Some(secs) = value.filter(|s| s.is_finite() && *s >= 0.0) {
+        *into = Duration::from_secs_f64(secs);
+    }
+}
+
+fn set<T>(value: Option<T>, into: &mut T) {
+    if let Some(value) = value {
+        *into = value;
+    }
+}
+
+impl NamespaceFile {
+    fn apply(self, options: &mut NamespaceOptions) {
+        set(self.history_size, &mut options.history_size);
+        set(self.presence, &mut options.presence);
+        set(self.client_publish, &mut options.client_publish);
+    }
+}
+
+impl FileConfig {
+    /// Parses TOML text.
+    pub fn parse(text: &str, path: &str) -> Result<Self, FileError> {
+        toml::from_str(text).map_err(|source| FileError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Lays the file's settings over `config`. Key files are read here.
+    pub fn apply(self, config: &mut ServerConfig) -> Result<(), FileError> {
+        set(self.listen, &mut config.listen);
+        set(self.max_subscriptions, &mut config.max_subscriptions);
+        set(self.outbound_queue, &mut config.outbound_queue);
+        secs(self.idempotency_window_secs, &mut config.idempotency_window);
+        set(self.max_channel_name, &mut config.max_channel_name);
+        set(self.max_publish_size, &mut config.max_publish_size);
+        if let Some(size) = self.max_message_size {
+            config.websocket = config
+                .websocket
+                .clone()
+                .max_message_size(size)
+                .max_frame_size(size);
+        }
+        if let Some(on) = self.compression {
+            config.websocket = config.websocket.clone().compression(on);
+        }
+        if self.api_key.is_some() {
+            config.api_key = self.api_key;
+        }
+        set(self.allowed_origins, &mut config.allowed_origins);
+        secs(self.ping_interval_secs, &mut config.ping_interval);
+        secs(self.pong_timeout_secs, &mut config.pong_timeout);
+        secs(self.shutdown_timeout_secs, &mut config.shutdown_timeout);
+        secs(self.reconnect_window_secs, &mut config.reconnect_window);
+        set(self.rate_limit, &mut config.rate_limit);
+        set(self.rate_burst, &mut config.rate_burst);
+        set(self.max_connections, &mut config.max_connections);
+        set(
+            self.max_connections_per_ip,
+            &mut config.max_connections_per_ip,
+        );
+        self.channels.apply(&mut config.default_namespace);
+        for (name, file) in self.namespaces {
+            let mut options = config.default_namespace.clone();
+            file.apply(&mut options);
+            config.namespaces.insert(name, options);
+        }
+        let read = |path: String| {
+            std::fs::read_to_string(&path).map_err(|source| FileError::Read { path, source })
+        };
+        if let Some(secret) = self.auth.hmac_secret {
+            config.auth = config.auth.clone().hmac_secret(secret);
+        }
+        if let Some(path) = self.auth.rsa_public_key_file {
+            config.auth = config.auth.clone().rsa_public_key_pem(read(path)?);
+        }
+        if let Some(path) = self.auth.ec_public_key_file {
+            config.auth = config.auth.clone().ec_public_key_pem(read(path)?);
+        }
+        if let Some(anonymous) = self.auth.anonymous {
+            config.auth = config.auth.clone().allow_anonymous(anonymous);
+        }
+        Ok(())
+    }
+}
+
+/// A commented configuration file with every setting at its default, as
+/// `tether config example` prints it.
+pub fn example() -> String {
+    let d = ServerConfig::default();
+    format!(
+        r#"# tether serve configuration. Every setting is optional; shown at its default.
+# Precedence: defaults < this file (--config) < TETHER_* environment < flags.
+
+# Address to listen on.
+listen = "{listen}"
+
+# Messages queued per connection before it is closed as a slow consumer (4001).
+outbound_queue = {queue}
+# Channels one connection may subscribe to.
+max_subscriptions = {subs}
+# How long publish idempotency keys are remembered, seconds.
+idempotency_window_secs = {idem}
+# Longest channel name, bytes.
+max_channel_name = {name}
+# Largest published data, bytes of JSON.
+max_publish_size = {publish}
+# Largest WebSocket message, bytes (a larger one closes with 1009).
+max_message_size = {message}
+# Offer permessage-deflate to clients that ask for it.
+compression = true
+
+# Browser origins allowed to connect; empty allows all. Others get 403.
+allowed_origins = []
+# Key for /api/* (Authorization: apikey KEY); unset leaves the API open.
+# api_key = "change-me"
+
+# Heartbeat: ping every ping_interval_secs; silent past pong_timeout_secs more: close.
+ping_interval_secs = {ping}
+pong_timeout_secs = {pong}
+
+# Requests per second per connection (token bucket) and the burst above it.
+rate_limit = {rate}
+rate_burst = {burst}
+
+# Connections at once, and from one IP (0: no limit).
+max_connections = {max_conn}
+max_connections_per_ip = {per_ip}
+
+# On SIGTERM/SIGINT: time to flush queues, and the window clients spread their
+# reconnections over.
+shutdown_timeout_secs = {shutdown}
+reconnect_window_secs = {window}
+
+# Options of every channel, unless its namespace (the part before ':') says otherwise.
+[channels]
+history_size = {history}
+presence = true
+client_publish = true
+
+# Per-namespace overrides, e.g. channels "scores:*":
+# [namespaces.scores]
+# history_size = 1000
+# client_publish = false
+
+[auth]
+# JWT verification keys; with any of them set, anonymous access is off by default.
+# hmac_secret = "..."
+# rsa_public_key_file = "/etc/tether/rs256.pem"
+# ec_public_key_file = "/etc/tether/es256.pem"
+# anonymous = false
+"#,
+        listen = d.listen,
+        queue = d.outbound_queue,
+        subs = d.max_subscriptions,
+        idem = d.idempotency_window.as_secs_f64(),
+        name = d.max_channel_name,
+        publish = d.max_publish_size,
+        message = d.websocket.protocol.max_message_size,
+        ping = d.ping_interval.as_secs_f64(),
+        pong = d.pong_timeout.as_secs_f64(),
+        rate = d.rate_limit,
+        burst = d.rate_burst,
+        max_conn = d.max_connections,
+        per_ip = d.max_connections_per_ip,
+        shutdown = d.shutdown_timeout.as_secs_f64(),
+        window = d.reconnect_window.as_secs_f64(),
+        history = config::DEFAULT_HISTORY_SIZE,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let mut config = ServerConfig::default();
+        FileConfig::parse(&example(), "example")
+            .unwrap()
+            .apply(&mut config)
+            .unwrap();
+        let defaults = ServerConfig::default();
+        assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.default_namespace, defaults.default_namespace);
+        assert_eq!(config.ping_interval, defaults.ping_interval);
+        assert_eq!(config.rate_limit, defaults.rate_limit);
+        assert_eq!(
+            config.max_connections_per_ip,
+            defaults.max_connections_per_ip
+        );
+        assert_eq!(config.websocket.protocol, defaults.websocket.protocol);
+        assert!(config.auth.anonymous());
+    }
+
+    #[test]
+    fn applies_namespaces_over_the_channel_defaults() {
+        let text = "[channels]\nhistory_size = 10\n[namespaces.scores]\nclient_publish = false\n";
+        let mut config = ServerConfig::default();
+        FileConfig::parse(text, "t")
+            .unwrap()
+            .apply(&mut config)
+            .unwrap();
+        assert_eq!(config.namespace_of("chat:x").history_size, 10);
+        let scores = config.namespace_of("scores:1");
+        assert_eq!((scores.history_size, scores.client_publish), (10, false));
+    }
+
+    #[test]
+    fn rejects_unknown_settings() {
+        let err = FileConfig::parse("lisen = \"127.0.0.1:1\"\n", "typo.toml").unwrap_err();
+        assert!(err.to_string().contains("typo.toml"), "{err}");
+    }
+}
