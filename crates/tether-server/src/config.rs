@@ -39,6 +39,22 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10_000;
 /// Default for [`ServerConfig::reconnect_window`].
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
 
+/// What happens when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlowConsumerPolicy {
+    /// Close the connection (4001, reconnect advised); the client recovers what
+    /// it missed from history. Nothing is silently lost.
+    #[default]
+    Disconnect,
+    /// Drop the oldest queued publication to make room; the client sees a gap in
+    /// offsets and may fetch history.
+    DropOldest,
+    /// Keep only the newest queued publication per key (conflation, for prices,
+    /// positions, scores); when full, drop the oldest.
+    LatestPerKey,
+}
+
 /// Options that apply to every channel of a namespace (`chat` in `chat:lobby`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -50,6 +66,8 @@ pub struct NamespaceOptions {
     pub presence: bool,
     /// Whether clients may publish (otherwise only the HTTP API). Default: `true`.
     pub client_publish: bool,
+    /// What a full subscriber queue does. Default: [`SlowConsumerPolicy::Disconnect`].
+    pub slow_consumer: SlowConsumerPolicy,
 }
 
 impl Default for NamespaceOptions {
@@ -58,6 +76,7 @@ impl Default for NamespaceOptions {
             history_size: DEFAULT_HISTORY_SIZE,
             presence: true,
             client_publish: true,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
         }
     }
 }
@@ -259,6 +278,12 @@ impl NamespaceOptions {
     /// Sets [`NamespaceOptions::presence`].
     pub fn presence(mut self, on: bool) -> Self {
         self.presence = on;
+        self
+    }
+
+    /// Sets [`NamespaceOptions::slow_consumer`].
+    pub fn slow_consumer(mut self, policy: SlowConsumerPolicy) -> Self {
+        self.slow_consumer = policy;
         self
     }
 

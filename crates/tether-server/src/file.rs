@@ -46,6 +46,7 @@ struct NamespaceFile {
     history_size: Option<usize>,
     presence: Option<bool>,
     client_publish: Option<bool>,
+    slow_consumer: Option<config::SlowConsumerPolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +98,7 @@ impl NamespaceFile {
         set(self.history_size, &mut options.history_size);
         set(self.presence, &mut options.presence);
         set(self.client_publish, &mut options.client_publish);
+        set(self.slow_consumer, &mut options.slow_consumer);
     }
 }
 
@@ -230,6 +232,9 @@ reconnect_window_secs = {window}
 history_size = {history}
 presence = true
 client_publish = true
+# A full subscriber queue: "disconnect" (4001, the client recovers from history),
+# "drop-oldest", or "latest-per-key" (conflation by the publish key).
+slow_consumer = "disconnect"
 
 # Per-namespace overrides, e.g. channels "scores:*":
 # [namespaces.scores]
@@ -288,7 +293,7 @@ mod tests {
 
     #[test]
     fn applies_namespaces_over_the_channel_defaults() {
-        let text = "[channels]\nhistory_size = 10\n[namespaces.scores]\nclient_publish = false\n";
+        let text = "[channels]\nhistory_size = 10\n[namespaces.scores]\nclient_publish = false\nslow_consumer = \"latest-per-key\"\n";
         let mut config = ServerConfig::default();
         FileConfig::parse(text, "t")
             .unwrap()
@@ -297,6 +302,10 @@ mod tests {
         assert_eq!(config.namespace_of("chat:x").history_size, 10);
         let scores = config.namespace_of("scores:1");
         assert_eq!((scores.history_size, scores.client_publish), (10, false));
+        assert_eq!(
+            scores.slow_consumer,
+            config::SlowConsumerPolicy::LatestPerKey
+        );
     }
 
     #[test]

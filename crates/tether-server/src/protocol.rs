@@ -55,6 +55,9 @@ pub enum Command {
         /// A retried publish with the same key (within the dedup window) is
         /// acknowledged with the original offset and not delivered again.
         idempotency_key: Option<String>,
+        /// What the publication is about, for `latest-per-key` namespaces:
+        /// a slow subscriber gets only the newest queued publication per key.
+        key: Option<String>,
     },
     /// Who is subscribed to a channel.
     Presence {
@@ -83,6 +86,7 @@ struct WireRequest {
     recover: Option<StreamPosition>,
     data: Option<Box<RawValue>>,
     idempotency_key: Option<String>,
+    key: Option<String>,
     token: Option<String>,
     limit: Option<usize>,
 }
@@ -141,6 +145,7 @@ impl Request {
                     .data
                     .ok_or_else(|| fail(ErrorCode::BadRequest, "publish needs data".into()))?,
                 idempotency_key: wire.idempotency_key,
+                key: wire.key,
             },
             "presence" => Command::Presence {
                 channel: channel()?,

@@ -207,9 +207,9 @@ impl Session {
                 }
                 reply_frame(id, result.map(|()| json!({})))
             }
-            Command::Publish { channel, data, idempotency_key } => {
+            Command::Publish { channel, data, idempotency_key, key } => {
                 if self.config.namespace_of(&channel).client_publish {
-                    reply_frame(id, self.hub.publish(&channel, data, idempotency_key))
+                    reply_frame(id, self.hub.publish(&channel, data, idempotency_key, key.as_deref()))
                 } else {
                     let error = ErrorCode::PermissionDenied.body("clients may not publish in this namespace");
                     reply_frame::<()>(id, Err(error))

@@ -890,3 +890,142 @@ async fn api_broadcasts_and_disconnects_clients() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// A client with a tiny receive buffer and no compression, so a burst of
+/// publications backs up in the server's queue while it is not reading.
+async fn slow_client(server: &Server) -> WebSocket<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let url = format!("ws://{}/connection/websocket", server.addr);
+    tether::ClientBuilder::new(url)
+        .compression(false)
+        .connect_on(tcp)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Reads publications on `channel` until `last` arrives; returns (offset, data) pairs.
+async fn read_until(ws: &mut WebSocket<TcpStream>, last: u64) -> Vec<(u64, Value)> {
+    let mut seen = Vec::new();
+    let read = async {
+        loop {
+            let Ok(Some(Message::Text(text))) = ws.recv().await else {
+                panic!("connection ended early")
+            };
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["push"] == "publication" {
+                let offset = value["offset"].as_u64().unwrap();
+                seen.push((offset, value["data"].clone()));
+                if offset == last {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the newest publication arrives");
+    seen
+}
+
+#[tokio::test]
+async fn drop_oldest_keeps_a_slow_subscriber_connected_with_the_newest_data() {
+    use tether_server::config::SlowConsumerPolicy;
+    let options = NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::DropOldest);
+    let config = ServerConfig::default()
+        .outbound_queue(16)
+        .rate_limit(1e6, 1 << 20)
+        .namespace("ticks", options);
+    let server = start(config).await;
+    let mut slow = slow_client(&server).await;
+    slow.send(r#"{"id":1,"op":"subscribe","channel":"ticks:x"}"#)
+        .await
+        .unwrap();
+    let mut fast = Client::connect(&server).await;
+    fast.call(json!({"op": "subscribe", "channel": "ticks:x"}))
+        .await;
+    let mut publisher = Client::connect(&server).await;
+    const COUNT: u64 = 600;
+    let big = "t".repeat(16 << 10);
+    let reader = tokio::spawn(async move {
+        for n in 1..=COUNT {
+            assert_eq!(
+                fast.publication().await["offset"],
+                n,
+                "the fast subscriber misses nothing"
+            );
+        }
+    });
+    for _ in 0..COUNT {
+        publisher
+            .call(json!({"op": "publish", "channel": "ticks:x", "data": big}))
+            .await;
+    }
+    tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("fast subscriber kept up")
+        .unwrap();
+    let seen = read_until(&mut slow, COUNT).await;
+    assert!(
+        seen.len() < COUNT as usize,
+        "older publications were dropped ({} seen)",
+        seen.len()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "what arrives is in order"
+    );
+    // Still connected.
+    slow.send(r#"{"id":2,"op":"ping"}"#).await.unwrap();
+    loop {
+        let Ok(Some(Message::Text(text))) = slow.recv().await else {
+            panic!("no reply")
+        };
+        if text.contains(r#""id":2"#) {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn latest_per_key_delivers_the_newest_value_of_each_key() {
+    use tether_server::config::SlowConsumerPolicy;
+    let options = NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::LatestPerKey);
+    let config = ServerConfig::default()
+        .outbound_queue(16)
+        .rate_limit(1e6, 1 << 20)
+        .namespace("prices", options);
+    let server = start(config).await;
+    let mut slow = slow_client(&server).await;
+    slow.send(r#"{"id":1,"op":"subscribe","channel":"prices:fx"}"#)
+        .await
+        .unwrap();
+    let mut publisher = Client::connect(&server).await;
+    let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
+    let pad = "p".repeat(16 << 10);
+    const COUNT: u64 = 600;
+    for n in 1..=COUNT {
+        let symbol = symbols[(n % 3) as usize];
+        let data = json!({"symbol": symbol, "price": n, "pad": pad});
+        publisher
+            .call(json!({"op": "publish", "channel": "prices:fx", "data": data, "key": symbol}))
+            .await;
+    }
+    let seen = read_until(&mut slow, COUNT).await;
+    assert!(
+        seen.len() < COUNT as usize,
+        "queued values were conflated ({} seen)",
+        seen.len()
+    );
+    // The newest price of every symbol arrived.
+    for (i, symbol) in symbols.iter().enumerate() {
+        let newest = (1..=COUNT).rev().find(|n| (n % 3) as usize == i).unwrap();
+        assert!(
+            seen.iter()
+                .any(|(_, data)| data["symbol"] == *symbol && data["price"] == newest),
+            "{symbol} at {newest}"
+        );
+    }
+}

@@ -50,6 +50,9 @@ pub struct PublishBody {
     data: Box<RawValue>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// Conflation key for `latest-per-key` namespaces.
+    #[serde(default)]
+    key: Option<String>,
 }
 
 /// `POST /api/publish`: `{"channel": "...", "data": ...}` → `{"offset": n, "epoch": "..."}`.
@@ -66,10 +69,12 @@ pub async fn publish(
             )
         }
     };
-    match state
-        .hub
-        .publish(&body.channel, body.data, body.idempotency_key)
-    {
+    match state.hub.publish(
+        &body.channel,
+        body.data,
+        body.idempotency_key,
+        body.key.as_deref(),
+    ) {
         Ok(published) => Json(published).into_response(),
         Err(e) => error(status_for(&e), e),
     }
@@ -101,7 +106,7 @@ pub async fn broadcast(
     let results: Vec<_> = body
         .channels
         .iter()
-        .map(|channel| match state.hub.publish(channel, body.data.clone(), None) {
+        .map(|channel| match state.hub.publish(channel, body.data.clone(), None, None) {
             Ok(published) => json!({ "channel": channel, "offset": published.offset, "epoch": published.epoch }),
             Err(e) => json!({ "channel": channel, "error": e }),
         })

@@ -2,12 +2,14 @@
 //! idempotency keys of recent publishes.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::outbox::{ClientId, Outbox};
+use crate::config::SlowConsumerPolicy;
 
 /// A retained publication.
 #[derive(Debug, Clone)]
@@ -99,10 +101,16 @@ impl Channel {
 
     /// Queues `frame` for every subscriber but `except`; returns how many queues
     /// were full (those subscribers are being disconnected as slow consumers).
-    pub(crate) fn broadcast(&self, frame: &Bytes, except: Option<&ClientId>) -> u64 {
+    pub(crate) fn broadcast(
+        &self,
+        frame: &Bytes,
+        except: Option<&ClientId>,
+        policy: SlowConsumerPolicy,
+        key: Option<&Arc<str>>,
+    ) -> u64 {
         let mut dropped = 0;
         for (client, outbox) in &self.subscribers {
-            if Some(client) != except && !outbox.push(frame.clone()) {
+            if Some(client) != except && !outbox.push_with(frame.clone(), policy, key.cloned()) {
                 dropped += 1;
             }
         }

@@ -15,9 +15,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-pub use outbox::{ClientId, Outbox, Overflow};
+pub use outbox::{ClientId, Inbox, Outbox, Overflow};
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, SlowConsumerPolicy};
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorBody, ErrorCode, Publication, Push, Reply};
 use channel::Channel;
@@ -102,11 +102,15 @@ impl Hub {
 
     /// Publishes `data` to `channel`: assigns the next offset, retains it, and
     /// queues it for every subscriber.
+    /// `idempotency_key` deduplicates retries; `key` names what the publication
+    /// is about (a symbol, a player) for `latest-per-key` conflation, and defaults
+    /// to the channel itself.
     pub fn publish(
         &self,
         channel: &str,
         data: Box<RawValue>,
-        key: Option<String>,
+        idempotency_key: Option<String>,
+        key: Option<&str>,
     ) -> Result<Published, ErrorBody> {
         self.validate_channel(channel)?;
         if data.get().len() > self.config.max_publish_size {
@@ -116,10 +120,13 @@ impl Hub {
                 self.config.max_publish_size
             )));
         }
-        let history_size = self.config.namespace_of(channel).history_size;
+        let options = self.config.namespace_of(channel);
+        let conflation: Option<Arc<str>> = (options.slow_consumer
+            == SlowConsumerPolicy::LatestPerKey)
+            .then(|| format!("{channel}\u{0}{}", key.unwrap_or_default()).into());
         let shared = self.channel(channel);
         let mut state = shared.lock().expect("channel lock");
-        if let Some(key) = &key {
+        if let Some(key) = &idempotency_key {
             if let Some(offset) = state.seen_key(key, self.config.idempotency_window) {
                 return Ok(Published {
                     offset,
@@ -132,9 +139,9 @@ impl Hub {
             offset: state.offset + 1,
             data: &data,
         });
-        let offset = state.append(data, key, history_size);
+        let offset = state.append(data, idempotency_key, options.history_size);
         let started = std::time::Instant::now();
-        let dropped = state.broadcast(&bytes, None);
+        let dropped = state.broadcast(&bytes, None, options.slow_consumer, conflation.as_ref());
         self.metrics
             .fanout_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -157,7 +164,8 @@ impl Hub {
         recover: Option<&crate::protocol::StreamPosition>,
     ) -> Result<(), ErrorBody> {
         self.validate_channel(channel)?;
-        let presence = self.config.namespace_of(channel).presence;
+        let options = self.config.namespace_of(channel);
+        let presence = options.presence;
         let shared = self.channel(channel);
         let mut state = shared.lock().expect("channel lock");
         if state.subscribers.contains_key(client) {
@@ -192,7 +200,12 @@ impl Hub {
             error: None,
         }));
         if presence {
-            state.broadcast(&frame(&Push::Join { channel, client }), None);
+            state.broadcast(
+                &frame(&Push::Join { channel, client }),
+                None,
+                options.slow_consumer,
+                None,
+            );
         }
         state.subscribers.insert(client.clone(), outbox.clone());
         self.metrics.subscriptions.inc();
@@ -209,8 +222,14 @@ impl Hub {
             return Err(ErrorCode::NotSubscribed.body(channel));
         }
         self.metrics.subscriptions.dec();
-        if self.config.namespace_of(channel).presence {
-            state.broadcast(&frame(&Push::Leave { channel, client }), None);
+        let options = self.config.namespace_of(channel);
+        if options.presence {
+            state.broadcast(
+                &frame(&Push::Leave { channel, client }),
+                None,
+                options.slow_consumer,
+                None,
+            );
         }
         Ok(())
     }

@@ -1,24 +1,59 @@
-//! A connection's bounded outgoing queue, as the hub sees it.
+//! A connection's bounded outgoing queue, as the hub sees it, with the namespace's
+//! slow-consumer policy applied when it is full.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
+
+use crate::config::SlowConsumerPolicy;
 
 /// A connection's id, unique within the process.
 pub type ClientId = Arc<str>;
 
-/// The sending side of a connection's queue. Pushing never waits: a full queue
-/// marks the connection as a slow consumer, and its session disconnects it, so
-/// one slow reader never delays the others.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    tx: mpsc::Sender<Bytes>,
+#[derive(Debug)]
+struct Item {
+    frame: Bytes,
+    /// Publications may be dropped or conflated; replies never are.
+    droppable: bool,
+    /// Conflation key (channel and publication key) for `latest-per-key`.
+    key: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct State {
+    items: VecDeque<Item>,
+    capacity: usize,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    ready: Notify,
+    space: Notify,
+    senders: AtomicUsize,
     overflow: Arc<Overflow>,
 }
 
-/// Set when the queue overflowed; the session waits on it.
+/// The sending side of a connection's queue. Pushing a publication never waits:
+/// on a full queue the namespace's policy decides (disconnect the slow consumer,
+/// drop the oldest publication, or keep only the latest per key), so one slow
+/// reader never delays the others and its memory stays bounded.
+#[derive(Debug)]
+pub struct Outbox {
+    shared: Arc<Shared>,
+}
+
+/// The receiving side, drained by the connection's writer.
+#[derive(Debug)]
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+/// Set when a `disconnect`-policy queue overflowed; the session waits on it.
 #[derive(Debug, Default)]
 pub struct Overflow {
     flag: AtomicBool,
@@ -36,41 +71,227 @@ impl Overflow {
             notified.await;
         }
     }
+
+    fn trip(&self) {
+        if !self.flag.swap(true, Ordering::AcqRel) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::AcqRel);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.state.lock().expect("outbox lock").closed = true;
+            self.shared.ready.notify_waiters();
+            self.shared.ready.notify_one();
+        }
+    }
 }
 
 impl Outbox {
-    /// A queue of `capacity` messages; returns the outbox, its receiver and the
-    /// overflow signal.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Bytes>, Arc<Overflow>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    /// A queue of `capacity` messages; returns the outbox, its receiving side and
+    /// the overflow signal.
+    pub fn new(capacity: usize) -> (Self, Inbox, Arc<Overflow>) {
         let overflow = Arc::new(Overflow::default());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                capacity: capacity.max(1),
+                closed: false,
+            }),
+            ready: Notify::new(),
+            space: Notify::new(),
+            senders: AtomicUsize::new(1),
+            overflow: overflow.clone(),
+        });
         (
             Self {
-                tx,
-                overflow: overflow.clone(),
+                shared: shared.clone(),
             },
-            rx,
+            Inbox { shared },
             overflow,
         )
     }
 
-    /// Queues a frame without waiting; on overflow, signals the session.
+    /// Queues a frame under the `disconnect` policy; false if it was not queued.
     pub fn push(&self, frame: Bytes) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.overflow.flag.swap(true, Ordering::AcqRel) {
-                    self.overflow.notify.notify_waiters();
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        self.push_with(frame, SlowConsumerPolicy::Disconnect, None)
+    }
+
+    /// Queues a publication without waiting. Returns false when something was
+    /// lost: this frame (queue full, `disconnect` policy: the session is told to
+    /// close) or an older one (dropped or conflated).
+    pub fn push_with(
+        &self,
+        frame: Bytes,
+        policy: SlowConsumerPolicy,
+        key: Option<Arc<str>>,
+    ) -> bool {
+        let mut state = self.shared.state.lock().expect("outbox lock");
+        if state.closed {
+            return false;
         }
+        let item = Item {
+            frame,
+            droppable: true,
+            key,
+        };
+        if policy == SlowConsumerPolicy::LatestPerKey && item.key.is_some() {
+            // An older value for the same key still waiting is superseded.
+            if let Some(at) = state
+                .items
+                .iter()
+                .position(|queued| queued.droppable && queued.key == item.key)
+            {
+                state.items.remove(at);
+                state.items.push_back(item);
+                drop(state);
+                self.shared.ready.notify_one();
+                return false;
+            }
+        }
+        if state.items.len() < state.capacity {
+            state.items.push_back(item);
+            drop(state);
+            self.shared.ready.notify_one();
+            return true;
+        }
+        let oldest = state.items.iter().position(|queued| queued.droppable);
+        match (policy, oldest) {
+            (SlowConsumerPolicy::DropOldest | SlowConsumerPolicy::LatestPerKey, Some(at)) => {
+                state.items.remove(at);
+                state.items.push_back(item);
+                drop(state);
+                self.shared.ready.notify_one();
+            }
+            _ => {
+                drop(state);
+                self.shared.overflow.trip();
+            }
+        }
+        false
     }
 
     /// Queues a reply, waiting for room: replies are bounded by the client's own
-    /// request rate, so waiting pushes back on the client.
+    /// request rate, so waiting pushes back on the client. Replies are never
+    /// dropped or conflated.
     pub async fn reply(&self, frame: Bytes) -> bool {
-        self.tx.send(frame).await.is_ok()
+        let mut frame = Some(frame);
+        loop {
+            let space = self.shared.space.notified();
+            {
+                let mut state = self.shared.state.lock().expect("outbox lock");
+                if state.closed {
+                    return false;
+                }
+                if state.items.len() < state.capacity {
+                    let frame = frame.take().expect("not yet queued");
+                    state.items.push_back(Item {
+                        frame,
+                        droppable: false,
+                        key: None,
+                    });
+                    drop(state);
+                    self.shared.ready.notify_one();
+                    return true;
+                }
+            }
+            space.await;
+        }
+    }
+}
+
+impl Inbox {
+    /// The next frame; `None` once every outbox is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let shared = self.shared.clone();
+        loop {
+            let ready = shared.ready.notified();
+            if let Some(frame) = self.try_recv() {
+                return Some(frame);
+            }
+            if shared.state.lock().expect("outbox lock").closed {
+                return None;
+            }
+            ready.await;
+        }
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        let item = self
+            .shared
+            .state
+            .lock()
+            .expect("outbox lock")
+            .items
+            .pop_front()?;
+        self.shared.space.notify_one();
+        Some(item.frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    fn drain(inbox: &mut Inbox) -> Vec<Bytes> {
+        std::iter::from_fn(|| inbox.try_recv()).collect()
+    }
+
+    #[test]
+    fn disconnect_policy_trips_on_overflow() {
+        let (outbox, mut inbox, overflow) = Outbox::new(2);
+        assert!(outbox.push(b("1")) && outbox.push(b("2")));
+        assert!(!outbox.push(b("3")));
+        assert!(overflow.flag.load(Ordering::Acquire));
+        assert_eq!(drain(&mut inbox), [b("1"), b("2")]);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_publications() {
+        let (outbox, mut inbox, overflow) = Outbox::new(2);
+        for s in ["1", "2", "3", "4"] {
+            outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None);
+        }
+        assert!(!overflow.flag.load(Ordering::Acquire));
+        assert_eq!(drain(&mut inbox), [b("3"), b("4")]);
+    }
+
+    #[test]
+    fn latest_per_key_conflates_queued_values() {
+        let (outbox, mut inbox, _) = Outbox::new(10);
+        let key = |k: &str| Some(Arc::<str>::from(k));
+        outbox.push_with(b("a1"), SlowConsumerPolicy::LatestPerKey, key("a"));
+        outbox.push_with(b("b1"), SlowConsumerPolicy::LatestPerKey, key("b"));
+        outbox.push_with(b("a2"), SlowConsumerPolicy::LatestPerKey, key("a"));
+        assert_eq!(drain(&mut inbox), [b("b1"), b("a2")]);
+    }
+
+    #[tokio::test]
+    async fn replies_are_never_dropped_and_close_ends_the_inbox() {
+        let (outbox, mut inbox, _) = Outbox::new(1);
+        assert!(outbox.reply(b("r1")).await);
+        assert!(
+            !outbox.push_with(b("p"), SlowConsumerPolicy::DropOldest, None),
+            "only a reply queued: nothing to drop"
+        );
+        assert_eq!(inbox.recv().await, Some(b("r1")));
+        drop(outbox);
+        assert_eq!(inbox.recv().await, None);
     }
 }

@@ -181,7 +181,7 @@ where
                         return;
                     }
                 }
-                next = queue.try_recv().ok();
+                next = queue.try_recv();
             }
             if drain.flush().await.is_err() {
                 return;
