@@ -25,6 +25,16 @@ fn status_for(body: &ErrorBody) -> StatusCode {
     }
 }
 
+/// A JSON request body, or the 4xx answer for one that is not valid.
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn json_body<T>(body: JsonBody<T>) -> Result<T, Box<Response>> {
+    body.map(|Json(body)| body).map_err(|rejection| {
+        let message = ErrorCode::BadRequest.body(rejection.body_text());
+        Box::new(error(rejection.status(), message))
+    })
+}
+
 /// Requires `Authorization: apikey KEY` when an API key is configured.
 pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(key) = &state.config.api_key {
@@ -56,18 +66,10 @@ pub struct PublishBody {
 }
 
 /// `POST /api/publish`: `{"channel": "...", "data": ...}` → `{"offset": n, "epoch": "..."}`.
-pub async fn publish(
-    State(state): State<AppState>,
-    body: Result<Json<PublishBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
+pub async fn publish(State(state): State<AppState>, body: JsonBody<PublishBody>) -> Response {
+    let body = match json_body(body) {
         Ok(body) => body,
-        Err(rejection) => {
-            return error(
-                rejection.status(),
-                ErrorCode::BadRequest.body(rejection.body_text()),
-            )
-        }
+        Err(response) => return *response,
     };
     match state.hub.publish(
         &body.channel,
@@ -90,18 +92,10 @@ pub struct BroadcastBody {
 
 /// `POST /api/broadcast`: the same data to many channels; one result per channel,
 /// in order, each `{"offset", "epoch"}` or `{"error"}`.
-pub async fn broadcast(
-    State(state): State<AppState>,
-    body: Result<Json<BroadcastBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
+pub async fn broadcast(State(state): State<AppState>, body: JsonBody<BroadcastBody>) -> Response {
+    let body = match json_body(body) {
         Ok(body) => body,
-        Err(rejection) => {
-            return error(
-                rejection.status(),
-                ErrorCode::BadRequest.body(rejection.body_text()),
-            )
-        }
+        Err(response) => return *response,
     };
     let results: Vec<_> = body
         .channels
@@ -122,18 +116,10 @@ pub struct DisconnectBody {
 }
 
 /// `POST /api/disconnect`: closes a client's connection (4501, no reconnect).
-pub async fn disconnect(
-    State(state): State<AppState>,
-    body: Result<Json<DisconnectBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
+pub async fn disconnect(State(state): State<AppState>, body: JsonBody<DisconnectBody>) -> Response {
+    let body = match json_body(body) {
         Ok(body) => body,
-        Err(rejection) => {
-            return error(
-                rejection.status(),
-                ErrorCode::BadRequest.body(rejection.body_text()),
-            )
-        }
+        Err(response) => return *response,
     };
     if state.sessions.kick(&body.client) {
         Json(json!({})).into_response()
