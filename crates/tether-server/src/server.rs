@@ -3,8 +3,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -84,6 +86,9 @@ pub fn router(state: AppState) -> Router {
 /// every client to go (close 1001 with a jittered reconnect delay) after flushing
 /// what is queued for it, and returns once all sessions ended or
 /// [`ServerConfig::shutdown_timeout`] passed.
+///
+/// Each connection's request head must arrive within the WebSocket handshake
+/// timeout, so clients trickling headers (slowloris) are cut off.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -94,16 +99,45 @@ pub async fn run(
         "tether serve listening on http://{}",
         listener.local_addr()?
     );
-    let signal = async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    };
     let sessions = state.sessions.clone();
     let timeout = state.config.shutdown_timeout;
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await?;
+    let header_timeout = state.config.websocket.handshake_timeout;
+    let app = router(state);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                tower_service::Service::call(&mut app.clone(), request)
+            },
+        );
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "HTTP connection ended");
+            }
+        });
+    }
+    let _ = stop.send(true);
+    drop(listener);
     let live = sessions.live();
     if live > 0 {
         tracing::info!(live, "waiting for sessions to close");

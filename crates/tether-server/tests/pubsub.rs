@@ -1029,3 +1029,35 @@ async fn latest_per_key_delivers_the_newest_value_of_each_key() {
         );
     }
 }
+
+#[tokio::test]
+async fn cuts_off_a_slowloris_request_head() {
+    let mut config = ServerConfig::default();
+    config.websocket = config
+        .websocket
+        .clone()
+        .handshake_timeout(Duration::from_millis(500));
+    let server = start(config).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /connection/websocket HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for _ in 0..100 {
+            if tcp.write_all(b"X").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), trickle).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server still holds the connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+}
