@@ -167,9 +167,9 @@ async function refreshPresence() {
 }
 
 function renderPresence() {
-  $('presence').replaceChildren(...present.map((c) => {
+  $('presence').replaceChildren(...present.map(({ client, user }) => {
     const li = document.createElement('li');
-    li.textContent = c === myClient ? `${nameInput.value} (you)` : (names.get(c) || c);
+    li.textContent = client === myClient ? `${nameInput.value} (you)` : (user || names.get(client) || client);
     return li;
   }));
 }

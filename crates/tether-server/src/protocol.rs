@@ -189,6 +189,9 @@ pub enum Push<'a> {
         channel: &'a str,
         /// Who joined.
         client: &'a str,
+        /// Their user id, if they authenticated.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
     },
     /// A client left a channel with presence.
     Leave {
@@ -196,6 +199,9 @@ pub enum Push<'a> {
         channel: &'a str,
         /// Who left.
         client: &'a str,
+        /// Their user id, if they authenticated.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
     },
     /// The server is about to close the connection.
     Disconnect {

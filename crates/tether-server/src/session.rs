@@ -191,7 +191,8 @@ impl Session {
                     reply_frame::<()>(id, Err(error))
                 } else {
                     // On success the hub queues the reply itself, ahead of live publications.
-                    match self.hub.subscribe(id, &channel, &self.id, &self.outbox, recover.as_ref()) {
+                    let user: Option<Arc<str>> = self.identity.as_ref().map(|i| Arc::from(i.user.as_str()));
+                    match self.hub.subscribe(id, &channel, &self.id, user.as_ref(), &self.outbox, recover.as_ref()) {
                         Ok(()) => {
                             self.subscriptions.insert(channel);
                             return;

@@ -768,6 +768,13 @@ async fn authenticates_with_jwt_and_enforces_channel_claims() {
         .call(json!({"op": "subscribe", "channel": "chat:lobby"}))
         .await;
     assert!(reply["result"].is_object(), "{reply}");
+    let presence = alice
+        .call(json!({"op": "presence", "channel": "chat:lobby"}))
+        .await;
+    assert_eq!(
+        presence["result"]["clients"][0]["user"], "alice",
+        "presence shows the token's user"
+    );
     let reply = alice
         .call(json!({"op": "subscribe", "channel": "admin:secrets"}))
         .await;

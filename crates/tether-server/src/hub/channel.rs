@@ -18,6 +18,14 @@ pub(crate) struct Retained {
     pub(crate) data: Box<RawValue>,
 }
 
+/// One subscriber of a channel.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pub(crate) outbox: Outbox,
+    /// The user id from the connection's token, if it has one.
+    pub(crate) user: Option<Arc<str>>,
+}
+
 /// Channel state, guarded by the hub's per-channel lock.
 #[derive(Debug)]
 pub(crate) struct Channel {
@@ -26,7 +34,7 @@ pub(crate) struct Channel {
     /// Offset of the newest publication (0 before the first).
     pub(crate) offset: u64,
     pub(crate) history: VecDeque<Retained>,
-    pub(crate) subscribers: HashMap<ClientId, Outbox>,
+    pub(crate) subscribers: HashMap<ClientId, Subscriber>,
     idempotency: HashMap<String, (u64, Instant)>,
 }
 
@@ -109,8 +117,12 @@ impl Channel {
         key: Option<&Arc<str>>,
     ) -> u64 {
         let mut dropped = 0;
-        for (client, outbox) in &self.subscribers {
-            if Some(client) != except && !outbox.push_with(frame.clone(), policy, key.cloned()) {
+        for (client, subscriber) in &self.subscribers {
+            if Some(client) != except
+                && !subscriber
+                    .outbox
+                    .push_with(frame.clone(), policy, key.cloned())
+            {
                 dropped += 1;
             }
         }

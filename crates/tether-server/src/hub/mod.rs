@@ -20,7 +20,7 @@ pub use outbox::{ClientId, Inbox, Outbox, Overflow};
 use crate::config::{ServerConfig, SlowConsumerPolicy};
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorBody, ErrorCode, Publication, Push, Reply};
-use channel::Channel;
+use channel::{Channel, Subscriber};
 
 /// The result of a subscribe.
 #[derive(Debug, Serialize)]
@@ -37,6 +37,16 @@ pub struct Subscribed {
     /// Missed publications, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub publications: Vec<Publication>,
+}
+
+/// One entry of a presence list.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PresenceEntry {
+    /// The connection's client id.
+    pub client: String,
+    /// The user id from its token, if it authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The result of a publish.
@@ -160,6 +170,7 @@ impl Hub {
         request_id: u64,
         channel: &str,
         client: &ClientId,
+        user: Option<&Arc<str>>,
         outbox: &Outbox,
         recover: Option<&crate::protocol::StreamPosition>,
     ) -> Result<(), ErrorBody> {
@@ -201,13 +212,21 @@ impl Hub {
         }));
         if presence {
             state.broadcast(
-                &frame(&Push::Join { channel, client }),
+                &frame(&Push::Join {
+                    channel,
+                    client,
+                    user: user.map(|u| &**u),
+                }),
                 None,
                 options.slow_consumer,
                 None,
             );
         }
-        state.subscribers.insert(client.clone(), outbox.clone());
+        let subscriber = Subscriber {
+            outbox: outbox.clone(),
+            user: user.cloned(),
+        };
+        state.subscribers.insert(client.clone(), subscriber);
         self.metrics.subscriptions.inc();
         Ok(())
     }
@@ -218,14 +237,18 @@ impl Hub {
             return Err(ErrorCode::NotSubscribed.body(channel));
         };
         let mut state = shared.lock().expect("channel lock");
-        if state.subscribers.remove(client).is_none() {
+        let Some(subscriber) = state.subscribers.remove(client) else {
             return Err(ErrorCode::NotSubscribed.body(channel));
-        }
+        };
         self.metrics.subscriptions.dec();
         let options = self.config.namespace_of(channel);
         if options.presence {
             state.broadcast(
-                &frame(&Push::Leave { channel, client }),
+                &frame(&Push::Leave {
+                    channel,
+                    client,
+                    user: subscriber.user.as_deref(),
+                }),
                 None,
                 options.slow_consumer,
                 None,
@@ -234,8 +257,8 @@ impl Hub {
         Ok(())
     }
 
-    /// Client ids subscribed to `channel`.
-    pub fn presence(&self, channel: &str) -> Result<Vec<String>, ErrorBody> {
+    /// Who is subscribed to `channel`, by client id.
+    pub fn presence(&self, channel: &str) -> Result<Vec<PresenceEntry>, ErrorBody> {
         self.validate_channel(channel)?;
         if !self.config.namespace_of(channel).presence {
             return Err(ErrorCode::NotAvailable.body("presence is off for this namespace"));
@@ -244,8 +267,15 @@ impl Hub {
             return Ok(Vec::new());
         };
         let state = shared.lock().expect("channel lock");
-        let mut clients: Vec<String> = state.subscribers.keys().map(|c| c.to_string()).collect();
-        clients.sort();
+        let mut clients: Vec<PresenceEntry> = state
+            .subscribers
+            .iter()
+            .map(|(client, subscriber)| PresenceEntry {
+                client: client.to_string(),
+                user: subscriber.user.as_deref().map(str::to_owned),
+            })
+            .collect();
+        clients.sort_by(|a, b| a.client.cmp(&b.client));
         Ok(clients)
     }
 
