@@ -8,6 +8,7 @@ use crate::deflate::Deflater;
 use crate::error::ProtocolError;
 use crate::frame::{apply_mask, FrameHeader, OpCode};
 use crate::message::Message;
+use crate::prepared::PreparedMessage;
 
 /// Encodes one connection's outgoing messages, compressing them when
 /// permessage-deflate was negotiated.
@@ -102,6 +103,50 @@ impl Encoder {
                 result
             }
             _ => self.write_frame(opcode, fin, 0, payload, mask, out),
+        }
+    }
+
+    /// Appends `prepared` to `out` as one frame, reusing the frame bytes another
+    /// connection already built when this connection's settings allow (server
+    /// role; no compression, or compression without context takeover).
+    /// Otherwise encodes as [`Encoder::encode`] does.
+    pub fn encode_prepared(
+        &mut self,
+        prepared: &PreparedMessage,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        let message = prepared.message();
+        if self.role == Role::Client {
+            return self.encode(message, mask, out);
+        }
+        let compress = message.len() >= self.threshold;
+        match self.deflater.as_ref() {
+            Some(deflater) if compress && !deflater.is_stateless() => {
+                self.encode(message, None, out)
+            }
+            Some(deflater) if compress => {
+                let bits = deflater.window_bits();
+                let frame = match prepared.compressed_frame(bits) {
+                    Some(frame) => frame,
+                    None => {
+                        let mut frame = BytesMut::new();
+                        self.encode(message, None, &mut frame)?;
+                        prepared.store_compressed(bits, frame.freeze())
+                    }
+                };
+                out.extend_from_slice(frame);
+                Ok(())
+            }
+            _ => {
+                let mut result = Ok(());
+                let frame = prepared.plain_frame(|frame| {
+                    result = Encoder::new(Role::Server, None, 0).encode(message, None, frame);
+                });
+                result?;
+                out.extend_from_slice(frame);
+                Ok(())
+            }
         }
     }
 
@@ -211,6 +256,63 @@ mod tests {
             decoder.receive(&out);
             assert_eq!(decoder.poll().unwrap().as_ref(), Some(message));
         }
+    }
+
+    #[test]
+    fn prepared_frames_are_built_once_and_match_direct_encoding() {
+        let prepared = PreparedMessage::text("shared ".repeat(50));
+        for compressed in [false, true] {
+            let connection = || {
+                Encoder::new(
+                    Role::Server,
+                    compressed.then(|| Deflater::new(1, 15, true)),
+                    0,
+                )
+            };
+            let (mut first, mut second) = (connection(), connection());
+            let (mut a, mut b, mut direct) = (BytesMut::new(), BytesMut::new(), BytesMut::new());
+            first.encode_prepared(&prepared, None, &mut a).unwrap();
+            assert_eq!(prepared.is_compressed_for(15), compressed);
+            second.encode_prepared(&prepared, None, &mut b).unwrap();
+            first.encode(prepared.message(), None, &mut direct).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a, direct);
+            let mut decoder = Decoder::new(
+                Role::Client,
+                Config::default(),
+                compressed.then(|| Inflater::new(15, false)),
+            );
+            decoder.receive(&a);
+            assert_eq!(decoder.poll().unwrap().as_ref(), Some(prepared.message()));
+        }
+        assert!(!prepared.is_compressed_for(12), "one frame per window size");
+    }
+
+    #[test]
+    fn prepared_messages_are_encoded_per_connection_with_context_takeover() {
+        let prepared = PreparedMessage::text("stream ".repeat(50));
+        let mut encoder = Encoder::new(Role::Server, Some(Deflater::new(1, 15, false)), 0);
+        let mut decoder = Decoder::new(
+            Role::Client,
+            Config::default(),
+            Some(Inflater::new(15, false)),
+        );
+        for _ in 0..3 {
+            let mut out = BytesMut::new();
+            encoder.encode_prepared(&prepared, None, &mut out).unwrap();
+            decoder.receive(&out);
+            assert_eq!(decoder.poll().unwrap().as_ref(), Some(prepared.message()));
+        }
+        assert!(!prepared.is_compressed_for(15));
+        // A client masks every frame with its own key: nothing is shared.
+        let mut client = Encoder::new(Role::Client, None, 0);
+        let mut out = BytesMut::new();
+        client
+            .encode_prepared(&prepared, Some([1, 2, 3, 4]), &mut out)
+            .unwrap();
+        let mut server = Decoder::new(Role::Server, Config::default(), None);
+        server.receive(&out);
+        assert_eq!(server.poll().unwrap().as_ref(), Some(prepared.message()));
     }
 
     #[test]

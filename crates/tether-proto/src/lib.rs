@@ -10,6 +10,7 @@
 //! - [`frame`]: opcodes, frame headers, masking.
 //! - [`decoder`]: incoming bytes to messages, with every framing rule and limit.
 //! - [`encoder`]: outgoing messages to frame bytes.
+//! - [`prepared`]: a message framed once for many connections (broadcast).
 //! - [`handshake`]: the opening handshake for both roles.
 //! - [`deflate`]: permessage-deflate negotiation and codec.
 //! - [`close`]: close codes and close payloads.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod prepared;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
@@ -37,4 +39,5 @@ pub use deflate::DeflateConfig;
 pub use encoder::Encoder;
 pub use error::{HandshakeError, ProtocolError};
 pub use message::Message;
+pub use prepared::PreparedMessage;
 pub use utf8::Utf8Bytes;

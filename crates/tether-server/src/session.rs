@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
+use tether::PreparedMessage;
 
 use crate::auth::{Identity, Verifier};
 use crate::config::ServerConfig;
@@ -41,7 +41,7 @@ pub struct Session {
     identity: Option<Identity>,
 }
 
-fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> Bytes {
+fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> PreparedMessage {
     let reply = match result {
         Ok(result) => Reply {
             id,
@@ -54,7 +54,7 @@ fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> Bytes {
             error: Some(error),
         },
     };
-    Bytes::from(serde_json::to_vec(&reply).expect("replies serialise"))
+    crate::hub::frame(&reply)
 }
 
 impl Session {
@@ -136,7 +136,7 @@ impl Session {
         Verdict::Continue
     }
 
-    async fn send(&self, frame: Bytes) {
+    async fn send(&self, frame: PreparedMessage) {
         let _ = self.outbox.reply(frame).await;
     }
 

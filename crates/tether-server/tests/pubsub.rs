@@ -41,8 +41,18 @@ struct Client {
 
 impl Client {
     async fn connect(server: &Server) -> Self {
+        Self::connect_with(server, true).await
+    }
+
+    /// A client with permessage-deflate offered (`compress`) or not.
+    async fn connect_with(server: &Server, compress: bool) -> Self {
         let url = format!("ws://{}/connection/websocket", server.addr);
-        let (ws, _) = tether::connect(&url).await.unwrap();
+        let (ws, _) = tether::ClientBuilder::new(url)
+            .compression(compress)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(ws.is_compressed(), compress);
         Self {
             ws,
             next_id: 0,
@@ -151,8 +161,9 @@ async fn delivers_publications_with_increasing_offsets() {
 async fn fans_out_to_500_subscribers_in_order() {
     let server = start(ServerConfig::default()).await;
     let mut subscribers = Vec::new();
-    for _ in 0..500 {
-        let mut client = Client::connect(&server).await;
+    for n in 0..500 {
+        // Half compressed, half plain: each kind shares one frame per publication.
+        let mut client = Client::connect_with(&server, n % 2 == 0).await;
         client
             .call(json!({"op": "subscribe", "channel": "feed"}))
             .await;

@@ -50,7 +50,8 @@ pub use error::{Error, Result};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use tether_proto::{
-    CloseCode, CloseFrame, DeflateConfig, HandshakeError, Message, ProtocolError, Role, Utf8Bytes,
+    CloseCode, CloseFrame, DeflateConfig, HandshakeError, Message, PreparedMessage, ProtocolError,
+    Role, Utf8Bytes,
 };
 pub use upgrade::{upgrade, PendingUpgrade, UpgradedStream};
 pub use websocket::WebSocket;

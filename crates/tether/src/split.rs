@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tether_proto::{CloseFrame, Message};
+use tether_proto::{CloseFrame, Message, PreparedMessage};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
@@ -92,6 +92,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Queues a message without flushing (see [`WebSocket::feed`](crate::WebSocket::feed)).
     pub async fn feed(&self, message: impl Into<Message>) -> Result<()> {
         self.writer.lock().await.feed(&message.into()).await
+    }
+
+    /// Queues a message prepared for many connections (see
+    /// [`WebSocket::feed_prepared`](crate::WebSocket::feed_prepared)).
+    pub async fn feed_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
+        self.writer.lock().await.feed_prepared(prepared).await
+    }
+
+    /// Sends a prepared message and waits until the socket has taken it.
+    pub async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
+        let mut writer = self.writer.lock().await;
+        writer.feed_prepared(prepared).await?;
+        writer.flush().await
     }
 
     /// Queues one frame of a fragmented message.

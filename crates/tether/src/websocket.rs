@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_proto::{CloseFrame, Decoder, Encoder, Message, Role};
+use tether_proto::{CloseFrame, Decoder, Encoder, Message, PreparedMessage, Role};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
@@ -165,6 +165,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`WebSocket::flush`] after a batch.
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<()> {
         self.writer.feed(&message.into()).await
+    }
+
+    /// Queues a message prepared once for many connections: its frame bytes
+    /// (compressed too, when this connection compresses each message on its own)
+    /// are built by the first connection that sends it and copied by the rest.
+    /// Call [`WebSocket::flush`] after a batch.
+    pub async fn feed_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
+        self.writer.feed_prepared(prepared).await
+    }
+
+    /// Sends a prepared message and waits until the socket has taken it.
+    pub async fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
+        self.writer.feed_prepared(prepared).await?;
+        self.writer.flush().await
     }
 
     /// Queues one frame of a fragmented message: `first` for its first frame, `fin`

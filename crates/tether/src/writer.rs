@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tether_proto::{CloseFrame, Encoder, Message, ProtocolError, Role};
+use tether_proto::{CloseFrame, Encoder, Message, PreparedMessage, ProtocolError, Role};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
@@ -57,6 +57,20 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         if matches!(message, Message::Close(_)) {
             self.close_sent.store(true, Ordering::Release);
         }
+        if self.buf.len() >= self.high_water {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a prepared message, reusing its shared frame bytes when it can.
+    pub(crate) async fn feed_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
+        if self.close_sent() {
+            return Err(Error::AlreadyClosed);
+        }
+        let mask = self.mask();
+        self.encoder
+            .encode_prepared(prepared, mask, &mut self.buf)?;
         if self.buf.len() >= self.high_water {
             self.flush().await?;
         }

@@ -46,6 +46,17 @@ impl Deflater {
         self.state.is_some()
     }
 
+    /// The LZ77 window, as a power of two.
+    pub fn window_bits(&self) -> u8 {
+        self.window_bits
+    }
+
+    /// Whether every message is compressed on its own (no context takeover), so
+    /// its compressed form does not depend on what was sent before.
+    pub fn is_stateless(&self) -> bool {
+        self.no_context_takeover
+    }
+
     /// Appends the compressed form of `input` (one whole message) to `out`.
     pub fn compress(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ProtocolError> {
         let (level, bits) = (self.level, self.window_bits);

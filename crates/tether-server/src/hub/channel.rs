@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::value::RawValue;
+use tether::PreparedMessage;
 
 use super::outbox::{ClientId, Outbox};
 use crate::config::SlowConsumerPolicy;
@@ -111,7 +111,7 @@ impl Channel {
     /// were full (those subscribers are being disconnected as slow consumers).
     pub(crate) fn broadcast(
         &self,
-        frame: &Bytes,
+        frame: &PreparedMessage,
         except: Option<&ClientId>,
         policy: SlowConsumerPolicy,
         key: Option<&Arc<str>>,

@@ -2,8 +2,10 @@
 //! presence. The hub knows nothing of transports: it pushes ready-made frames
 //! into each connection's [`Outbox`].
 //!
-//! Each publication is serialised once; every subscriber's queue gets a clone of
-//! the same `Bytes`.
+//! Each publication is serialised once into a [`PreparedMessage`]; every
+//! subscriber's queue gets a clone of it, and its frame (compressed too, for
+//! connections that compress each message on its own) is built once by the first
+//! connection that writes it.
 
 mod channel;
 mod outbox;
@@ -11,9 +13,9 @@ mod outbox;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use tether::PreparedMessage;
 
 pub use outbox::{ClientId, Inbox, Outbox, Overflow};
 
@@ -67,8 +69,9 @@ pub struct Hub {
     channels: Mutex<HashMap<String, Arc<Mutex<Channel>>>>,
 }
 
-fn frame<T: Serialize>(value: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).expect("protocol types serialise"))
+/// Serialises a server message into a shareable text frame.
+pub(crate) fn frame<T: Serialize>(value: &T) -> PreparedMessage {
+    PreparedMessage::text(serde_json::to_string(value).expect("protocol types serialise"))
 }
 
 impl Hub {

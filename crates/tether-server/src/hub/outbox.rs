@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use tether::PreparedMessage;
 use tokio::sync::Notify;
 
 use crate::config::SlowConsumerPolicy;
@@ -15,7 +15,7 @@ pub type ClientId = Arc<str>;
 
 #[derive(Debug)]
 struct Item {
-    frame: Bytes,
+    frame: PreparedMessage,
     /// Publications may be dropped or conflated; replies never are.
     droppable: bool,
     /// Conflation key (channel and publication key) for `latest-per-key`.
@@ -124,7 +124,7 @@ impl Outbox {
     }
 
     /// Queues a frame under the `disconnect` policy; false if it was not queued.
-    pub fn push(&self, frame: Bytes) -> bool {
+    pub fn push(&self, frame: PreparedMessage) -> bool {
         self.push_with(frame, SlowConsumerPolicy::Disconnect, None)
     }
 
@@ -133,7 +133,7 @@ impl Outbox {
     /// close) or an older one (dropped or conflated).
     pub fn push_with(
         &self,
-        frame: Bytes,
+        frame: PreparedMessage,
         policy: SlowConsumerPolicy,
         key: Option<Arc<str>>,
     ) -> bool {
@@ -185,7 +185,7 @@ impl Outbox {
     /// Queues a reply, waiting for room: replies are bounded by the client's own
     /// request rate, so waiting pushes back on the client. Replies are never
     /// dropped or conflated.
-    pub async fn reply(&self, frame: Bytes) -> bool {
+    pub async fn reply(&self, frame: PreparedMessage) -> bool {
         let mut frame = Some(frame);
         loop {
             let space = self.shared.space.notified();
@@ -213,7 +213,7 @@ impl Outbox {
 
 impl Inbox {
     /// The next frame; `None` once every outbox is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Bytes> {
+    pub async fn recv(&mut self) -> Option<PreparedMessage> {
         let shared = self.shared.clone();
         loop {
             let ready = shared.ready.notified();
@@ -228,7 +228,7 @@ impl Inbox {
     }
 
     /// The next frame if one is queued.
-    pub fn try_recv(&mut self) -> Option<Bytes> {
+    pub fn try_recv(&mut self) -> Option<PreparedMessage> {
         let item = self
             .shared
             .state
@@ -245,12 +245,19 @@ impl Inbox {
 mod tests {
     use super::*;
 
-    fn b(s: &'static str) -> Bytes {
-        Bytes::from_static(s.as_bytes())
+    fn b(s: &'static str) -> PreparedMessage {
+        PreparedMessage::text(s)
     }
 
-    fn drain(inbox: &mut Inbox) -> Vec<Bytes> {
-        std::iter::from_fn(|| inbox.try_recv()).collect()
+    fn text(frame: PreparedMessage) -> String {
+        match frame.message() {
+            tether::Message::Text(text) => text.to_string(),
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    fn drain(inbox: &mut Inbox) -> Vec<String> {
+        std::iter::from_fn(|| inbox.try_recv()).map(text).collect()
     }
 
     #[test]
@@ -259,7 +266,7 @@ mod tests {
         assert!(outbox.push(b("1")) && outbox.push(b("2")));
         assert!(!outbox.push(b("3")));
         assert!(overflow.flag.load(Ordering::Acquire));
-        assert_eq!(drain(&mut inbox), [b("1"), b("2")]);
+        assert_eq!(drain(&mut inbox), ["1", "2"]);
     }
 
     #[test]
@@ -269,7 +276,7 @@ mod tests {
             outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None);
         }
         assert!(!overflow.flag.load(Ordering::Acquire));
-        assert_eq!(drain(&mut inbox), [b("3"), b("4")]);
+        assert_eq!(drain(&mut inbox), ["3", "4"]);
     }
 
     #[test]
@@ -279,7 +286,7 @@ mod tests {
         outbox.push_with(b("a1"), SlowConsumerPolicy::LatestPerKey, key("a"));
         outbox.push_with(b("b1"), SlowConsumerPolicy::LatestPerKey, key("b"));
         outbox.push_with(b("a2"), SlowConsumerPolicy::LatestPerKey, key("a"));
-        assert_eq!(drain(&mut inbox), [b("b1"), b("a2")]);
+        assert_eq!(drain(&mut inbox), ["b1", "a2"]);
     }
 
     #[tokio::test]
@@ -290,8 +297,8 @@ mod tests {
             !outbox.push_with(b("p"), SlowConsumerPolicy::DropOldest, None),
             "only a reply queued: nothing to drop"
         );
-        assert_eq!(inbox.recv().await, Some(b("r1")));
+        assert_eq!(inbox.recv().await.map(text).as_deref(), Some("r1"));
         drop(outbox);
-        assert_eq!(inbox.recv().await, None);
+        assert!(inbox.recv().await.is_none());
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use tether::{CloseCode, CloseFrame, HandshakeError, Message, Utf8Bytes, WebSocket, WsWriter};
+use tether::{CloseCode, CloseFrame, HandshakeError, Message, WebSocket, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use std::net::SocketAddr;
@@ -173,13 +173,10 @@ where
         while let Some(frame) = queue.recv().await {
             let mut next = Some(frame);
             while let Some(frame) = next.take() {
-                // Frames are serde_json output, so always UTF-8.
-                if let Ok(text) = Utf8Bytes::try_from(frame) {
-                    out.messages_out.inc();
-                    out.bytes_out.inc_by(text.len() as u64);
-                    if drain.feed(Message::Text(text)).await.is_err() {
-                        return;
-                    }
+                out.messages_out.inc();
+                out.bytes_out.inc_by(frame.message().len() as u64);
+                if drain.feed_prepared(&frame).await.is_err() {
+                    return;
                 }
                 next = queue.try_recv();
             }

@@ -1,0 +1,98 @@
+//! A message framed once and sent to many connections.
+//!
+//! Broadcasting the same message to thousands of connections should not frame
+//! (or compress) it thousands of times. A [`PreparedMessage`] caches the server's
+//! finished frame bytes: the plain frame, and one compressed frame per LZ77
+//! window size. A compressed frame can be shared only between connections that
+//! compress every message on its own (`server_no_context_takeover`, tether's
+//! default); with context takeover, or as a client (frames are masked with a
+//! fresh key), each connection still encodes its own copy.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::message::Message;
+use crate::utf8::Utf8Bytes;
+
+/// Window sizes 2^9 to 2^15, one cached compressed frame each.
+const WINDOWS: usize = 7;
+
+/// A text or binary message whose frame bytes are computed at most once per
+/// variant and shared by every connection that sends it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PreparedMessage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    message: Message,
+    plain: OnceLock<Bytes>,
+    compressed: [OnceLock<Bytes>; WINDOWS],
+}
+
+impl PreparedMessage {
+    /// Prepares a data message. Control frames are rejected: they are tiny and
+    /// belong to one connection.
+    pub fn new(message: Message) -> Option<Self> {
+        message.is_data().then(|| Self {
+            inner: Arc::new(Inner {
+                message,
+                plain: OnceLock::new(),
+                compressed: Default::default(),
+            }),
+        })
+    }
+
+    /// A prepared text message.
+    pub fn text(text: impl Into<Utf8Bytes>) -> Self {
+        Self::new(Message::Text(text.into())).expect("text is data")
+    }
+
+    /// A prepared binary message.
+    pub fn binary(bytes: impl Into<Bytes>) -> Self {
+        Self::new(Message::Binary(bytes.into())).expect("binary is data")
+    }
+
+    /// The message itself.
+    pub fn message(&self) -> &Message {
+        &self.inner.message
+    }
+
+    /// The uncompressed frame, built on first use.
+    pub(crate) fn plain_frame(&self, build: impl FnOnce(&mut BytesMut)) -> &Bytes {
+        self.inner.plain.get_or_init(|| {
+            let mut out = BytesMut::with_capacity(self.inner.message.len() + 10);
+            build(&mut out);
+            out.freeze()
+        })
+    }
+
+    /// The compressed frame for a window of 2^`window_bits`, if already built.
+    pub(crate) fn compressed_frame(&self, window_bits: u8) -> Option<&Bytes> {
+        self.inner.compressed[slot(window_bits)].get()
+    }
+
+    /// Stores the compressed frame for a window of 2^`window_bits` and returns
+    /// the stored one (another connection may have raced us to it; both are
+    /// valid encodings of the same message).
+    pub(crate) fn store_compressed(&self, window_bits: u8, frame: Bytes) -> &Bytes {
+        self.inner.compressed[slot(window_bits)].get_or_init(|| frame)
+    }
+
+    /// Whether a compressed frame for 2^`window_bits` has been built.
+    pub fn is_compressed_for(&self, window_bits: u8) -> bool {
+        self.compressed_frame(window_bits).is_some()
+    }
+}
+
+fn slot(window_bits: u8) -> usize {
+    usize::from(window_bits.clamp(9, 15) - 9)
+}
+
+impl From<Utf8Bytes> for PreparedMessage {
+    fn from(text: Utf8Bytes) -> Self {
+        Self::text(text)
+    }
+}
