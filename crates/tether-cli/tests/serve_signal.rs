@@ -1,5 +1,6 @@
 //! `tether serve` as a process: SIGTERM closes every client with 1001 and the
-//! process exits 0.
+//! process exits 0; each connection logs one line when it opens and one when it
+//! closes.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -29,9 +30,10 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--log",
-                "warn",
+                "info",
             ])
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
@@ -68,6 +70,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
             .expect("closed in time");
         assert_eq!(code, Some(1001));
     }
+    let mut stderr = server.0.stderr.take().unwrap();
     let exit = tokio::task::spawn_blocking(move || {
         let status = server.0.wait();
         (status, server)
@@ -80,4 +83,11 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
         status.unwrap().success(),
         "tether serve exits 0 after SIGTERM"
     );
+    // One log line per connection opened and closed, with the reason.
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("connection open"), 3, "{log}");
+    assert_eq!(count("connection closed"), 3, "{log}");
+    assert_eq!(count("reason=\"server shutting down\""), 3, "{log}");
 }

@@ -10,6 +10,9 @@ use crate::auth::AuthConfig;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default for [`NamespaceOptions::history_size`]: publications kept per channel.
 pub const DEFAULT_HISTORY_SIZE: usize = 100;
+/// Default for [`NamespaceOptions::history_ttl`]: publications older than this
+/// leave history, and a channel without subscribers or history is forgotten.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(600);
 /// Default for [`ServerConfig::max_subscriptions`] per connection.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 128;
 /// Default for [`ServerConfig::outbound_queue`]: messages queued per connection
@@ -55,6 +58,25 @@ pub enum SlowConsumerPolicy {
     LatestPerKey,
 }
 
+/// Which connections may do something in a namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Any connection the server accepted: anonymous ones too when anonymous
+    /// access is on. A token with a `channels` claim still limits its holder to
+    /// those channels.
+    #[default]
+    Anyone,
+    /// Connections that presented a valid token (within its `channels` claim,
+    /// if it has one).
+    Authenticated,
+    /// Connections whose token grants the channel explicitly in its `channels`
+    /// claim; a token without the claim is not enough.
+    Granted,
+    /// No client connection: publishing is left to the HTTP API.
+    Nobody,
+}
+
 /// Options that apply to every channel of a namespace (`chat` in `chat:lobby`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,10 +84,17 @@ pub struct NamespaceOptions {
     /// Publications retained per channel for history and recovery (0: none).
     /// Default: [`DEFAULT_HISTORY_SIZE`].
     pub history_size: usize,
+    /// How long a publication stays in history (`None`: until pushed out by
+    /// newer ones). A channel with neither subscribers nor history left is
+    /// dropped, and comes back with a new epoch. Default: [`DEFAULT_HISTORY_TTL`].
+    pub history_ttl: Option<Duration>,
     /// Track who is subscribed and push join/leave events. Default: `true`.
     pub presence: bool,
-    /// Whether clients may publish (otherwise only the HTTP API). Default: `true`.
-    pub client_publish: bool,
+    /// Who may subscribe, and read presence and history. Default: [`Access::Anyone`].
+    pub subscribe: Access,
+    /// Which clients may publish; the HTTP API always may.
+    /// Default: [`Access::Anyone`].
+    pub publish: Access,
     /// What a full subscriber queue does. Default: [`SlowConsumerPolicy::Disconnect`].
     pub slow_consumer: SlowConsumerPolicy,
 }
@@ -74,8 +103,10 @@ impl Default for NamespaceOptions {
     fn default() -> Self {
         Self {
             history_size: DEFAULT_HISTORY_SIZE,
+            history_ttl: Some(DEFAULT_HISTORY_TTL),
             presence: true,
-            client_publish: true,
+            subscribe: Access::Anyone,
+            publish: Access::Anyone,
             slow_consumer: SlowConsumerPolicy::Disconnect,
         }
     }
@@ -287,9 +318,21 @@ impl NamespaceOptions {
         self
     }
 
-    /// Sets [`NamespaceOptions::client_publish`].
-    pub fn client_publish(mut self, on: bool) -> Self {
-        self.client_publish = on;
+    /// Sets [`NamespaceOptions::history_ttl`].
+    pub fn history_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.history_ttl = ttl;
+        self
+    }
+
+    /// Sets [`NamespaceOptions::subscribe`].
+    pub fn subscribe(mut self, access: Access) -> Self {
+        self.subscribe = access;
+        self
+    }
+
+    /// Sets [`NamespaceOptions::publish`].
+    pub fn publish(mut self, access: Access) -> Self {
+        self.publish = access;
         self
     }
 }

@@ -44,8 +44,10 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct NamespaceFile {
     history_size: Option<usize>,
+    history_ttl_secs: Option<f64>,
     presence: Option<bool>,
-    client_publish: Option<bool>,
+    subscribe: Option<config::Access>,
+    publish: Option<config::Access>,
     slow_consumer: Option<config::SlowConsumerPolicy>,
 }
 
@@ -96,8 +98,13 @@ fn set<T>(value: Option<T>, into: &mut T) {
 impl NamespaceFile {
     fn apply(self, options: &mut NamespaceOptions) {
         set(self.history_size, &mut options.history_size);
+        if let Some(secs) = self.history_ttl_secs.filter(|s| s.is_finite() && *s >= 0.0) {
+            // 0: no age limit.
+            options.history_ttl = (secs > 0.0).then(|| Duration::from_secs_f64(secs));
+        }
         set(self.presence, &mut options.presence);
-        set(self.client_publish, &mut options.client_publish);
+        set(self.subscribe, &mut options.subscribe);
+        set(self.publish, &mut options.publish);
         set(self.slow_consumer, &mut options.slow_consumer);
     }
 }
@@ -230,8 +237,15 @@ reconnect_window_secs = {window}
 # Options of every channel, unless its namespace (the part before ':') says otherwise.
 [channels]
 history_size = {history}
+# Seconds a publication stays in history (0: until newer ones push it out).
+history_ttl_secs = {ttl}
 presence = true
-client_publish = true
+# Who may subscribe (and read presence and history), and which clients may
+# publish: "anyone" (anonymous too, when allowed), "authenticated" (a valid
+# token), "granted" (the token's channels claim lists the channel), "nobody"
+# (for publish: only the HTTP API).
+subscribe = "anyone"
+publish = "anyone"
 # A full subscriber queue: "disconnect" (4001, the client recovers from history),
 # "drop-oldest", or "latest-per-key" (conflation by the publish key).
 slow_consumer = "disconnect"
@@ -239,7 +253,8 @@ slow_consumer = "disconnect"
 # Per-namespace overrides, e.g. channels "scores:*":
 # [namespaces.scores]
 # history_size = 1000
-# client_publish = false
+# publish = "nobody"
+# subscribe = "authenticated"
 
 [auth]
 # JWT verification keys; with any of them set, anonymous access is off by default.
@@ -264,6 +279,7 @@ slow_consumer = "disconnect"
         shutdown = d.shutdown_timeout.as_secs_f64(),
         window = d.reconnect_window.as_secs_f64(),
         history = config::DEFAULT_HISTORY_SIZE,
+        ttl = config::DEFAULT_HISTORY_TTL.as_secs_f64(),
     )
 }
 
@@ -293,7 +309,7 @@ mod tests {
 
     #[test]
     fn applies_namespaces_over_the_channel_defaults() {
-        let text = "[channels]\nhistory_size = 10\n[namespaces.scores]\nclient_publish = false\nslow_consumer = \"latest-per-key\"\n";
+        let text = "[channels]\nhistory_size = 10\nhistory_ttl_secs = 0\n[namespaces.scores]\npublish = \"nobody\"\nslow_consumer = \"latest-per-key\"\n";
         let mut config = ServerConfig::default();
         FileConfig::parse(text, "t")
             .unwrap()
@@ -301,7 +317,8 @@ mod tests {
             .unwrap();
         assert_eq!(config.namespace_of("chat:x").history_size, 10);
         let scores = config.namespace_of("scores:1");
-        assert_eq!((scores.history_size, scores.client_publish), (10, false));
+        assert_eq!((scores.history_size, scores.history_ttl), (10, None));
+        assert_eq!(scores.publish, config::Access::Nobody);
         assert_eq!(
             scores.slow_consumer,
             config::SlowConsumerPolicy::LatestPerKey

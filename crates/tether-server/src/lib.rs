@@ -31,5 +31,5 @@ pub mod server;
 pub mod session;
 pub mod transport;
 
-pub use config::{NamespaceOptions, ServerConfig};
+pub use config::{Access, NamespaceOptions, ServerConfig, SlowConsumerPolicy};
 pub use server::{router, run, AppState};

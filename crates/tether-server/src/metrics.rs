@@ -32,6 +32,8 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
+    /// Channels the hub holds (with subscribers, history or recent keys).
+    pub channels: Gauge,
     /// Frames received from clients.
     pub messages_in: Counter,
     /// Bytes of frames received from clients (payload).
@@ -61,6 +63,7 @@ impl Default for Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
             subscriptions: Gauge::default(),
+            channels: Gauge::default(),
             messages_in: Counter::default(),
             bytes_in: Counter::default(),
             messages_out: Counter::default(),
@@ -88,6 +91,11 @@ impl Default for Metrics {
             "subscriptions",
             "Active channel subscriptions",
             metrics.subscriptions.clone(),
+        );
+        registry.register(
+            "channels",
+            "Channels held (subscribers, history or recent idempotency keys)",
+            metrics.channels.clone(),
         );
         registry.register(
             "messages_in",

@@ -4,6 +4,8 @@
 //! Every client request carries an `id` and gets exactly one reply with that id,
 //! holding `result` or `error`. Server-initiated messages carry `push` instead.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -215,6 +217,11 @@ pub enum Push<'a> {
         /// reconnections over a window).
         #[serde(skip_serializing_if = "Option::is_none")]
         reconnect_after_ms: Option<u64>,
+        /// For a slow consumer (4001): per subscribed channel, the position of
+        /// the last publication written to this connection before it was cut
+        /// off. Subscribing again with it as `recover` resumes without loss.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        positions: BTreeMap<&'a str, StreamPosition>,
     },
 }
 

@@ -82,6 +82,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How often idle channels are forgotten and history is expired by age (reads
+/// expire history themselves, so this only bounds memory).
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sweeps the hub every [`SWEEP_INTERVAL`] while it exists.
+async fn sweep(hub: std::sync::Weak<Hub>) {
+    let mut every = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        every.tick().await;
+        match hub.upgrade() {
+            Some(hub) => {
+                hub.sweep();
+            }
+            None => return,
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` resolves. Then it stops accepting, tells
 /// every client to go (close 1001 with a jittered reconnect delay) after flushing
 /// what is queued for it, and returns once all sessions ended or
@@ -99,6 +117,7 @@ pub async fn run(
         "tether serve listening on http://{}",
         listener.local_addr()?
     );
+    let sweeper = tokio::spawn(sweep(Arc::downgrade(&state.hub)));
     let sessions = state.sessions.clone();
     let timeout = state.config.shutdown_timeout;
     let header_timeout = state.config.websocket.handshake_timeout;
@@ -138,6 +157,7 @@ pub async fn run(
     }
     let _ = stop.send(true);
     drop(listener);
+    sweeper.abort();
     let live = sessions.live();
     if live > 0 {
         tracing::info!(live, "waiting for sessions to close");

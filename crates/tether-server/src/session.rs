@@ -10,7 +10,7 @@ use serde_json::json;
 use tether::PreparedMessage;
 
 use crate::auth::{Identity, Verifier};
-use crate::config::ServerConfig;
+use crate::config::{Access, ServerConfig};
 use crate::hub::{ClientId, Hub, Outbox};
 use crate::protocol::{Command, ErrorBody, ErrorCode, Reply, Request};
 use crate::ratelimit::TokenBucket;
@@ -85,6 +85,11 @@ impl Session {
         &self.id
     }
 
+    /// Whether this session is subscribed to `channel`.
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.subscriptions.contains(channel)
+    }
+
     /// Applies the rate limit to one incoming frame: `Err` holds the verdict for a
     /// refused one (error 109, or a close with 1008 once the client has ignored a
     /// whole burst of refusals).
@@ -140,15 +145,19 @@ impl Session {
         let _ = self.outbox.reply(frame).await;
     }
 
-    /// Whether this session may use `channel`: authenticated (or anonymous
-    /// allowed), and within the token's channel claims.
-    fn check_access(&self, channel: &str) -> Result<(), ErrorBody> {
-        match &self.identity {
-            None if self.verifier.anonymous() => Ok(()),
-            None => Err(ErrorCode::Unauthorized.body("connect with a token first")),
-            Some(identity) if identity.allows(channel) => Ok(()),
-            Some(_) => Err(ErrorCode::PermissionDenied
+    /// Whether this session may act on `channel` under the namespace's `access`.
+    fn check_access(&self, channel: &str, access: Access) -> Result<(), ErrorBody> {
+        let denied = |why: &str| Err(ErrorCode::PermissionDenied.body(why));
+        match (&self.identity, access) {
+            (_, Access::Nobody) => denied("clients may not do this in this namespace"),
+            (None, Access::Anyone) if self.verifier.anonymous() => Ok(()),
+            (None, _) => Err(ErrorCode::Unauthorized.body("connect with a token first")),
+            (Some(identity), _) if !identity.allows(channel) => Err(ErrorCode::PermissionDenied
                 .body(format!("the token does not allow channel {channel:?}"))),
+            (Some(identity), Access::Granted) if identity.channels.is_none() => {
+                denied("this namespace needs a token that lists the channel")
+            }
+            (Some(_), _) => Ok(()),
         }
     }
 
@@ -167,16 +176,21 @@ impl Session {
 
     async fn handle(&mut self, request: Request) {
         let id = request.id;
-        let channel = match &request.command {
+        // Reading presence and history needs what subscribing needs; leaving a
+        // channel needs nothing.
+        let checked = match &request.command {
             Command::Subscribe { channel, .. }
-            | Command::Unsubscribe { channel }
-            | Command::Publish { channel, .. }
             | Command::Presence { channel }
-            | Command::History { channel, .. } => Some(channel.clone()),
-            Command::Connect { .. } | Command::Ping => None,
+            | Command::History { channel, .. } => {
+                Some((channel, self.config.namespace_of(channel).subscribe))
+            }
+            Command::Publish { channel, .. } => {
+                Some((channel, self.config.namespace_of(channel).publish))
+            }
+            Command::Unsubscribe { .. } | Command::Connect { .. } | Command::Ping => None,
         };
-        if let Some(channel) = channel {
-            if let Err(error) = self.check_access(&channel) {
+        if let Some((channel, access)) = checked {
+            if let Err(error) = self.check_access(channel, access) {
                 self.send(reply_frame::<()>(id, Err(error))).await;
                 return;
             }
@@ -209,12 +223,7 @@ impl Session {
                 reply_frame(id, result.map(|()| json!({})))
             }
             Command::Publish { channel, data, idempotency_key, key } => {
-                if self.config.namespace_of(&channel).client_publish {
-                    reply_frame(id, self.hub.publish(&channel, data, idempotency_key, key.as_deref()))
-                } else {
-                    let error = ErrorCode::PermissionDenied.body("clients may not publish in this namespace");
-                    reply_frame::<()>(id, Err(error))
-                }
+                reply_frame(id, self.hub.publish(&channel, data, idempotency_key, key.as_deref()))
             }
             Command::Presence { channel } => {
                 reply_frame(id, self.hub.presence(&channel).map(|clients| json!({ "clients": clients })))

@@ -393,9 +393,11 @@ async fn http_api_publish_reaches_websocket_subscribers() {
 #[tokio::test]
 async fn disconnects_a_slow_consumer_without_delaying_others() {
     // The publisher is not what this test limits.
+    const COUNT: u64 = 1000;
     let mut config = ServerConfig::default()
         .outbound_queue(16)
-        .rate_limit(1e6, 1 << 20);
+        .rate_limit(1e6, 1 << 20)
+        .default_namespace(NamespaceOptions::default().history_size(COUNT as usize));
     // Long enough for the goodbye to wait until the slow client reads again below.
     config.websocket = config
         .websocket
@@ -422,7 +424,6 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
         .await;
     let mut publisher = Client::connect(&server).await;
     let big = "x".repeat(16 << 10);
-    const COUNT: u64 = 1000;
     let reader = tokio::spawn(async move {
         for n in 1..=COUNT {
             assert_eq!(fast.publication().await["offset"], n);
@@ -438,6 +439,8 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
     let mut advice = None;
     let mut code = None;
     let mut received = 0;
+    let mut epoch = String::new();
+    let mut last_offset = 0;
     let drain = async {
         loop {
             let message = match slow.recv().await {
@@ -449,6 +452,16 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
             match message {
                 Message::Text(text) if text.contains("\"disconnect\"") => {
                     advice = Some(text.to_string())
+                }
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if let Some(subscribed) = value["result"]["epoch"].as_str() {
+                        epoch = subscribed.to_owned();
+                    }
+                    if let Some(offset) = value["offset"].as_u64() {
+                        assert_eq!(offset, last_offset + 1, "in order, no gap");
+                        last_offset = offset;
+                    }
                 }
                 Message::Close(Some(frame)) => code = Some(frame.code.0),
                 _ => {}
@@ -466,6 +479,27 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
         (advice["code"].clone(), advice["reconnect"].clone()),
         (json!(4001), json!(true))
     );
+    // The advice says where the client stands: exactly the last publication it got.
+    let position = &advice["positions"]["firehose"];
+    assert_eq!(
+        *position,
+        json!({"offset": last_offset, "epoch": epoch}),
+        "{advice}"
+    );
+    assert!(last_offset < COUNT, "the slow client was cut off early");
+    // Coming back with that position recovers the rest: no gap, no duplicate.
+    let mut back = Client::connect(&server).await;
+    let reply = back
+        .call(json!({"op": "subscribe", "channel": "firehose", "recover": position}))
+        .await;
+    assert_eq!(reply["result"]["recovered"], true);
+    let offsets: Vec<u64> = reply["result"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, ((last_offset + 1)..=COUNT).collect::<Vec<_>>());
     tokio::time::timeout(Duration::from_secs(30), reader)
         .await
         .expect("fast subscriber kept up")
@@ -1078,4 +1112,120 @@ async fn cuts_off_a_slowloris_request_head() {
         "cut off after {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn enforces_per_namespace_subscribe_and_publish_permissions() {
+    use tether_server::Access;
+    let auth = tether_server::auth::AuthConfig::default()
+        .hmac_secret("s3cret")
+        .allow_anonymous(true);
+    let config = ServerConfig::default()
+        .auth(auth)
+        .namespace("news", NamespaceOptions::default().publish(Access::Nobody))
+        .namespace(
+            "team",
+            NamespaceOptions::default()
+                .subscribe(Access::Authenticated)
+                .publish(Access::Authenticated),
+        )
+        .namespace(
+            "vip",
+            NamespaceOptions::default().subscribe(Access::Granted),
+        );
+    let server = start(config).await;
+    let mut anonymous = Client::connect(&server).await;
+    let mut member = Client::connect(&server).await;
+    let token = hs256("s3cret", json!({"sub": "ann", "exp": now() + 600}));
+    member.call(json!({"op": "connect", "token": token})).await;
+    let mut vip = Client::connect(&server).await;
+    let token = hs256(
+        "s3cret",
+        json!({"sub": "vic", "exp": now() + 600, "channels": ["vip:*", "news:*", "team:*"]}),
+    );
+    vip.call(json!({"op": "connect", "token": token})).await;
+
+    // news: anyone reads, no client publishes, the API does.
+    let reply = anonymous
+        .call(json!({"op": "subscribe", "channel": "news:today"}))
+        .await;
+    assert!(reply["result"].is_object(), "{reply}");
+    for client in [&mut anonymous, &mut member, &mut vip] {
+        let reply = client
+            .call(json!({"op": "publish", "channel": "news:today", "data": 1}))
+            .await;
+        assert_eq!(reply["error"]["code"], 103, "{reply}");
+    }
+    let body = json!({"channel": "news:today", "data": "headline"}).to_string();
+    let (status, _) = http(server.addr, "POST", "/api/publish", &body, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(anonymous.publication().await["data"], "headline");
+
+    // team: a token is needed to subscribe, publish, or read history and presence.
+    for op in ["subscribe", "history", "presence"] {
+        let reply = anonymous
+            .call(json!({"op": op, "channel": "team:dev"}))
+            .await;
+        assert_eq!(reply["error"]["code"], 111, "{op}: {reply}");
+    }
+    let reply = anonymous
+        .call(json!({"op": "publish", "channel": "team:dev", "data": 1}))
+        .await;
+    assert_eq!(reply["error"]["code"], 111, "{reply}");
+    let reply = member
+        .call(json!({"op": "subscribe", "channel": "team:dev"}))
+        .await;
+    assert!(reply["result"].is_object(), "{reply}");
+    let reply = member
+        .call(json!({"op": "publish", "channel": "team:dev", "data": 2}))
+        .await;
+    assert_eq!(reply["result"]["offset"], 1, "{reply}");
+
+    // vip: only a token that lists the channel.
+    let reply = member
+        .call(json!({"op": "subscribe", "channel": "vip:lounge"}))
+        .await;
+    assert_eq!(reply["error"]["code"], 103, "{reply}");
+    let reply = vip
+        .call(json!({"op": "subscribe", "channel": "vip:lounge"}))
+        .await;
+    assert!(reply["result"].is_object(), "{reply}");
+    let reply = vip
+        .call(json!({"op": "unsubscribe", "channel": "vip:lounge"}))
+        .await;
+    assert!(reply["result"].is_object(), "{reply}");
+}
+
+#[tokio::test]
+async fn expires_history_by_age() {
+    let options = NamespaceOptions::default().history_ttl(Some(Duration::from_millis(300)));
+    let server = start(ServerConfig::default().namespace("live", options)).await;
+    let mut publisher = Client::connect(&server).await;
+    let ack = publisher
+        .call(json!({"op": "publish", "channel": "live:feed", "data": 1}))
+        .await;
+    let epoch = ack["result"]["epoch"].clone();
+    publisher
+        .call(json!({"op": "publish", "channel": "live:feed", "data": 2}))
+        .await;
+    let mut fresh = Client::connect(&server).await;
+    let reply = fresh
+        .call(json!({"op": "subscribe", "channel": "live:feed", "recover": {"offset": 0, "epoch": epoch}}))
+        .await;
+    assert_eq!(reply["result"]["recovered"], true, "{reply}");
+    assert_eq!(reply["result"]["publications"].as_array().unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let history = publisher
+        .call(json!({"op": "history", "channel": "live:feed"}))
+        .await;
+    assert_eq!(history["result"]["publications"], json!([]), "{history}");
+    let mut late = Client::connect(&server).await;
+    let reply = late
+        .call(json!({"op": "subscribe", "channel": "live:feed", "recover": {"offset": 0, "epoch": epoch}}))
+        .await;
+    assert_eq!(
+        reply["result"]["recovered"], false,
+        "expired history no longer covers the gap: {reply}"
+    );
+    assert_eq!(reply["result"]["offset"], 2, "offsets go on");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tether::PreparedMessage;
 
-use super::outbox::{ClientId, Outbox};
+use super::outbox::{ClientId, Outbox, Position};
 use crate::config::SlowConsumerPolicy;
 
 /// A retained publication.
@@ -16,6 +16,8 @@ use crate::config::SlowConsumerPolicy;
 pub(crate) struct Retained {
     pub(crate) offset: u64,
     pub(crate) data: Box<RawValue>,
+    /// When it was published, for the history TTL.
+    at: Instant,
 }
 
 /// One subscriber of a channel.
@@ -29,24 +31,51 @@ pub(crate) struct Subscriber {
 /// Channel state, guarded by the hub's per-channel lock.
 #[derive(Debug)]
 pub(crate) struct Channel {
+    /// The channel's name.
+    pub(crate) name: Arc<str>,
     /// Changes whenever history is lost (here: the channel was created anew).
-    pub(crate) epoch: String,
+    pub(crate) epoch: Arc<str>,
     /// Offset of the newest publication (0 before the first).
     pub(crate) offset: u64,
     pub(crate) history: VecDeque<Retained>,
     pub(crate) subscribers: HashMap<ClientId, Subscriber>,
     idempotency: HashMap<String, (u64, Instant)>,
+    /// Set when the hub forgot this channel; whoever still holds it looks again.
+    pub(crate) removed: bool,
 }
 
 impl Channel {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         Self {
+            name: name.into(),
             epoch: new_epoch(),
             offset: 0,
             history: VecDeque::new(),
             subscribers: HashMap::new(),
             idempotency: HashMap::new(),
+            removed: false,
         }
+    }
+
+    /// Drops publications older than `ttl` from history.
+    pub(crate) fn expire(&mut self, ttl: Option<Duration>, now: Instant) {
+        if let Some(ttl) = ttl {
+            while self
+                .history
+                .front()
+                .is_some_and(|p| now.duration_since(p.at) >= ttl)
+            {
+                self.history.pop_front();
+            }
+        }
+    }
+
+    /// Whether nothing would be lost by forgetting this channel: no subscriber,
+    /// no history, no idempotency key still inside its `window`.
+    pub(crate) fn is_idle(&mut self, window: Duration, now: Instant) -> bool {
+        self.idempotency
+            .retain(|_, (_, at)| now.duration_since(*at) < window);
+        self.subscribers.is_empty() && self.history.is_empty() && self.idempotency.is_empty()
     }
 
     /// The offset a publish with `key` got before, if within `window`.
@@ -75,6 +104,7 @@ impl Channel {
             self.history.push_back(Retained {
                 offset: self.offset,
                 data,
+                at: Instant::now(),
             });
             while self.history.len() > history_size {
                 self.history.pop_front();
@@ -107,21 +137,35 @@ impl Channel {
         )
     }
 
+    /// The position of the newest publication.
+    pub(crate) fn position(&self) -> Arc<Position> {
+        Arc::new(Position {
+            channel: self.name.clone(),
+            offset: self.offset,
+            epoch: self.epoch.clone(),
+        })
+    }
+
     /// Queues `frame` for every subscriber but `except`; returns how many queues
     /// were full (those subscribers are being disconnected as slow consumers).
+    /// `position` marks a publication, so each connection knows how far it got.
     pub(crate) fn broadcast(
         &self,
         frame: &PreparedMessage,
         except: Option<&ClientId>,
         policy: SlowConsumerPolicy,
         key: Option<&Arc<str>>,
+        position: Option<&Arc<Position>>,
     ) -> u64 {
         let mut dropped = 0;
         for (client, subscriber) in &self.subscribers {
             if Some(client) != except
-                && !subscriber
-                    .outbox
-                    .push_with(frame.clone(), policy, key.cloned())
+                && !subscriber.outbox.push_with(
+                    frame.clone(),
+                    policy,
+                    key.cloned(),
+                    position.cloned(),
+                )
             {
                 dropped += 1;
             }
@@ -130,8 +174,8 @@ impl Channel {
     }
 }
 
-fn new_epoch() -> String {
-    format!("{:08x}", rand::random::<u32>())
+fn new_epoch() -> Arc<str> {
+    format!("{:08x}", rand::random::<u32>()).into()
 }
 
 #[cfg(test)]
@@ -144,7 +188,7 @@ mod tests {
 
     #[test]
     fn recovers_only_while_history_covers_the_gap() {
-        let mut channel = Channel::new();
+        let mut channel = Channel::new("t");
         for n in 1..=5 {
             channel.append(data(n), None, 3);
         }
@@ -156,8 +200,24 @@ mod tests {
     }
 
     #[test]
+    fn expires_history_by_age_and_then_counts_as_idle() {
+        let mut channel = Channel::new("t");
+        channel.append(data(1), None, 10);
+        let later = Instant::now() + Duration::from_secs(5);
+        channel.expire(Some(Duration::from_secs(60)), later);
+        assert_eq!(channel.history.len(), 1, "younger than the TTL");
+        assert!(!channel.is_idle(Duration::ZERO, later));
+        channel.expire(None, later + Duration::from_secs(3600));
+        assert_eq!(channel.history.len(), 1, "no TTL: kept");
+        channel.expire(Some(Duration::from_secs(1)), later);
+        assert!(channel.history.is_empty());
+        assert!(channel.since(0).is_none(), "the gap is no longer covered");
+        assert!(channel.is_idle(Duration::ZERO, later));
+    }
+
+    #[test]
     fn remembers_idempotency_keys_within_the_window() {
-        let mut channel = Channel::new();
+        let mut channel = Channel::new("t");
         let offset = channel.append(data(1), Some("k".into()), 10);
         assert_eq!(channel.seen_key("k", Duration::from_secs(60)), Some(offset));
         assert_eq!(channel.seen_key("k", Duration::ZERO), None);

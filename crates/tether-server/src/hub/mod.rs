@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tether::PreparedMessage;
 
-pub use outbox::{ClientId, Inbox, Outbox, Overflow};
+pub use outbox::{ClientId, Inbox, Outbox, Overflow, Position, Queued};
 
 use crate::config::{ServerConfig, SlowConsumerPolicy};
 use crate::metrics::Metrics;
@@ -28,7 +28,7 @@ use channel::{Channel, Subscriber};
 #[derive(Debug, Serialize)]
 pub struct Subscribed {
     /// The channel's current epoch.
-    pub epoch: String,
+    pub epoch: Arc<str>,
     /// The channel's newest offset.
     pub offset: u64,
     /// Whether every missed publication is in `publications` (only when the
@@ -57,7 +57,7 @@ pub struct Published {
     /// The offset the publication got (the original one for a repeated key).
     pub offset: u64,
     /// The channel's epoch.
-    pub epoch: String,
+    pub epoch: Arc<str>,
 }
 
 /// The channel registry.
@@ -101,12 +101,42 @@ impl Hub {
         }
     }
 
-    fn channel(&self, name: &str) -> Arc<Mutex<Channel>> {
+    /// Runs `f` on the channel `name` (created if new), with its lock held and
+    /// its history expired by age.
+    fn with_channel<R>(&self, name: &str, f: impl FnOnce(&mut Channel) -> R) -> R {
+        let ttl = self.config.namespace_of(name).history_ttl;
+        loop {
+            let shared = {
+                let mut channels = self.channels.lock().expect("hub lock");
+                channels
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Arc::new(Mutex::new(Channel::new(name))))
+                    .clone()
+            };
+            let mut state = shared.lock().expect("channel lock");
+            // A sweep may have forgotten it between the lookup and the lock.
+            if !state.removed {
+                state.expire(ttl, std::time::Instant::now());
+                return f(&mut state);
+            }
+        }
+    }
+
+    /// Forgets channels with no subscribers, history or live idempotency keys,
+    /// after expiring history by age; returns how many are left. The server
+    /// calls it periodically so transient channels do not accumulate.
+    pub fn sweep(&self) -> usize {
+        let now = std::time::Instant::now();
         let mut channels = self.channels.lock().expect("hub lock");
-        channels
-            .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(Channel::new())))
-            .clone()
+        channels.retain(|name, shared| {
+            let mut state = shared.lock().expect("channel lock");
+            state.expire(self.config.namespace_of(name).history_ttl, now);
+            let idle = state.is_idle(self.config.idempotency_window, now);
+            state.removed = idle;
+            !idle
+        });
+        self.metrics.channels.set(channels.len() as i64);
+        channels.len()
     }
 
     fn existing(&self, name: &str) -> Option<Arc<Mutex<Channel>>> {
@@ -137,32 +167,39 @@ impl Hub {
         let conflation: Option<Arc<str>> = (options.slow_consumer
             == SlowConsumerPolicy::LatestPerKey)
             .then(|| format!("{channel}\u{0}{}", key.unwrap_or_default()).into());
-        let shared = self.channel(channel);
-        let mut state = shared.lock().expect("channel lock");
-        if let Some(key) = &idempotency_key {
-            if let Some(offset) = state.seen_key(key, self.config.idempotency_window) {
-                return Ok(Published {
-                    offset,
-                    epoch: state.epoch.clone(),
-                });
+        self.with_channel(channel, |state| {
+            if let Some(key) = &idempotency_key {
+                if let Some(offset) = state.seen_key(key, self.config.idempotency_window) {
+                    return Ok(Published {
+                        offset,
+                        epoch: state.epoch.clone(),
+                    });
+                }
             }
-        }
-        let bytes = frame(&Push::Publication {
-            channel,
-            offset: state.offset + 1,
-            data: &data,
-        });
-        let offset = state.append(data, idempotency_key, options.history_size);
-        let started = std::time::Instant::now();
-        let dropped = state.broadcast(&bytes, None, options.slow_consumer, conflation.as_ref());
-        self.metrics
-            .fanout_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.publications.inc();
-        self.metrics.queue_drops.inc_by(dropped);
-        Ok(Published {
-            offset,
-            epoch: state.epoch.clone(),
+            let bytes = frame(&Push::Publication {
+                channel,
+                offset: state.offset + 1,
+                data: &data,
+            });
+            let offset = state.append(data, idempotency_key, options.history_size);
+            let position = state.position();
+            let started = std::time::Instant::now();
+            let dropped = state.broadcast(
+                &bytes,
+                None,
+                options.slow_consumer,
+                conflation.as_ref(),
+                Some(&position),
+            );
+            self.metrics
+                .fanout_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.publications.inc();
+            self.metrics.queue_drops.inc_by(dropped);
+            Ok(Published {
+                offset,
+                epoch: state.epoch.clone(),
+            })
         })
     }
 
@@ -180,58 +217,60 @@ impl Hub {
         self.validate_channel(channel)?;
         let options = self.config.namespace_of(channel);
         let presence = options.presence;
-        let shared = self.channel(channel);
-        let mut state = shared.lock().expect("channel lock");
-        if state.subscribers.contains_key(client) {
-            return Err(ErrorCode::AlreadySubscribed.body(channel));
-        }
-        let (recovered, publications) = match recover {
-            None => (None, Vec::new()),
-            Some(position) if position.epoch != state.epoch => (Some(false), Vec::new()),
-            Some(position) => match state.since(position.offset) {
-                Some(missed) => (
-                    Some(true),
-                    missed
-                        .into_iter()
-                        .map(|p| Publication {
-                            offset: p.offset,
-                            data: p.data,
-                        })
-                        .collect(),
-                ),
-                None => (Some(false), Vec::new()),
-            },
-        };
-        let result = Subscribed {
-            epoch: state.epoch.clone(),
-            offset: state.offset,
-            recovered,
-            publications,
-        };
-        outbox.push(frame(&Reply {
-            id: request_id,
-            result: Some(result),
-            error: None,
-        }));
-        if presence {
-            state.broadcast(
-                &frame(&Push::Join {
-                    channel,
-                    client,
-                    user: user.map(|u| &**u),
-                }),
-                None,
-                options.slow_consumer,
-                None,
-            );
-        }
-        let subscriber = Subscriber {
-            outbox: outbox.clone(),
-            user: user.cloned(),
-        };
-        state.subscribers.insert(client.clone(), subscriber);
-        self.metrics.subscriptions.inc();
-        Ok(())
+        self.with_channel(channel, |state| {
+            if state.subscribers.contains_key(client) {
+                return Err(ErrorCode::AlreadySubscribed.body(channel));
+            }
+            let (recovered, publications) = match recover {
+                None => (None, Vec::new()),
+                Some(position) if *position.epoch != *state.epoch => (Some(false), Vec::new()),
+                Some(position) => match state.since(position.offset) {
+                    Some(missed) => (
+                        Some(true),
+                        missed
+                            .into_iter()
+                            .map(|p| Publication {
+                                offset: p.offset,
+                                data: p.data,
+                            })
+                            .collect(),
+                    ),
+                    None => (Some(false), Vec::new()),
+                },
+            };
+            let result = Subscribed {
+                epoch: state.epoch.clone(),
+                offset: state.offset,
+                recovered,
+                publications,
+            };
+            let reply = frame(&Reply {
+                id: request_id,
+                result: Some(result),
+                error: None,
+            });
+            outbox.push_reply(reply, Some(state.position()));
+            if presence {
+                state.broadcast(
+                    &frame(&Push::Join {
+                        channel,
+                        client,
+                        user: user.map(|u| &**u),
+                    }),
+                    None,
+                    options.slow_consumer,
+                    None,
+                    None,
+                );
+            }
+            let subscriber = Subscriber {
+                outbox: outbox.clone(),
+                user: user.cloned(),
+            };
+            state.subscribers.insert(client.clone(), subscriber);
+            self.metrics.subscriptions.inc();
+            Ok(())
+        })
     }
 
     /// Removes `client` from `channel`.
@@ -254,6 +293,7 @@ impl Hub {
                 }),
                 None,
                 options.slow_consumer,
+                None,
                 None,
             );
         }
@@ -287,24 +327,24 @@ impl Hub {
         &self,
         channel: &str,
         limit: Option<usize>,
-    ) -> Result<(String, u64, Vec<Publication>), ErrorBody> {
+    ) -> Result<(Arc<str>, u64, Vec<Publication>), ErrorBody> {
         self.validate_channel(channel)?;
         if self.config.namespace_of(channel).history_size == 0 {
             return Err(ErrorCode::NotAvailable.body("history is off for this namespace"));
         }
-        let shared = self.channel(channel);
-        let state = shared.lock().expect("channel lock");
-        let skip = limit.map_or(0, |limit| state.history.len().saturating_sub(limit));
-        let publications = state
-            .history
-            .iter()
-            .skip(skip)
-            .map(|p| Publication {
-                offset: p.offset,
-                data: p.data.clone(),
-            })
-            .collect();
-        Ok((state.epoch.clone(), state.offset, publications))
+        Ok(self.with_channel(channel, |state| {
+            let skip = limit.map_or(0, |limit| state.history.len().saturating_sub(limit));
+            let publications = state
+                .history
+                .iter()
+                .skip(skip)
+                .map(|p| Publication {
+                    offset: p.offset,
+                    data: p.data.clone(),
+                })
+                .collect();
+            (state.epoch.clone(), state.offset, publications)
+        }))
     }
 
     /// Names of channels that currently have subscribers.
@@ -322,5 +362,41 @@ impl Hub {
             .collect();
         list.sort();
         list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NamespaceOptions;
+
+    fn data(n: u64) -> Box<RawValue> {
+        RawValue::from_string(n.to_string()).unwrap()
+    }
+
+    #[test]
+    fn sweep_forgets_only_channels_with_nothing_left_to_lose() {
+        let config = ServerConfig::default()
+            .namespace("tmp", NamespaceOptions::default().history_size(0))
+            .namespace("kept", NamespaceOptions::default().history_ttl(None));
+        let hub = Hub::new(Arc::new(config), Arc::default());
+        let first = hub.publish("tmp:a", data(1), None, None).unwrap();
+        hub.publish("tmp:b", data(1), Some("retry-me".into()), None)
+            .unwrap();
+        hub.publish("kept:c", data(1), None, None).unwrap();
+        let (outbox, _inbox, _) = Outbox::new(8);
+        let client: ClientId = "c1".into();
+        hub.subscribe(1, "tmp:d", &client, None, &outbox, None)
+            .unwrap();
+        // tmp:a has no history and no subscriber; tmp:b's key is still live;
+        // kept:c has history; tmp:d has a subscriber.
+        assert_eq!(hub.sweep(), 3);
+        let again = hub.publish("tmp:a", data(2), None, None).unwrap();
+        assert_eq!(again.offset, 1, "a forgotten channel starts over");
+        assert_ne!(again.epoch, first.epoch, "with a new epoch");
+        let retried = hub
+            .publish("tmp:b", data(1), Some("retry-me".into()), None)
+            .unwrap();
+        assert_eq!(retried.offset, 1, "the idempotency key survived the sweep");
     }
 }

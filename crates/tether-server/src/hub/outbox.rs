@@ -13,9 +13,32 @@ use crate::config::SlowConsumerPolicy;
 /// A connection's id, unique within the process.
 pub type ClientId = Arc<str>;
 
+/// Where a connection stands in a channel's stream once a frame is written:
+/// what a client needs to resume without loss after a disconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The offset of the publication (or, for a subscribe reply, the newest
+    /// offset at the time of subscribing).
+    pub offset: u64,
+    /// The channel's epoch.
+    pub epoch: Arc<str>,
+}
+
+/// A frame taken from the queue, with the stream position it brings the client to.
+#[derive(Debug)]
+pub struct Queued {
+    /// The frame to write.
+    pub frame: PreparedMessage,
+    /// Set for publications and subscribe replies.
+    pub position: Option<Arc<Position>>,
+}
+
 #[derive(Debug)]
 struct Item {
     frame: PreparedMessage,
+    position: Option<Arc<Position>>,
     /// Publications may be dropped or conflated; replies never are.
     droppable: bool,
     /// Conflation key (channel and publication key) for `latest-per-key`.
@@ -123,9 +146,29 @@ impl Outbox {
         )
     }
 
-    /// Queues a frame under the `disconnect` policy; false if it was not queued.
-    pub fn push(&self, frame: PreparedMessage) -> bool {
-        self.push_with(frame, SlowConsumerPolicy::Disconnect, None)
+    /// Queues a reply without waiting, for replies queued under a channel lock
+    /// (the subscribe reply, which must precede the channel's live
+    /// publications). Like every reply it is never dropped or conflated; a full
+    /// queue trips the overflow signal instead and returns false.
+    pub fn push_reply(&self, frame: PreparedMessage, position: Option<Arc<Position>>) -> bool {
+        let mut state = self.shared.state.lock().expect("outbox lock");
+        if state.closed {
+            return false;
+        }
+        if state.items.len() >= state.capacity {
+            drop(state);
+            self.shared.overflow.trip();
+            return false;
+        }
+        state.items.push_back(Item {
+            frame,
+            position,
+            droppable: false,
+            key: None,
+        });
+        drop(state);
+        self.shared.ready.notify_one();
+        true
     }
 
     /// Queues a publication without waiting. Returns false when something was
@@ -136,6 +179,7 @@ impl Outbox {
         frame: PreparedMessage,
         policy: SlowConsumerPolicy,
         key: Option<Arc<str>>,
+        position: Option<Arc<Position>>,
     ) -> bool {
         let mut state = self.shared.state.lock().expect("outbox lock");
         if state.closed {
@@ -143,6 +187,7 @@ impl Outbox {
         }
         let item = Item {
             frame,
+            position,
             droppable: true,
             key,
         };
@@ -198,6 +243,7 @@ impl Outbox {
                     let frame = frame.take().expect("not yet queued");
                     state.items.push_back(Item {
                         frame,
+                        position: None,
                         droppable: false,
                         key: None,
                     });
@@ -213,7 +259,7 @@ impl Outbox {
 
 impl Inbox {
     /// The next frame; `None` once every outbox is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<PreparedMessage> {
+    pub async fn recv(&mut self) -> Option<Queued> {
         let shared = self.shared.clone();
         loop {
             let ready = shared.ready.notified();
@@ -228,7 +274,7 @@ impl Inbox {
     }
 
     /// The next frame if one is queued.
-    pub fn try_recv(&mut self) -> Option<PreparedMessage> {
+    pub fn try_recv(&mut self) -> Option<Queued> {
         let item = self
             .shared
             .state
@@ -237,7 +283,10 @@ impl Inbox {
             .items
             .pop_front()?;
         self.shared.space.notify_one();
-        Some(item.frame)
+        Some(Queued {
+            frame: item.frame,
+            position: item.position,
+        })
     }
 }
 
@@ -249,8 +298,8 @@ mod tests {
         PreparedMessage::text(s)
     }
 
-    fn text(frame: PreparedMessage) -> String {
-        match frame.message() {
+    fn text(queued: Queued) -> String {
+        match queued.frame.message() {
             tether::Message::Text(text) => text.to_string(),
             other => panic!("not text: {other:?}"),
         }
@@ -263,8 +312,9 @@ mod tests {
     #[test]
     fn disconnect_policy_trips_on_overflow() {
         let (outbox, mut inbox, overflow) = Outbox::new(2);
-        assert!(outbox.push(b("1")) && outbox.push(b("2")));
-        assert!(!outbox.push(b("3")));
+        let push = |s| outbox.push_with(b(s), SlowConsumerPolicy::Disconnect, None, None);
+        assert!(push("1") && push("2"));
+        assert!(!push("3"));
         assert!(overflow.flag.load(Ordering::Acquire));
         assert_eq!(drain(&mut inbox), ["1", "2"]);
     }
@@ -273,7 +323,7 @@ mod tests {
     fn drop_oldest_keeps_the_newest_publications() {
         let (outbox, mut inbox, overflow) = Outbox::new(2);
         for s in ["1", "2", "3", "4"] {
-            outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None);
+            outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None, None);
         }
         assert!(!overflow.flag.load(Ordering::Acquire));
         assert_eq!(drain(&mut inbox), ["3", "4"]);
@@ -283,9 +333,9 @@ mod tests {
     fn latest_per_key_conflates_queued_values() {
         let (outbox, mut inbox, _) = Outbox::new(10);
         let key = |k: &str| Some(Arc::<str>::from(k));
-        outbox.push_with(b("a1"), SlowConsumerPolicy::LatestPerKey, key("a"));
-        outbox.push_with(b("b1"), SlowConsumerPolicy::LatestPerKey, key("b"));
-        outbox.push_with(b("a2"), SlowConsumerPolicy::LatestPerKey, key("a"));
+        outbox.push_with(b("a1"), SlowConsumerPolicy::LatestPerKey, key("a"), None);
+        outbox.push_with(b("b1"), SlowConsumerPolicy::LatestPerKey, key("b"), None);
+        outbox.push_with(b("a2"), SlowConsumerPolicy::LatestPerKey, key("a"), None);
         assert_eq!(drain(&mut inbox), ["b1", "a2"]);
     }
 
@@ -294,7 +344,7 @@ mod tests {
         let (outbox, mut inbox, _) = Outbox::new(1);
         assert!(outbox.reply(b("r1")).await);
         assert!(
-            !outbox.push_with(b("p"), SlowConsumerPolicy::DropOldest, None),
+            !outbox.push_with(b("p"), SlowConsumerPolicy::DropOldest, None, None),
             "only a reply queued: nothing to drop"
         );
         assert_eq!(inbox.recv().await.map(text).as_deref(), Some("r1"));

@@ -2,6 +2,8 @@
 //! reader loop and one writer task per connection, with heartbeats and graceful
 //! shutdown.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -14,8 +16,8 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 
-use crate::hub::Outbox;
-use crate::protocol::{DisconnectCode, Push};
+use crate::hub::{Outbox, Position, Queued};
+use crate::protocol::{DisconnectCode, Push, StreamPosition};
 use crate::registry::{Refusal, SessionGuard};
 use crate::server::AppState;
 use crate::session::{Session, Verdict};
@@ -46,10 +48,11 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             reason: "shutting down".into(),
         });
     }
-    let ip = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+        .map(|info| info.0);
+    let ip = peer.map(|peer| peer.ip());
     let config = &state.config;
     let guard =
         match state
@@ -78,7 +81,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
         Ok((response, pending)) => {
             tokio::spawn(async move {
                 match pending.finish().await {
-                    Ok(ws) => serve(ws, state, guard).await,
+                    Ok(ws) => serve(ws, state, guard, peer).await,
                     Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
             });
@@ -92,14 +95,28 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
 }
 
 fn disconnect_push(code: DisconnectCode, reason: &str, after: Option<Duration>) -> String {
+    disconnect_push_at(code, reason, after, BTreeMap::new())
+}
+
+fn disconnect_push_at(
+    code: DisconnectCode,
+    reason: &str,
+    after: Option<Duration>,
+    positions: BTreeMap<&str, StreamPosition>,
+) -> String {
     let push = Push::Disconnect {
         code: code as u16,
         reason,
         reconnect: code.reconnect(),
         reconnect_after_ms: after.map(|d| d.as_millis() as u64),
+        positions,
     };
     serde_json::to_string(&push).expect("push serialises")
 }
+
+/// The stream position of the last frame written per channel, kept by the
+/// writer task so a slow consumer's disconnect can say where to resume.
+type Written = Arc<Mutex<HashMap<Arc<str>, Arc<Position>>>>;
 
 /// Sends a last text and a close frame, bounded by `timeout` (the socket may be
 /// full of a slow reader's backlog).
@@ -145,9 +162,14 @@ async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 
 /// Runs one connection until it closes.
 ///
-/// `_live` is the session's place in the registry, released when it ends.
-pub async fn serve<S>(ws: WebSocket<S>, state: AppState, _live: SessionGuard)
-where
+/// `_live` is the session's place in the registry, released when it ends;
+/// `peer` is the client's address, for the log.
+pub async fn serve<S>(
+    ws: WebSocket<S>,
+    state: AppState,
+    _live: SessionGuard,
+    peer: Option<SocketAddr>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let metrics = state.metrics.clone();
@@ -156,6 +178,7 @@ where
     let _open = scopeguard(metrics.clone());
     let config = state.config.clone();
     let (outbox, mut queue, overflow) = Outbox::new(config.outbound_queue);
+    let compressed = ws.is_compressed();
     let (mut reader, writer) = ws.split();
     let mut session = Session::new(
         state.hub.clone(),
@@ -163,20 +186,31 @@ where
         state.verifier.clone(),
         outbox,
     );
-    tracing::debug!(client = session.id(), "connection open");
-    let kicked = state.sessions.register(session.id());
-    let _registered = Unregister(state.sessions.clone(), session.id().to_owned());
+    let opened = Instant::now();
+    let peer = peer.map_or_else(|| "unknown".to_owned(), |peer| peer.to_string());
+    let client = session.id().to_owned();
+    tracing::info!(%client, %peer, compressed, "connection open");
+    let kicked = state.sessions.register(&client);
+    let _registered = Unregister(state.sessions.clone(), client.clone());
     let drain = writer.clone();
     let out = metrics.clone();
+    let written = Written::default();
+    let record = written.clone();
     let mut writer_task = tokio::spawn(async move {
         // Drain the queue in batches: one flush per burst, not per message.
-        while let Some(frame) = queue.recv().await {
-            let mut next = Some(frame);
-            while let Some(frame) = next.take() {
+        while let Some(queued) = queue.recv().await {
+            let mut next = Some(queued);
+            while let Some(Queued { frame, position }) = next.take() {
                 out.messages_out.inc();
                 out.bytes_out.inc_by(frame.message().len() as u64);
                 if drain.feed_prepared(&frame).await.is_err() {
                     return;
+                }
+                // Recorded once the frame is in the writer's buffer: whatever
+                // happens next, it goes out before the disconnect push does.
+                if let Some(position) = position {
+                    let mut written = record.lock().expect("positions lock");
+                    written.insert(position.channel.clone(), position);
                 }
                 next = queue.try_recv();
             }
@@ -204,7 +238,10 @@ where
                 let verdict = match message {
                     Ok(Some(Message::Text(text))) => session.handle_text(&text).await,
                     Ok(Some(Message::Binary(_))) => session.handle_binary().await,
-                    Ok(Some(Message::Close(frame))) => break format!("closed by client: {frame:?}"),
+                    Ok(Some(Message::Close(frame))) => break match frame {
+                        Some(frame) => format!("closed by client: {} {:?}", frame.code.0, frame.reason.as_str()),
+                        None => "closed by client".to_owned(),
+                    },
                     Ok(Some(_)) => Verdict::Continue,
                     Ok(None) => break "connection ended".to_owned(),
                     Err(e) => break format!("connection failed: {e}"),
@@ -238,7 +275,17 @@ where
                 let code = DisconnectCode::SlowConsumer;
                 metrics.disconnect(code as u16);
                 let close = CloseFrame::new(code as u16, "slow consumer");
-                goodbye(&writer, disconnect_push(code, "slow consumer", None), close, close_timeout).await;
+                let written = written.lock().expect("positions lock").clone();
+                let positions = written
+                    .iter()
+                    .filter(|(channel, _)| session.is_subscribed(channel))
+                    .map(|(channel, at)| {
+                        let position = StreamPosition { offset: at.offset, epoch: at.epoch.to_string() };
+                        (&**channel, position)
+                    })
+                    .collect();
+                let push = disconnect_push_at(code, "slow consumer", None, positions);
+                goodbye(&writer, push, close, close_timeout).await;
                 break "slow consumer".to_owned();
             }
             _ = stopping(&mut shutdown) => {
@@ -257,12 +304,12 @@ where
                 goodbye(&writer, push, close, close_timeout).await;
                 // Wait briefly for the client's close frame, so it sees a clean close.
                 let _ = tokio::time::timeout(close_timeout, async { while let Ok(Some(_)) = reader.recv().await {} }).await;
-                tracing::debug!("connection closed: server shutting down");
+                let seconds = opened.elapsed().as_secs_f64();
+                tracing::info!(%client, %peer, seconds, reason = "server shutting down", "connection closed");
                 return;
             }
         }
     };
-    let client = session.id().to_owned();
     match close_after_flush {
         Some(frame) => {
             // Deliver the replies already queued (the refusals that explain the
@@ -284,5 +331,6 @@ where
         }
         None => writer_task.abort(),
     }
-    tracing::debug!(%client, %reason, "connection closed");
+    let seconds = opened.elapsed().as_secs_f64();
+    tracing::info!(%client, %peer, seconds, %reason, "connection closed");
 }
