@@ -106,10 +106,10 @@ impl Encoder {
         }
     }
 
-    /// Appends `prepared` to `out` as one frame, reusing the frame bytes another
-    /// connection already built when this connection's settings allow (server
-    /// role; no compression, or compression without context takeover).
-    /// Otherwise encodes as [`Encoder::encode`] does.
+    /// Appends `prepared` to `out` as one frame, reusing the compressed frame
+    /// another connection already built when this connection's settings allow
+    /// (server role, compression without context takeover). Otherwise encodes
+    /// as [`Encoder::encode`] does.
     pub fn encode_prepared(
         &mut self,
         prepared: &PreparedMessage,
@@ -138,15 +138,7 @@ impl Encoder {
                 out.extend_from_slice(frame);
                 Ok(())
             }
-            _ => {
-                let mut result = Ok(());
-                let frame = prepared.plain_frame(|frame| {
-                    result = Encoder::new(Role::Server, None, 0).encode(message, None, frame);
-                });
-                result?;
-                out.extend_from_slice(frame);
-                Ok(())
-            }
+            _ => self.encode(message, None, out),
         }
     }
 
@@ -259,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn prepared_frames_are_built_once_and_match_direct_encoding() {
+    fn prepared_frames_are_compressed_once_and_match_direct_encoding() {
         let prepared = PreparedMessage::text("shared ".repeat(50));
         for compressed in [false, true] {
             let connection = || {

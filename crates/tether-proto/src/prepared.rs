@@ -1,16 +1,18 @@
 //! A message framed once and sent to many connections.
 //!
-//! Broadcasting the same message to thousands of connections should not frame
-//! (or compress) it thousands of times. A [`PreparedMessage`] caches the server's
-//! finished frame bytes: the plain frame, and one compressed frame per LZ77
-//! window size. A compressed frame can be shared only between connections that
-//! compress every message on its own (`server_no_context_takeover`, tether's
-//! default); with context takeover, or as a client (frames are masked with a
-//! fresh key), each connection still encodes its own copy.
+//! Broadcasting the same message to thousands of connections should not
+//! compress it thousands of times. A [`PreparedMessage`] caches the server's
+//! finished compressed frame, one per LZ77 window size, built by the first
+//! connection that sends it. A compressed frame can be shared only between
+//! connections that compress every message on its own
+//! (`server_no_context_takeover`, tether's default); with context takeover, or
+//! as a client (frames are masked with a fresh key), each connection still
+//! encodes its own copy. Uncompressed frames are not cached: framing them is a
+//! header and a copy, which the writer does anyway.
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::message::Message;
 use crate::utf8::Utf8Bytes;
@@ -18,8 +20,8 @@ use crate::utf8::Utf8Bytes;
 /// Window sizes 2^9 to 2^15, one cached compressed frame each.
 const WINDOWS: usize = 7;
 
-/// A text or binary message whose frame bytes are computed at most once per
-/// variant and shared by every connection that sends it. Cheap to clone.
+/// A text or binary message whose compressed frame is computed at most once
+/// per window size and shared by every connection that sends it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PreparedMessage {
     inner: Arc<Inner>,
@@ -28,7 +30,6 @@ pub struct PreparedMessage {
 #[derive(Debug)]
 struct Inner {
     message: Message,
-    plain: OnceLock<Bytes>,
     compressed: [OnceLock<Bytes>; WINDOWS],
 }
 
@@ -39,7 +40,6 @@ impl PreparedMessage {
         message.is_data().then(|| Self {
             inner: Arc::new(Inner {
                 message,
-                plain: OnceLock::new(),
                 compressed: Default::default(),
             }),
         })
@@ -58,15 +58,6 @@ impl PreparedMessage {
     /// The message itself.
     pub fn message(&self) -> &Message {
         &self.inner.message
-    }
-
-    /// The uncompressed frame, built on first use.
-    pub(crate) fn plain_frame(&self, build: impl FnOnce(&mut BytesMut)) -> &Bytes {
-        self.inner.plain.get_or_init(|| {
-            let mut out = BytesMut::with_capacity(self.inner.message.len() + 10);
-            build(&mut out);
-            out.freeze()
-        })
     }
 
     /// The compressed frame for a window of 2^`window_bits`, if already built.

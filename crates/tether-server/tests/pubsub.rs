@@ -1,139 +1,16 @@
 //! The server over real sockets: pub/sub, recovery, idempotency, bad requests,
 //! the HTTP API, slow consumers.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
+use common::{http, slow_client, start, Client};
 use serde_json::{json, Value};
-use tether::{MaybeTlsStream, Message, WebSocket};
+use tether::{Message, WebSocket};
 use tether_server::{NamespaceOptions, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-struct Server {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn start(config: ServerConfig) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        tether_server::run(listener, config, std::future::pending())
-            .await
-            .unwrap();
-    });
-    Server { addr, task }
-}
-
-/// A protocol client that sorts replies from pushes.
-struct Client {
-    ws: WebSocket<MaybeTlsStream>,
-    next_id: u64,
-    pushes: std::collections::VecDeque<Value>,
-}
-
-impl Client {
-    async fn connect(server: &Server) -> Self {
-        Self::connect_with(server, true).await
-    }
-
-    /// A client with permessage-deflate offered (`compress`) or not.
-    async fn connect_with(server: &Server, compress: bool) -> Self {
-        let url = format!("ws://{}/connection/websocket", server.addr);
-        let (ws, _) = tether::ClientBuilder::new(url)
-            .compression(compress)
-            .connect()
-            .await
-            .unwrap();
-        assert_eq!(ws.is_compressed(), compress);
-        Self {
-            ws,
-            next_id: 0,
-            pushes: Default::default(),
-        }
-    }
-
-    async fn next_value(&mut self) -> Value {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), self.ws.recv())
-                .await
-                .expect("message in time")
-                .unwrap()
-                .expect("connection open");
-            if let Message::Text(text) = message {
-                return serde_json::from_str(&text).unwrap();
-            }
-        }
-    }
-
-    /// Sends a request and returns its reply; pushes that arrive first are kept.
-    async fn call(&mut self, mut request: Value) -> Value {
-        self.next_id += 1;
-        request["id"] = json!(self.next_id);
-        self.ws.send(request.to_string()).await.unwrap();
-        self.reply_to(self.next_id).await
-    }
-
-    async fn reply_to(&mut self, id: u64) -> Value {
-        loop {
-            let value = self.next_value().await;
-            if value.get("push").is_some() {
-                self.pushes.push_back(value);
-            } else {
-                assert_eq!(value["id"], json!(id), "reply out of order: {value}");
-                return value;
-            }
-        }
-    }
-
-    /// The next push, from the kept ones first.
-    async fn push(&mut self) -> Value {
-        match self.pushes.pop_front() {
-            Some(push) => push,
-            None => self.next_value().await,
-        }
-    }
-
-    /// The next publication push, skipping join/leave.
-    async fn publication(&mut self) -> Value {
-        loop {
-            let push = self.push().await;
-            if push["push"] == "publication" {
-                return push;
-            }
-        }
-    }
-}
-
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-    headers: &str,
-) -> (u16, Value) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    (
-        status,
-        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
-    )
-}
 
 #[tokio::test]
 async fn delivers_publications_with_increasing_offsets() {
@@ -941,21 +818,6 @@ async fn api_broadcasts_and_disconnects_clients() {
     )
     .await;
     assert_eq!(status, 404);
-}
-
-/// A client with a tiny receive buffer and no compression, so a burst of
-/// publications backs up in the server's queue while it is not reading.
-async fn slow_client(server: &Server) -> WebSocket<TcpStream> {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 << 10).unwrap();
-    let tcp = socket.connect(server.addr).await.unwrap();
-    let url = format!("ws://{}/connection/websocket", server.addr);
-    tether::ClientBuilder::new(url)
-        .compression(false)
-        .connect_on(tcp)
-        .await
-        .unwrap()
-        .0
 }
 
 /// Reads publications on `channel` until `last` arrives; returns (offset, data) pairs.

@@ -1,0 +1,104 @@
+//! A subscriber that stops reading costs bounded memory under every slow-consumer
+//! policy, while a fast subscriber on the same channel gets every publication.
+//!
+//! Its own test binary: it measures the process's RSS, which other tests running
+//! in parallel threads would disturb.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{slow_client, start, Client};
+use serde_json::json;
+use tether_server::{NamespaceOptions, ServerConfig, SlowConsumerPolicy};
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// Publications pushed past the stalled reader: 1500 × 32 KiB = 48 MiB, so a
+/// queue that kept them all would show up plainly.
+const COUNT: u64 = 1500;
+const SIZE: usize = 32 << 10;
+/// What the stalled reader may cost at most: its queue holds 16 publications
+/// (512 KiB) and kernel buffers a few more; the rest is allocator slack.
+const BOUND: u64 = 24 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_costs_bounded_memory_under_every_policy() {
+    let policies = [
+        ("disconnect", SlowConsumerPolicy::Disconnect),
+        ("oldest", SlowConsumerPolicy::DropOldest),
+        ("latest", SlowConsumerPolicy::LatestPerKey),
+    ];
+    let mut config = ServerConfig::default()
+        .outbound_queue(16)
+        .rate_limit(1e6, 1 << 20);
+    for (namespace, policy) in policies {
+        let options = NamespaceOptions::default()
+            .history_size(10)
+            .slow_consumer(policy);
+        config = config.namespace(namespace, options);
+    }
+    let server = start(config).await;
+    let payload = "x".repeat(SIZE);
+    for (namespace, policy) in policies {
+        let channel = format!("{namespace}:feed");
+        let mut slow = slow_client(&server).await;
+        let subscribe = json!({"id": 1, "op": "subscribe", "channel": channel});
+        slow.send(subscribe.to_string()).await.unwrap();
+        let mut fast = Client::connect(&server).await;
+        fast.call(json!({"op": "subscribe", "channel": channel}))
+            .await;
+        let reader = tokio::spawn(async move {
+            for n in 1..=COUNT {
+                assert_eq!(fast.publication().await["offset"], n, "fast subscriber");
+            }
+        });
+        let mut publisher = Client::connect(&server).await;
+        // Warm up the allocator before taking the baseline.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let baseline = rss();
+        let peak = Arc::new(AtomicU64::new(baseline));
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (peak, done) = (peak.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss(), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        for n in 1..=COUNT {
+            let key = format!("k{}", n % 4);
+            let ack = publisher
+                .call(json!({"op": "publish", "channel": channel, "data": payload, "key": key}))
+                .await;
+            assert_eq!(ack["result"]["offset"], n, "{ack}");
+        }
+        tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .expect("the fast subscriber kept up")
+            .unwrap();
+        done.store(true, Ordering::Relaxed);
+        sampler.await.unwrap();
+        let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+        eprintln!(
+            "{policy:?}: RSS grew {:.1} MiB while {:.0} MiB went past a stalled subscriber",
+            growth as f64 / (1 << 20) as f64,
+            (COUNT as usize * SIZE) as f64 / (1 << 20) as f64
+        );
+        assert!(
+            growth < BOUND,
+            "{policy:?}: RSS grew {growth} bytes, more than {BOUND}"
+        );
+        drop(slow);
+    }
+}
