@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tether_server::file::FileConfig;
 use tether_server::ServerConfig;
@@ -49,6 +50,55 @@ pub struct ServeArgs {
     /// Let clients without a token in (the default only when no key is given).
     #[arg(long, env = "TETHER_ALLOW_ANONYMOUS")]
     allow_anonymous: Option<bool>,
+    /// Seconds a publication stays in history, 0 for no limit [default: 600].
+    #[arg(long, env = "TETHER_HISTORY_TTL")]
+    history_ttl: Option<f64>,
+    /// Channels one connection may subscribe to [default: 128].
+    #[arg(long, env = "TETHER_MAX_SUBSCRIPTIONS")]
+    max_subscriptions: Option<usize>,
+    /// Largest WebSocket message in bytes; larger ones close with 1009
+    /// [default: 1048576].
+    #[arg(long, env = "TETHER_MAX_MESSAGE_SIZE")]
+    max_message_size: Option<usize>,
+    /// Accept permessage-deflate from clients that offer it [default: true].
+    #[arg(long, env = "TETHER_COMPRESSION")]
+    compression: Option<bool>,
+    /// Connections at once, 0 for no limit; more get 503 [default: 100000].
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Connections from one IP address, 0 for no limit; more get 429
+    /// [default: 10000].
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Requests per second per connection (token bucket) [default: 1000].
+    #[arg(long, env = "TETHER_RATE_LIMIT")]
+    rate_limit: Option<f64>,
+    /// Requests at once above the steady rate [default: 2000].
+    #[arg(long, env = "TETHER_RATE_BURST")]
+    rate_burst: Option<u32>,
+    /// Seconds between server pings [default: 25].
+    #[arg(long, env = "TETHER_PING_INTERVAL")]
+    ping_interval: Option<f64>,
+    /// Seconds of silence past a ping before the connection is closed (4002)
+    /// [default: 10].
+    #[arg(long, env = "TETHER_PONG_TIMEOUT")]
+    pong_timeout: Option<f64>,
+    /// Seconds queues may take to flush on shutdown [default: 10].
+    #[arg(long, env = "TETHER_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: Option<f64>,
+    /// Seconds over which clients spread their reconnections after a shutdown
+    /// [default: 5].
+    #[arg(long, env = "TETHER_RECONNECT_WINDOW")]
+    reconnect_window: Option<f64>,
+}
+
+/// A non-negative, finite number of seconds.
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        value.is_finite() && value >= 0.0,
+        "--{flag} takes a number of seconds, not {value}"
+    );
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// Builds the configuration: defaults, file, then flags and environment.
@@ -88,6 +138,52 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(allowed) = args.allow_anonymous {
         config.auth = config.auth.allow_anonymous(allowed);
     }
+    if let Some(ttl) = args.history_ttl {
+        let ttl = seconds(ttl, "history-ttl")?;
+        config.default_namespace.history_ttl = (!ttl.is_zero()).then_some(ttl);
+    }
+    if let Some(max) = args.max_subscriptions {
+        config.max_subscriptions = max;
+    }
+    if let Some(size) = args.max_message_size {
+        config.websocket = config
+            .websocket
+            .clone()
+            .max_message_size(size)
+            .max_frame_size(size);
+    }
+    if let Some(on) = args.compression {
+        config.websocket = config.websocket.clone().compression(on);
+    }
+    if let Some(max) = args.max_connections {
+        config.max_connections = max;
+    }
+    if let Some(max) = args.max_connections_per_ip {
+        config.max_connections_per_ip = max;
+    }
+    if let Some(rate) = args.rate_limit {
+        anyhow::ensure!(rate > 0.0, "--rate-limit must be above 0");
+        config.rate_limit = rate;
+    }
+    if let Some(burst) = args.rate_burst {
+        config.rate_burst = burst;
+    }
+    if let Some(secs) = args.ping_interval {
+        config.ping_interval = seconds(secs, "ping-interval")?;
+        anyhow::ensure!(
+            !config.ping_interval.is_zero(),
+            "--ping-interval must be above 0"
+        );
+    }
+    if let Some(secs) = args.pong_timeout {
+        config.pong_timeout = seconds(secs, "pong-timeout")?;
+    }
+    if let Some(secs) = args.shutdown_timeout {
+        config.shutdown_timeout = seconds(secs, "shutdown-timeout")?;
+    }
+    if let Some(secs) = args.reconnect_window {
+        config.reconnect_window = seconds(secs, "reconnect-window")?;
+    }
     Ok(config)
 }
 
@@ -121,6 +217,8 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::Parser;
 
     #[derive(Debug, Parser)]
@@ -144,12 +242,24 @@ mod tests {
             path.to_str().unwrap(),
             "--history-size",
             "5",
+            "--ping-interval",
+            "2.5",
+            "--history-ttl",
+            "0",
+            "--compression",
+            "false",
         ]);
         let config = super::config(cli.serve).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(config.listen.port(), 9999, "from the file");
         assert_eq!(config.outbound_queue, 7, "from the file");
         assert_eq!(config.default_namespace.history_size, 5, "the flag wins");
+        assert_eq!(config.ping_interval, Duration::from_millis(2500));
+        assert_eq!(
+            config.default_namespace.history_ttl, None,
+            "0: no age limit"
+        );
+        assert!(!config.websocket.protocol.deflate.enabled);
         assert_eq!(
             config.max_subscriptions,
             tether_server::config::DEFAULT_MAX_SUBSCRIPTIONS,
