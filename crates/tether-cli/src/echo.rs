@@ -1,11 +1,18 @@
-//! `tether echo`: an echo server on any path.
+//! `tether echo`: an echo server on any path, and a broadcast room on
+//! `/broadcast` (every message to every client there, the sender included), the
+//! two contracts the benchmarks compare WebSocket libraries on.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tether::{Accept, Config, DeflateConfig, Message};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tether::{Accept, CloseCode, CloseFrame, Config, DeflateConfig, PreparedMessage, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// Arguments of `tether echo`.
 #[derive(Debug, clap::Args)]
@@ -54,6 +61,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let config = Arc::new(config);
+    let room = Arc::new(Room::default());
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -66,15 +74,17 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         };
         let config = config.clone();
         let tls = tls.clone();
+        let room = room.clone();
         tokio::spawn(async move {
             let result = match tls {
                 Some(tls) => match tls.accept(tcp).await {
                     Ok(stream) => {
-                        serve(tether::MaybeTlsStream::ServerTls(Box::new(stream)), &config).await
+                        let stream = tether::MaybeTlsStream::ServerTls(Box::new(stream));
+                        serve(stream, &config, &room).await
                     }
                     Err(e) => Err(e.into()),
                 },
-                None => serve_tcp(tcp, &config).await,
+                None => serve_tcp(tcp, &config, &room).await,
             };
             match result {
                 Ok(()) => tracing::debug!(%peer, "connection closed"),
@@ -84,17 +94,114 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_tcp(tcp: TcpStream, config: &Config) -> tether::Result<()> {
+async fn serve_tcp(tcp: TcpStream, config: &Config, room: &Arc<Room>) -> tether::Result<()> {
     tcp.set_nodelay(true)?;
-    serve(tether::MaybeTlsStream::Plain(tcp), config).await
+    serve(tether::MaybeTlsStream::Plain(tcp), config, room).await
 }
 
-async fn serve(stream: tether::MaybeTlsStream, config: &Config) -> tether::Result<()> {
-    let mut ws = tether::accept_with(stream, config, |_, _| Ok(Accept::default())).await?;
+async fn serve(
+    stream: tether::MaybeTlsStream,
+    config: &Config,
+    room: &Arc<Room>,
+) -> tether::Result<()> {
+    let mut path = String::new();
+    let ws = tether::accept_with(stream, config, |request, _| {
+        path = request.uri().path().to_owned();
+        Ok(Accept::default())
+    })
+    .await?;
+    if path == BROADCAST_PATH {
+        broadcast(ws, room).await
+    } else {
+        echo(ws).await
+    }
+}
+
+/// Sends every message back to its sender.
+async fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> tether::Result<()> {
     while let Some(message) = ws.recv().await? {
-        if let Message::Text(_) | Message::Binary(_) = message {
+        if message.is_data() {
             ws.send(message).await?;
         }
     }
     Ok(())
+}
+
+/// The path on which messages go to every client on it.
+const BROADCAST_PATH: &str = "/broadcast";
+/// Messages queued for one broadcast client; a client that falls this far behind
+/// is dropped (close 1008) so it cannot hold memory or delay the others.
+const BROADCAST_QUEUE: usize = 4096;
+
+/// The clients on [`BROADCAST_PATH`], each with its outgoing queue.
+#[derive(Debug, Default)]
+struct Room {
+    next_id: AtomicU64,
+    members: Mutex<HashMap<u64, mpsc::Sender<PreparedMessage>>>,
+}
+
+impl Room {
+    /// Queues `message` for every member; drops members whose queue is full.
+    fn send_all(&self, message: PreparedMessage) {
+        let mut members = self.members.lock().expect("room lock");
+        members.retain(|_, queue| match queue.try_send(message.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+}
+
+/// Leaves the room when the connection ends, however it ends.
+struct Member<'a>(&'a Room, u64);
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        self.0.members.lock().expect("room lock").remove(&self.1);
+    }
+}
+
+/// Sends every data message to every client on the path, the sender included.
+/// Each message is framed (and compressed) once, then shared.
+async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: &Arc<Room>) -> tether::Result<()> {
+    let (mut reader, writer) = ws.split();
+    let (queue, mut inbox) = mpsc::channel::<PreparedMessage>(BROADCAST_QUEUE);
+    let id = room.next_id.fetch_add(1, Ordering::Relaxed);
+    room.members.lock().expect("room lock").insert(id, queue);
+    let _member = Member(room, id);
+    let out = writer.clone();
+    let mut writing = tokio::spawn(async move {
+        // One flush per burst: whatever queued while the last write was going.
+        while let Some(first) = inbox.recv().await {
+            out.feed_prepared(&first).await?;
+            while let Ok(next) = inbox.try_recv() {
+                out.feed_prepared(&next).await?;
+            }
+            out.flush().await?;
+        }
+        // The room dropped us: we fell too far behind.
+        let too_slow = CloseFrame::new(CloseCode::POLICY, "too slow for the broadcast");
+        out.close(Some(too_slow)).await
+    });
+    let result = loop {
+        tokio::select! {
+            message = reader.recv() => match message {
+                Ok(Some(message)) => {
+                    if let Some(prepared) = PreparedMessage::new(message) {
+                        room.send_all(prepared);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+            written = &mut writing => {
+                // Dropped as too slow: read until the client answers the close.
+                let _ = written;
+                while let Ok(Some(_)) = reader.recv().await {}
+                return Ok(());
+            }
+        }
+    };
+    writing.abort();
+    result
 }

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The real-time server: channels, history and recovery, presence, HTTP API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Config(_) => Ok(()),
         Command::Echo(args) => runtime.block_on(echo::run(args)),
         Command::Connect(args) => {

@@ -2,19 +2,14 @@
 //! process exits 0; each connection logs one line when it opens and one when it
 //! closes.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::Child;
+
 use tether::Message;
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
