@@ -1,6 +1,7 @@
 //! The `tether` command: a thin layer that parses arguments and calls the
 //! subcommand modules.
 
+mod bench;
 mod connect;
 mod echo;
 mod serve;
@@ -30,6 +31,9 @@ enum Command {
     Echo(echo::EchoArgs),
     /// Interactive client: sends stdin lines as text messages, prints what arrives.
     Connect(connect::ConnectArgs),
+    /// Load generator: echo, fanout, idle, handshake and churn scenarios with a
+    /// latency histogram and JSON/HTML reports.
+    Bench(Box<bench::BenchArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +60,10 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Config(_) => Ok(()),
         Command::Echo(args) => runtime.block_on(echo::run(args)),
+        Command::Bench(args) => {
+            let code = runtime.block_on(bench::run(*args))?;
+            std::process::exit(code)
+        }
         Command::Connect(args) => {
             let code = runtime.block_on(connect::run(args))?;
             std::process::exit(code)

@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tether::{Message, MaybeTlsStream, WebSocket};
+use tether::{MaybeTlsStream, Message, WebSocket};
 
 async fn next_text(ws: &mut WebSocket<MaybeTlsStream>) -> String {
     let message = tokio::time::timeout(Duration::from_secs(10), ws.recv())
@@ -50,6 +50,9 @@ async fn broadcast_reaches_every_client_on_the_path_and_echo_stays_private() {
     assert_eq!(next_text(&mut echo).await, "just me");
     for ws in &mut room {
         let nothing = tokio::time::timeout(Duration::from_millis(200), ws.recv()).await;
-        assert!(nothing.is_err(), "echo traffic stays off the broadcast path");
+        assert!(
+            nothing.is_err(),
+            "echo traffic stays off the broadcast path"
+        );
     }
 }

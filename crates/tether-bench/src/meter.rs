@@ -1,0 +1,182 @@
+//! Counting operations over a run: deadlines, a per-second timeline, and the
+//! CPU time the server and the load generator used meanwhile.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::procfs;
+use crate::progress::Progress;
+
+/// When a run stops: at a deadline, or after a number of operations, whichever
+/// comes first.
+#[derive(Debug)]
+pub struct Budget {
+    until: Instant,
+    remaining: Option<AtomicU64>,
+}
+
+impl Budget {
+    /// Stops after `duration`, or after `operations` if given.
+    pub fn new(duration: Duration, operations: Option<u64>) -> Self {
+        Self {
+            until: Instant::now() + duration,
+            remaining: operations.map(AtomicU64::new),
+        }
+    }
+
+    /// Claims one operation; false once the run is over.
+    pub fn take(&self) -> bool {
+        if Instant::now() >= self.until {
+            return false;
+        }
+        match &self.remaining {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+
+    /// Whether the deadline passed.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.until
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Instant {
+        self.until
+    }
+}
+
+/// A shared operation counter.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What a meter saw between start and finish.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Seconds from start to finish.
+    pub elapsed: Duration,
+    /// Operations counted.
+    pub operations: u64,
+    /// Operations in each whole second of the run.
+    pub timeline: Vec<f64>,
+    /// CPU seconds the server used during the run, if its PID was given.
+    pub server_cpu_seconds: Option<f64>,
+    /// CPU seconds this process (the load generator) used during the run.
+    pub client_cpu_seconds: f64,
+}
+
+/// Counts operations from `start` to `finish`, sampling once a second.
+#[derive(Debug)]
+pub struct Meter {
+    counter: Counter,
+    started: Instant,
+    server_pid: Option<u32>,
+    server_cpu: Option<f64>,
+    client_cpu: f64,
+    stop: watch::Sender<bool>,
+    sampler: tokio::task::JoinHandle<Vec<f64>>,
+}
+
+impl Meter {
+    /// Starts measuring; `progress` follows the count.
+    pub fn start(server_pid: Option<u32>, progress: Progress) -> Self {
+        Self::start_with(Counter::default(), server_pid, progress)
+    }
+
+    /// Starts measuring with a counter the scenario already handed out.
+    pub fn start_with(counter: Counter, server_pid: Option<u32>, progress: Progress) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let sampled = counter.clone();
+        let sampler = tokio::spawn(async move {
+            let mut timeline = Vec::new();
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.tick().await;
+            let mut last = 0;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let now = sampled.get();
+                        timeline.push((now - last) as f64);
+                        last = now;
+                        progress.set(now);
+                    }
+                    _ = stopped.changed() => {
+                        progress.finish();
+                        return timeline;
+                    }
+                }
+            }
+        });
+        Self {
+            counter,
+            started: Instant::now(),
+            server_pid,
+            server_cpu: server_pid.and_then(|pid| procfs::cpu_seconds(pid).ok()),
+            client_cpu: procfs::cpu_seconds(std::process::id()).unwrap_or(0.0),
+            stop,
+            sampler,
+        }
+    }
+
+    /// The counter the scenario's tasks add to.
+    pub fn counter(&self) -> Counter {
+        self.counter.clone()
+    }
+
+    /// When measuring started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Stops measuring.
+    pub async fn finish(self) -> Measured {
+        let elapsed = self.started.elapsed();
+        let server_cpu_seconds = match (self.server_pid, self.server_cpu) {
+            (Some(pid), Some(before)) => procfs::cpu_seconds(pid).ok().map(|now| now - before),
+            _ => None,
+        };
+        let client_cpu_seconds =
+            procfs::cpu_seconds(std::process::id()).unwrap_or(0.0) - self.client_cpu;
+        let _ = self.stop.send(true);
+        let timeline = self.sampler.await.unwrap_or_default();
+        Measured {
+            elapsed,
+            operations: self.counter.get(),
+            timeline,
+            server_cpu_seconds,
+            client_cpu_seconds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_stops_at_the_count_or_the_deadline() {
+        let budget = Budget::new(Duration::from_secs(60), Some(3));
+        assert!(budget.take() && budget.take() && budget.take());
+        assert!(!budget.take());
+        let budget = Budget::new(Duration::ZERO, None);
+        assert!(!budget.take());
+        assert!(budget.expired());
+    }
+}

@@ -1,0 +1,159 @@
+//! What every scenario takes, with documented defaults.
+
+use std::time::Duration;
+
+/// Default for [`Options::connections`].
+pub const DEFAULT_CONNECTIONS: usize = 100;
+/// Default for [`Options::size`]: payload bytes per message.
+pub const DEFAULT_SIZE: usize = 16;
+/// Default for [`Options::duration`].
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Default for [`Options::concurrency`]: connections opened at once.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Default for [`Options::channel`] (fan-out and churn against `tether serve`).
+pub const DEFAULT_CHANNEL: &str = "bench";
+/// Default publication rate for fan-out and churn when [`Options::rate`] is unset.
+pub const DEFAULT_PUBLISH_RATE: f64 = 100.0;
+/// Default for [`Options::churn_rate`]: clients joining per second.
+pub const DEFAULT_CHURN_RATE: f64 = 50.0;
+/// Default for [`Options::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings shared by every scenario; each uses the ones that apply to it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The server, `ws://HOST:PORT/PATH`. For `fanout` and `churn`, a path of
+    /// `/broadcast` speaks the bare broadcast contract of `tether echo`; any
+    /// other path speaks `tether serve`'s JSON protocol.
+    pub url: String,
+    /// Connections (echo, idle), subscribers (fanout), receivers (churn) or
+    /// parallel workers (handshake). Default: [`DEFAULT_CONNECTIONS`].
+    pub connections: usize,
+    /// Messages per second in total (echo: requests; fanout, churn:
+    /// publications); `None` runs echo closed-loop, as fast as replies come,
+    /// and fan-out at [`DEFAULT_PUBLISH_RATE`].
+    pub rate: Option<f64>,
+    /// Payload bytes per message. Default: [`DEFAULT_SIZE`].
+    pub size: usize,
+    /// How long to run (idle: how long to hold). Default: [`DEFAULT_DURATION`].
+    pub duration: Duration,
+    /// Stop after this many messages (round trips, publications, handshakes)
+    /// instead of after [`Options::duration`].
+    pub messages: Option<u64>,
+    /// Offer permessage-deflate. Default: `false` (measure the protocol itself).
+    pub compress: bool,
+    /// The server's process id: its CPU time and memory are then reported.
+    pub server_pid: Option<u32>,
+    /// Channel for `tether serve` scenarios. Default: [`DEFAULT_CHANNEL`].
+    pub channel: String,
+    /// Churn: clients that join (connect, subscribe) per second, each leaving
+    /// after [`Options::hold`]. Default: [`DEFAULT_CHURN_RATE`].
+    pub churn_rate: f64,
+    /// Churn: how long a churning client stays. Default: 1 s.
+    pub hold: Duration,
+    /// Connections opened at once while setting up. Default: [`DEFAULT_CONCURRENCY`].
+    pub concurrency: usize,
+    /// Longest wait for any one answer before the run fails. Default: [`DEFAULT_TIMEOUT`].
+    pub timeout: Duration,
+    /// Show a progress bar on a terminal. Default: `true`.
+    pub progress: bool,
+}
+
+impl Options {
+    /// Defaults against `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            connections: DEFAULT_CONNECTIONS,
+            rate: None,
+            size: DEFAULT_SIZE,
+            duration: DEFAULT_DURATION,
+            messages: None,
+            compress: false,
+            server_pid: None,
+            channel: DEFAULT_CHANNEL.to_owned(),
+            churn_rate: DEFAULT_CHURN_RATE,
+            hold: Duration::from_secs(1),
+            concurrency: DEFAULT_CONCURRENCY,
+            timeout: DEFAULT_TIMEOUT,
+            progress: true,
+        }
+    }
+
+    /// Sets [`Options::connections`].
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n;
+        self
+    }
+
+    /// Sets [`Options::rate`].
+    pub fn rate(mut self, per_second: Option<f64>) -> Self {
+        self.rate = per_second;
+        self
+    }
+
+    /// Sets [`Options::size`].
+    pub fn size(mut self, bytes: usize) -> Self {
+        self.size = bytes;
+        self
+    }
+
+    /// Sets [`Options::duration`].
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// Sets [`Options::messages`].
+    pub fn messages(mut self, count: Option<u64>) -> Self {
+        self.messages = count;
+        self
+    }
+
+    /// Sets [`Options::server_pid`].
+    pub fn server_pid(mut self, pid: Option<u32>) -> Self {
+        self.server_pid = pid;
+        self
+    }
+
+    /// Sets [`Options::compress`].
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
+    }
+
+    /// Sets [`Options::progress`].
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// Sets [`Options::churn_rate`] and [`Options::hold`].
+    pub fn churn(mut self, per_second: f64, hold: Duration) -> Self {
+        self.churn_rate = per_second;
+        self.hold = hold;
+        self
+    }
+
+    /// Checks the numbers.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        let bad = |why: &str| Err(crate::BenchError::Options(why.to_owned()));
+        if self.connections == 0 {
+            return bad("--connections must be at least 1");
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return bad("--rate must be a positive number");
+        }
+        if !(self.churn_rate.is_finite() && self.churn_rate > 0.0) {
+            return bad("--churn-rate must be a positive number");
+        }
+        if self.concurrency == 0 {
+            return bad("--concurrency must be at least 1");
+        }
+        if self.messages == Some(0) {
+            return bad("--messages must be at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,412 @@
+//! A scenario's results: printed as text, written as JSON and as a
+//! self-contained HTML page with SVG plots (no scripts, no external files).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::latency::{Latency, LatencySummary};
+use crate::meter::Measured;
+use crate::options::Options;
+
+/// The server's CPU time and memory over a run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServerUsage {
+    /// Its process id.
+    pub pid: u32,
+    /// CPU seconds (user + system) it used during the run.
+    pub cpu_seconds: f64,
+    /// Operations per CPU-second of the server: the figure to compare servers
+    /// by when the load generator, not the server, is the limit.
+    pub per_cpu_second: Option<f64>,
+    /// Resident memory at the end of the run, in bytes.
+    pub rss_bytes: Option<u64>,
+    /// Resident memory added per connection held (idle scenario), in bytes.
+    pub rss_per_connection_bytes: Option<f64>,
+}
+
+/// What a scenario measured.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The target.
+    pub url: String,
+    /// Connections (or subscribers, workers) used.
+    pub connections: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Offered rate, if one was set.
+    pub rate: Option<f64>,
+    /// Whether permessage-deflate was offered.
+    pub compress: bool,
+    /// Length of the measured part of the run, in seconds.
+    pub elapsed_s: f64,
+    /// What [`Report::operations`] counts ("round trips", "deliveries", …).
+    pub unit: String,
+    /// Operations completed.
+    pub operations: u64,
+    /// Operations per second.
+    pub per_second: f64,
+    /// What the latency measures ("round trip", "publish to receive", …).
+    pub latency_of: String,
+    /// Latency percentiles.
+    pub latency: Option<LatencySummary>,
+    /// The server's usage, when its PID was given.
+    pub server: Option<ServerUsage>,
+    /// CPU seconds the load generator used.
+    pub client_cpu_seconds: f64,
+    /// Operations that failed (wrong answers, dropped connections).
+    pub errors: u64,
+    /// Messages that should have arrived and did not.
+    pub lost: u64,
+    /// Scenario-specific figures.
+    pub details: BTreeMap<String, f64>,
+    /// Operations in each second of the run.
+    pub timeline: Vec<f64>,
+    /// (percentile, microseconds) points of the latency distribution.
+    pub latency_curve: Vec<(f64, f64)>,
+}
+
+impl Report {
+    /// A report for `scenario` from what the meter and the histogram saw.
+    pub fn new(
+        scenario: &str,
+        options: &Options,
+        unit: &str,
+        latency_of: &str,
+        measured: &Measured,
+        latency: &Latency,
+    ) -> Self {
+        let seconds = measured.elapsed.as_secs_f64();
+        let server = options.server_pid.and_then(|pid| {
+            let cpu_seconds = measured.server_cpu_seconds?;
+            Some(ServerUsage {
+                pid,
+                cpu_seconds,
+                per_cpu_second: (cpu_seconds > 0.0)
+                    .then(|| measured.operations as f64 / cpu_seconds),
+                rss_bytes: crate::procfs::rss_bytes(pid).ok(),
+                rss_per_connection_bytes: None,
+            })
+        });
+        Self {
+            scenario: scenario.to_owned(),
+            url: options.url.clone(),
+            connections: options.connections,
+            size: options.size,
+            rate: options.rate,
+            compress: options.compress,
+            elapsed_s: seconds,
+            unit: unit.to_owned(),
+            operations: measured.operations,
+            per_second: if seconds > 0.0 {
+                measured.operations as f64 / seconds
+            } else {
+                0.0
+            },
+            latency_of: latency_of.to_owned(),
+            latency: latency.summary(),
+            server,
+            client_cpu_seconds: measured.client_cpu_seconds,
+            errors: 0,
+            lost: 0,
+            details: BTreeMap::new(),
+            timeline: measured.timeline.clone(),
+            latency_curve: latency.curve(),
+        }
+    }
+
+    /// Adds a scenario-specific figure.
+    pub fn detail(mut self, name: &str, value: f64) -> Self {
+        self.details.insert(name.to_owned(), value);
+        self
+    }
+
+    /// Pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialise")
+    }
+
+    /// A plain-text summary, a few lines.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} against {}: {} {} in {:.2} s = {} {}/s",
+            self.scenario,
+            self.url,
+            self.operations,
+            self.unit,
+            self.elapsed_s,
+            si(self.per_second),
+            self.unit
+        );
+        let _ = writeln!(
+            out,
+            "  connections {}, payload {} B{}{}",
+            self.connections,
+            self.size,
+            self.rate
+                .map(|r| format!(", offered {} /s", si(r)))
+                .unwrap_or_default(),
+            if self.compress { ", deflate" } else { "" }
+        );
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                out,
+                "  {} latency µs: p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}  (mean {:.1}, n {})",
+                self.latency_of, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.mean_us, l.count
+            );
+        }
+        if let Some(server) = &self.server {
+            let _ = write!(
+                out,
+                "  server pid {}: {:.2} CPU s",
+                server.pid, server.cpu_seconds
+            );
+            if let Some(per) = server.per_cpu_second {
+                let _ = write!(out, " = {} {} per CPU-second", si(per), self.unit);
+            }
+            if let Some(rss) = server.rss_bytes {
+                let _ = write!(out, ", RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
+            }
+            if let Some(per) = server.rss_per_connection_bytes {
+                let _ = write!(out, ", {:.2} KiB per connection", per / 1024.0);
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "  load generator {:.2} CPU s; errors {}, lost {}",
+            self.client_cpu_seconds, self.errors, self.lost
+        );
+        for (name, value) in &self.details {
+            let _ = writeln!(out, "  {name}: {value}");
+        }
+        out
+    }
+
+    /// A self-contained HTML page: the figures and SVG plots of throughput over
+    /// time and of the latency distribution.
+    pub fn to_html(&self) -> String {
+        let mut page = String::new();
+        let title = format!("tether bench: {} against {}", self.scenario, self.url);
+        let _ = write!(
+            page,
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+             <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}\
+             table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}\
+             th{{text-align:left}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>\n<h1>{}</h1>\n",
+            escape(&title),
+            escape(&title)
+        );
+        page.push_str("<table>\n");
+        let mut row = |name: &str, value: String| {
+            let _ = writeln!(
+                page,
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(name),
+                escape(&value)
+            );
+        };
+        row("operations", format!("{} {}", self.operations, self.unit));
+        row("per second", si(self.per_second));
+        row("seconds", format!("{:.2}", self.elapsed_s));
+        row("connections", self.connections.to_string());
+        row("payload bytes", self.size.to_string());
+        if let Some(l) = &self.latency {
+            for (name, us) in [
+                ("p50", l.p50_us),
+                ("p90", l.p90_us),
+                ("p99", l.p99_us),
+                ("p99.9", l.p999_us),
+                ("max", l.max_us),
+            ] {
+                row(
+                    &format!("{} latency {name} (µs)", self.latency_of),
+                    format!("{us:.0}"),
+                );
+            }
+        }
+        if let Some(server) = &self.server {
+            row("server CPU seconds", format!("{:.2}", server.cpu_seconds));
+            if let Some(per) = server.per_cpu_second {
+                row(&format!("{} per server CPU-second", self.unit), si(per));
+            }
+            if let Some(per) = server.rss_per_connection_bytes {
+                row("server KiB per connection", format!("{:.2}", per / 1024.0));
+            }
+        }
+        row("errors", self.errors.to_string());
+        row("lost", self.lost.to_string());
+        for (name, value) in &self.details {
+            row(name, value.to_string());
+        }
+        page.push_str("</table>\n");
+        if let Some(svg) = self.throughput_svg() {
+            let _ = write!(page, "<h2>{} per second</h2>\n{svg}\n", escape(&self.unit));
+        }
+        if let Some(svg) = self.latency_svg() {
+            let _ = write!(
+                page,
+                "<h2>{} latency distribution</h2>\n{svg}\n",
+                escape(&self.latency_of)
+            );
+        }
+        let _ = write!(
+            page,
+            "<h2>JSON</h2>\n<pre>{}</pre>\n</body></html>\n",
+            escape(&self.to_json())
+        );
+        page
+    }
+
+    fn throughput_svg(&self) -> Option<String> {
+        if self.timeline.is_empty() {
+            return None;
+        }
+        let top = self.timeline.iter().cloned().fold(1.0, f64::max) * 1.1;
+        let seconds = self.timeline.len() as f64;
+        let points = self
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as f64 + 1.0, *v));
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .margin(12)
+                .margin_right(40)
+                .x_label_area_size(36)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0f64..seconds + 0.5, 0f64..top)
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_desc("second of the run")
+                .y_desc(format!("{}/s", self.unit))
+                .y_label_formatter(&|v| si(*v))
+                .draw()
+                .ok()?;
+            chart.draw_series(LineSeries::new(points, &BLUE)).ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
+    }
+
+    fn latency_svg(&self) -> Option<String> {
+        if self.latency_curve.is_empty() {
+            return None;
+        }
+        // x in "nines": 0 = p0, 1 = p90, 2 = p99, 3 = p99.9 …
+        let nines = |percentile: f64| -(1.0 - percentile / 100.0).max(1e-6).log10();
+        let points: Vec<(f64, f64)> = self
+            .latency_curve
+            .iter()
+            .map(|(p, us)| (nines(*p), us.max(1.0)))
+            .collect();
+        let top = points.iter().map(|p| p.1).fold(1.0, f64::max) * 2.0;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .margin(12)
+                .margin_right(40)
+                .x_label_area_size(36)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0f64..5f64, (1f64..top).log_scale())
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_desc("percentile")
+                .y_desc("µs")
+                .x_labels(6)
+                .x_label_formatter(&|x| {
+                    let p = 100.0 - 100.0 * 10f64.powf(-x);
+                    format!("{p}%")
+                })
+                .y_label_formatter(&|v| si(*v))
+                .draw()
+                .ok()?;
+            chart.draw_series(LineSeries::new(points, &RED)).ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
+    }
+}
+
+/// 1234567 → "1.23 M".
+pub fn si(value: f64) -> String {
+    let abs = value.abs();
+    if abs >= 1e9 {
+        format!("{:.2} G", value / 1e9)
+    } else if abs >= 1e6 {
+        format!("{:.2} M", value / 1e6)
+    } else if abs >= 1e4 {
+        format!("{:.1} k", value / 1e3)
+    } else if abs >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn renders_text_json_and_html_with_plots() {
+        let mut latency = Latency::new();
+        for us in [50, 60, 70, 80, 900] {
+            latency.record(Duration::from_micros(us));
+        }
+        let measured = Measured {
+            elapsed: Duration::from_secs(3),
+            operations: 3000,
+            timeline: vec![900.0, 1000.0, 1100.0],
+            server_cpu_seconds: None,
+            client_cpu_seconds: 0.5,
+        };
+        let options = Options::new("ws://127.0.0.1:9001/");
+        let report = Report::new(
+            "echo",
+            &options,
+            "round trips",
+            "round trip",
+            &measured,
+            &latency,
+        )
+        .detail("connections opened", 100.0);
+        assert_eq!(report.per_second, 1000.0);
+        assert!(
+            report.summary().contains("1000 round trips/s"),
+            "{}",
+            report.summary()
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["latency"]["count"], 5);
+        let html = report.to_html();
+        assert_eq!(html.matches("<svg").count(), 2, "two plots");
+        assert!(
+            html.contains("<polyline") || html.contains("<path"),
+            "lines drawn"
+        );
+        assert!(!html.contains("<script"), "self-contained, no scripts");
+    }
+}

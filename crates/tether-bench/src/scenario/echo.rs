@@ -1,0 +1,141 @@
+//! `echo`: every connection sends a message and waits for it to come back,
+//! closed-loop (as fast as replies come) or at a set total rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tether::{Message, Utf8Bytes};
+use tokio::time::MissedTickBehavior;
+
+use super::feed::close_all;
+use crate::dial::{Connection, Dialer};
+use crate::error::Result;
+use crate::latency::Latency;
+use crate::meter::{Budget, Counter, Meter};
+use crate::options::Options;
+use crate::progress::Progress;
+use crate::report::Report;
+
+/// What one connection's loop ends with.
+struct Outcome {
+    latency: Latency,
+    errors: u64,
+    ws: Option<Connection>,
+}
+
+pub(super) async fn run(options: &Options) -> Result<Report> {
+    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let n = options.connections;
+    let setup = Progress::new("connecting", Some(n as u64), options.progress);
+    let connections = dialer.connect_many(n, options.concurrency, &setup).await?;
+    setup.finish();
+    let payload = Utf8Bytes::from("x".repeat(options.size));
+    let budget = Arc::new(Budget::new(options.duration, options.messages));
+    let progress = Progress::new("round trips", options.messages, options.progress);
+    let meter = Meter::start(options.server_pid, progress);
+    // With a rate, each connection sends on its own schedule, offset so they
+    // do not all fire at once.
+    let period = options
+        .rate
+        .map(|rate| Duration::from_secs_f64(n as f64 / rate));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, ws) in connections.into_iter().enumerate() {
+        let offset = period.map(|p| p.mul_f64(i as f64 / n as f64));
+        let (payload, budget, counter) = (payload.clone(), budget.clone(), meter.counter());
+        let timeout = options.timeout;
+        tasks.spawn(round_trips(
+            ws,
+            payload,
+            budget,
+            counter,
+            period.zip(offset),
+            timeout,
+        ));
+    }
+    let mut latency = Latency::new();
+    let mut errors = 0;
+    let mut open = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.expect("round-trip task");
+        latency.merge(&outcome.latency);
+        errors += outcome.errors;
+        open.extend(outcome.ws);
+    }
+    let measured = meter.finish().await;
+    close_all(open).await;
+    let mut report = Report::new(
+        "echo",
+        options,
+        "round trips",
+        "round trip",
+        &measured,
+        &latency,
+    );
+    report.errors = errors;
+    Ok(report)
+}
+
+/// One connection's loop. With a schedule, latency counts from when each
+/// request was due, not when it went out, so a stalled server cannot hide its
+/// stall by delaying the requests (coordinated omission).
+async fn round_trips(
+    mut ws: Connection,
+    payload: Utf8Bytes,
+    budget: Arc<Budget>,
+    counter: Counter,
+    schedule: Option<(Duration, Duration)>,
+    timeout: Duration,
+) -> Outcome {
+    let mut latency = Latency::new();
+    let mut errors = 0;
+    let mut ticker = schedule.map(|(period, offset)| {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        ticker
+    });
+    while budget.take() {
+        let due = match ticker.as_mut() {
+            Some(ticker) => ticker.tick().await.into_std(),
+            None => Instant::now(),
+        };
+        if ws.send(Message::Text(payload.clone())).await.is_err() {
+            errors += 1;
+            return Outcome {
+                latency,
+                errors,
+                ws: None,
+            };
+        }
+        match tokio::time::timeout(timeout, next_data(&mut ws)).await {
+            Ok(Some(len)) if len == payload.len() => {
+                latency.record(due.elapsed());
+                counter.add(1);
+            }
+            Ok(Some(_)) => errors += 1,
+            Ok(None) | Err(_) => {
+                errors += 1;
+                return Outcome {
+                    latency,
+                    errors,
+                    ws: None,
+                };
+            }
+        }
+    }
+    Outcome {
+        latency,
+        errors,
+        ws: Some(ws),
+    }
+}
+
+/// The length of the next data message; `None` when the connection ended.
+async fn next_data(ws: &mut Connection) -> Option<usize> {
+    loop {
+        match ws.recv().await {
+            Ok(Some(message)) if message.is_data() => return Some(message.len()),
+            Ok(Some(_)) => {}
+            _ => return None,
+        }
+    }
+}

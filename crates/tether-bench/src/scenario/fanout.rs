@@ -1,0 +1,79 @@
+//! `fanout`: subscribers on one channel (or on `/broadcast`) and one publisher;
+//! deliveries per second, publish-to-receive latency, and every subscriber
+//! checked for gaps and losses.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::feed::{close_all, subscribers, Feed, Mode, Publisher};
+use crate::dial::Dialer;
+use crate::error::Result;
+use crate::latency::Latency;
+use crate::meter::{Budget, Meter};
+use crate::options::{Options, DEFAULT_PUBLISH_RATE};
+use crate::progress::Progress;
+use crate::report::Report;
+
+pub(super) async fn run(options: &Options) -> Result<Report> {
+    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let mode = Mode::new(&dialer, options);
+    let n = options.connections;
+    let connections = subscribers(&dialer, &mode, options, n).await?;
+    let origin = Instant::now();
+    let (finished, last) = watch::channel(None);
+    let meter_progress = Progress::new("deliveries", None, options.progress);
+    let feed = Feed {
+        mode: mode.clone(),
+        origin,
+        ready: Arc::new(AtomicUsize::new(0)),
+        last,
+        deliveries: Default::default(),
+        drain: options.timeout,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for ws in connections {
+        let feed = feed.clone();
+        tasks.spawn(async move { feed.receive(ws, None).await });
+    }
+    let publisher = Publisher::connect(&dialer, mode, origin, options.size).await?;
+    publisher.warm_up(&feed.ready, n, options.timeout).await?;
+    let meter = Meter::start_with(feed.deliveries.clone(), options.server_pid, meter_progress);
+    let budget = Budget::new(options.duration, options.messages);
+    let published = publisher.run(options.rate, &budget).await?;
+    let _ = finished.send(Some(published));
+    let mut latency = Latency::new();
+    let (mut received, mut gaps, mut failed) = (0, 0, 0);
+    let mut open = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        let (seen, ws) = done.expect("subscriber task");
+        latency.merge(&seen.latency);
+        received += seen.count;
+        gaps += seen.gaps;
+        failed += u64::from(seen.failed);
+        open.extend(ws);
+    }
+    let measured = meter.finish().await;
+    let refused = publisher.finish().await;
+    close_all(open).await;
+    let expected = published * n as u64;
+    let mut report = Report::new(
+        "fanout",
+        options,
+        "deliveries",
+        "publish to receive",
+        &measured,
+        &latency,
+    );
+    report.rate = Some(options.rate.unwrap_or(DEFAULT_PUBLISH_RATE));
+    report.lost = expected.saturating_sub(received);
+    report.errors = gaps + failed + refused;
+    Ok(report
+        .detail("publications", published as f64)
+        .detail("subscribers", n as f64)
+        .detail("subscribers failed", failed as f64)
+        .detail("gaps", gaps as f64)
+        .detail("publishes refused", refused as f64))
+}

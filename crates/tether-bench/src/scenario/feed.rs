@@ -1,0 +1,348 @@
+//! What fan-out and churn share: a publisher, subscribers that check what they
+//! receive, and the two ways of talking to a server about it (the bare
+//! `/broadcast` contract of `tether echo`, or `tether serve`'s JSON protocol).
+//!
+//! Every publication carries its send time and a sequence number at the start
+//! of its text (`TTTTTTTTTTTTTTTTTTTT SSSSSSSSSS xxx…`), so a subscriber measures
+//! publish-to-receive latency and notices any gap.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tether::Message;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::dial::{Connection, Dialer};
+use crate::error::{BenchError, Result};
+use crate::latency::Latency;
+use crate::meter::{Budget, Counter};
+use crate::options::{Options, DEFAULT_PUBLISH_RATE};
+
+/// Bytes of the timestamp and sequence header: 20 digits, space, 10 digits, space.
+const HEADER: usize = 32;
+
+/// How the scenario talks to the server.
+#[derive(Debug, Clone)]
+pub(crate) enum Mode {
+    /// `tether echo`'s `/broadcast`: every text goes to everyone on the path.
+    Bare,
+    /// `tether serve`: subscribe to and publish on a channel.
+    Tether {
+        /// The channel.
+        channel: String,
+    },
+}
+
+impl Mode {
+    pub(crate) fn new(dialer: &Dialer, options: &Options) -> Self {
+        if dialer.path() == "/broadcast" {
+            Mode::Bare
+        } else {
+            Mode::Tether {
+                channel: options.channel.clone(),
+            }
+        }
+    }
+
+    /// Joins the feed on a fresh connection.
+    pub(crate) async fn subscribe(&self, ws: &mut Connection, timeout: Duration) -> Result<()> {
+        let Mode::Tether { channel } = self else {
+            return Ok(());
+        };
+        let request = serde_json::json!({"id": 1, "op": "subscribe", "channel": channel});
+        ws.send(request.to_string()).await?;
+        let reply = async {
+            loop {
+                match ws.recv().await? {
+                    Some(Message::Text(text)) => {
+                        let value: serde_json::Value = serde_json::from_str(&text)
+                            .map_err(|e| BenchError::Protocol(e.to_string()))?;
+                        if value["id"] == 1 {
+                            return match value.get("error") {
+                                Some(error) => Err(BenchError::Protocol(format!(
+                                    "subscribe to {channel:?} refused: {error}"
+                                ))),
+                                None => Ok(()),
+                            };
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Err(BenchError::Protocol("closed while subscribing".into())),
+                }
+            }
+        };
+        tokio::time::timeout(timeout, reply)
+            .await
+            .map_err(|_| BenchError::Protocol("no subscribe reply in time".into()))?
+    }
+
+    /// The text frame that publishes `body`.
+    fn publish_frame(&self, seq: u64, body: &str) -> String {
+        match self {
+            Mode::Bare => body.to_owned(),
+            Mode::Tether { channel } => {
+                serde_json::json!({"id": seq + 2, "op": "publish", "channel": channel, "data": body})
+                    .to_string()
+            }
+        }
+    }
+
+    /// The publication header in a received frame: (sent at, sequence).
+    fn parse(&self, frame: &[u8]) -> Option<(u64, u64)> {
+        let body = match self {
+            Mode::Bare => frame,
+            Mode::Tether { .. } => {
+                const DATA: &[u8] = b"\"data\":\"";
+                let at = frame.windows(DATA.len()).position(|w| w == DATA)?;
+                &frame[at + DATA.len()..]
+            }
+        };
+        let digits = |range: std::ops::Range<usize>| -> Option<u64> {
+            std::str::from_utf8(body.get(range)?).ok()?.parse().ok()
+        };
+        Some((digits(0..20)?, digits(21..31)?))
+    }
+}
+
+/// A publication body of `size` bytes (at least the header).
+fn body(origin: Instant, seq: u64, size: usize) -> String {
+    let sent = origin.elapsed().as_nanos() as u64;
+    let mut text = format!("{sent:020} {seq:010} ");
+    text.push_str(&"x".repeat(size.saturating_sub(HEADER)));
+    text
+}
+
+/// What one subscriber saw.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    pub(crate) latency: Latency,
+    pub(crate) count: u64,
+    pub(crate) gaps: u64,
+    pub(crate) failed: bool,
+}
+
+/// Shared by the subscribers of one run.
+#[derive(Debug, Clone)]
+pub(crate) struct Feed {
+    pub(crate) mode: Mode,
+    pub(crate) origin: Instant,
+    /// Subscribers that saw the warm-up publication (sequence 0).
+    pub(crate) ready: Arc<AtomicUsize>,
+    /// The last sequence published, once the publisher is done.
+    pub(crate) last: watch::Receiver<Option<u64>>,
+    pub(crate) deliveries: Counter,
+    /// How long to wait for stragglers after the publisher is done.
+    pub(crate) drain: Duration,
+}
+
+impl Feed {
+    /// Reads publications until the last one (or the drain deadline, or until
+    /// `leave_at`, for a churning client).
+    pub(crate) async fn receive(
+        &self,
+        mut ws: Connection,
+        leave_at: Option<Instant>,
+    ) -> (Received, Option<Connection>) {
+        let mut seen = Received::default();
+        let mut last_seq = 0;
+        let mut warmed = false;
+        let mut done = self.last.clone();
+        let far = Instant::now() + Duration::from_secs(86_400);
+        loop {
+            let finished = *done.borrow();
+            if finished.is_some_and(|last| last_seq >= last) {
+                break;
+            }
+            let until = match finished {
+                Some(_) => leave_at.unwrap_or(far).min(Instant::now() + self.drain),
+                None => leave_at.unwrap_or(far),
+            };
+            let message = tokio::select! {
+                message = ws.recv() => message,
+                _ = done.changed(), if finished.is_none() => continue,
+                _ = tokio::time::sleep_until(until.into()) => break,
+            };
+            let text = match message {
+                Ok(Some(Message::Text(text))) => text,
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => {
+                    seen.failed = true;
+                    return (seen, None);
+                }
+            };
+            let Some((sent, seq)) = self.mode.parse(text.as_bytes()) else {
+                continue; // replies, join and leave pushes
+            };
+            if seq == 0 {
+                if !warmed {
+                    warmed = true;
+                    self.ready.fetch_add(1, Ordering::AcqRel);
+                }
+                continue;
+            }
+            let now = self.origin.elapsed().as_nanos() as u64;
+            seen.latency
+                .record(Duration::from_nanos(now.saturating_sub(sent)));
+            if last_seq != 0 && seq != last_seq + 1 {
+                seen.gaps += 1;
+            }
+            last_seq = seq;
+            seen.count += 1;
+            self.deliveries.add(1);
+        }
+        (seen, Some(ws))
+    }
+}
+
+/// The publishing connection: its writer, and a task draining what the server
+/// sends it (acks, or its own broadcasts) so it never counts as slow.
+pub(crate) struct Publisher {
+    writer: tether::WsWriter<tokio::net::TcpStream>,
+    drain: tokio::task::JoinHandle<u64>,
+    mode: Mode,
+    origin: Instant,
+    size: usize,
+}
+
+impl Publisher {
+    pub(crate) async fn connect(
+        dialer: &Dialer,
+        mode: Mode,
+        origin: Instant,
+        size: usize,
+    ) -> Result<Self> {
+        let ws = dialer.connect().await?;
+        let (mut reader, writer) = ws.split();
+        let drain = tokio::spawn(async move {
+            // Counts error replies (refused publishes).
+            let mut refused = 0;
+            while let Ok(Some(message)) = reader.recv().await {
+                if let Message::Text(text) = message {
+                    if text.starts_with("{\"id\"") && text.contains("\"error\"") {
+                        refused += 1;
+                    }
+                }
+            }
+            refused
+        });
+        Ok(Self {
+            writer,
+            drain,
+            mode,
+            origin,
+            size: size.max(HEADER),
+        })
+    }
+
+    async fn send(&self, seq: u64) -> Result<()> {
+        let frame = self
+            .mode
+            .publish_frame(seq, &body(self.origin, seq, self.size));
+        self.writer.send(frame).await?;
+        Ok(())
+    }
+
+    /// Publishes the warm-up (sequence 0) until `subscribers` have seen it.
+    pub(crate) async fn warm_up(
+        &self,
+        ready: &AtomicUsize,
+        subscribers: usize,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout.max(Duration::from_secs(5));
+        let mut sent = false;
+        while ready.load(Ordering::Acquire) < subscribers {
+            // On the bare path a subscriber joins only after its handshake, so
+            // repeat the warm-up; on a channel one is enough.
+            if !sent || matches!(self.mode, Mode::Bare) {
+                self.send(0).await?;
+                sent = true;
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Protocol(format!(
+                    "only {} of {subscribers} subscribers received the warm-up",
+                    ready.load(Ordering::Acquire)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Publishes sequences 1, 2, … at `rate` per second until the budget runs
+    /// out; returns the last sequence sent.
+    pub(crate) async fn run(&self, rate: Option<f64>, budget: &Budget) -> Result<u64> {
+        let rate = rate.unwrap_or(DEFAULT_PUBLISH_RATE);
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut seq = 0;
+        while budget.take() {
+            ticker.tick().await;
+            seq += 1;
+            self.send(seq).await?;
+        }
+        Ok(seq)
+    }
+
+    /// Closes the connection; returns how many publishes the server refused.
+    pub(crate) async fn finish(self) -> u64 {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.writer.close(None)).await;
+        match tokio::time::timeout(Duration::from_secs(5), self.drain).await {
+            Ok(Ok(refused)) => refused,
+            _ => 0,
+        }
+    }
+}
+
+/// Opens `n` subscribers, joined to the feed.
+pub(crate) async fn subscribers(
+    dialer: &Arc<Dialer>,
+    mode: &Mode,
+    options: &Options,
+    n: usize,
+) -> Result<Vec<Connection>> {
+    let setup = crate::progress::Progress::new("subscribing", Some(n as u64), options.progress);
+    let mut connections = dialer.connect_many(n, options.concurrency, &setup).await?;
+    setup.finish();
+    for ws in &mut connections {
+        mode.subscribe(ws, options.timeout).await?;
+    }
+    Ok(connections)
+}
+
+/// Closes connections politely, all at once, without waiting long.
+pub(crate) async fn close_all(connections: Vec<Connection>) {
+    let mut closing = tokio::task::JoinSet::new();
+    for mut ws in connections {
+        closing.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+        });
+    }
+    while closing.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_back_in_both_modes() {
+        let origin = Instant::now();
+        let text = body(origin, 42, 64);
+        assert_eq!(text.len(), 64);
+        let (_, seq) = Mode::Bare.parse(text.as_bytes()).unwrap();
+        assert_eq!(seq, 42);
+        let tether = Mode::Tether {
+            channel: "bench".into(),
+        };
+        let push =
+            format!(r#"{{"push":"publication","channel":"bench","offset":7,"data":"{text}"}}"#);
+        assert_eq!(tether.parse(push.as_bytes()).unwrap().1, 42);
+        assert!(tether
+            .parse(br#"{"push":"join","channel":"bench","client":"c1"}"#)
+            .is_none());
+        assert!(Mode::Bare.parse(b"short").is_none());
+    }
+}

@@ -1,0 +1,85 @@
+//! The scenarios. Each is a module with `run(&Options) -> Result<Report>`;
+//! adding one means a module and a [`Scenario`] variant.
+
+mod churn;
+mod echo;
+mod fanout;
+mod feed;
+mod handshake;
+mod idle;
+
+use std::str::FromStr;
+
+use crate::error::Result;
+use crate::options::Options;
+use crate::report::Report;
+
+/// A load pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Round trips against an echo server: throughput and latency.
+    Echo,
+    /// Subscribers on one channel and a publisher: deliveries per second and
+    /// publish-to-receive latency.
+    Fanout,
+    /// Many connections held open: the server's memory per connection.
+    Idle,
+    /// Connections opened and closed per second.
+    Handshake,
+    /// Clients joining and leaving at a set rate while others receive.
+    Churn,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `tether bench --help` lists them.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Echo,
+        Scenario::Fanout,
+        Scenario::Idle,
+        Scenario::Handshake,
+        Scenario::Churn,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Echo => "echo",
+            Scenario::Fanout => "fanout",
+            Scenario::Idle => "idle",
+            Scenario::Handshake => "handshake",
+            Scenario::Churn => "churn",
+        }
+    }
+
+    /// Runs it.
+    pub async fn run(self, options: &Options) -> Result<Report> {
+        options.validate()?;
+        match self {
+            Scenario::Echo => echo::run(options).await,
+            Scenario::Fanout => fanout::run(options).await,
+            Scenario::Idle => idle::run(options).await,
+            Scenario::Handshake => handshake::run(options).await,
+            Scenario::Churn => churn::run(options).await,
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {name:?}; one of {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

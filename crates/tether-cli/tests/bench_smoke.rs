@@ -1,0 +1,182 @@
+//! `tether bench`: every scenario runs briefly against the real servers
+//! (`tether echo`, its `/broadcast`, and `tether serve`) and writes a JSON and
+//! an HTML report with nothing lost.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn bench(args: &[&str], dir: &std::path::Path, name: &str) -> Value {
+    let json = dir.join(format!("{name}.json"));
+    let html = dir.join(format!("{name}.html"));
+    let output = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("bench")
+        .args(args)
+        .args(["--quiet", "--json", json.to_str().unwrap()])
+        .args(["--html", html.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "tether bench {args:?}: {}\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(args[0]), "a summary is printed: {stdout}");
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("<svg"), "the HTML report has plots");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_and_reports() {
+    let dir = std::env::temp_dir().join(format!("tether-bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (echo, echo_port) = common::spawn(&["echo"], Stdio::null()).await;
+    let echo_pid = echo.0.id().to_string();
+    let echo_url = format!("ws://127.0.0.1:{echo_port}/");
+    let broadcast_url = format!("ws://127.0.0.1:{echo_port}/broadcast");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "[namespaces.bench]\npresence = false\n").unwrap();
+    let (_serve, serve_port) = common::spawn(
+        &["serve", "--config", config.to_str().unwrap()],
+        Stdio::null(),
+    )
+    .await;
+    let serve_url = format!("ws://127.0.0.1:{serve_port}/connection/websocket");
+
+    let echo = bench(
+        &[
+            "echo",
+            &echo_url,
+            "-c",
+            "8",
+            "-d",
+            "1",
+            "--server-pid",
+            &echo_pid,
+        ],
+        &dir,
+        "echo",
+    );
+    assert!(echo["operations"].as_u64().unwrap() > 100, "{echo}");
+    assert!(echo["latency"]["p99_us"].as_f64().unwrap() > 0.0);
+    assert!(
+        echo["server"]["per_cpu_second"].as_f64().unwrap() > 0.0,
+        "{echo}"
+    );
+
+    let paced = bench(
+        &["echo", &echo_url, "-c", "4", "-r", "200", "-m", "100"],
+        &dir,
+        "paced",
+    );
+    assert_eq!(
+        paced["operations"], 100,
+        "--messages stops the run: {paced}"
+    );
+
+    for (name, url) in [("bare", &broadcast_url), ("serve", &serve_url)] {
+        let fanout = bench(
+            &[
+                "fanout",
+                url,
+                "-c",
+                "20",
+                "-r",
+                "50",
+                "-d",
+                "1",
+                "--channel",
+                "bench:smoke",
+            ],
+            &dir,
+            &format!("fanout-{name}"),
+        );
+        let published = fanout["details"]["publications"].as_f64().unwrap() as u64;
+        assert!(published >= 40, "{fanout}");
+        assert_eq!(
+            fanout["operations"].as_u64().unwrap(),
+            published * 20,
+            "{fanout}"
+        );
+        assert_eq!(
+            (fanout["lost"].clone(), fanout["errors"].clone()),
+            (0.into(), 0.into())
+        );
+    }
+
+    let idle = bench(
+        &[
+            "idle",
+            &echo_url,
+            "-c",
+            "200",
+            "-d",
+            "0.5",
+            "--server-pid",
+            &echo_pid,
+        ],
+        &dir,
+        "idle",
+    );
+    assert_eq!(idle["details"]["held open"], 200.0, "{idle}");
+    assert!(
+        idle["server"]["rss_per_connection_bytes"].is_number(),
+        "{idle}"
+    );
+
+    let handshake = bench(
+        &["handshake", &echo_url, "-c", "4", "-d", "1"],
+        &dir,
+        "handshake",
+    );
+    assert!(
+        handshake["operations"].as_u64().unwrap() > 10,
+        "{handshake}"
+    );
+
+    let churn = bench(
+        &[
+            "churn",
+            &serve_url,
+            "-c",
+            "10",
+            "-r",
+            "50",
+            "-d",
+            "1.5",
+            "--churn-rate",
+            "20",
+            "--hold",
+            "0.3",
+            "--channel",
+            "bench:churn",
+        ],
+        &dir,
+        "churn",
+    );
+    assert!(
+        churn["details"]["joins"].as_f64().unwrap() >= 10.0,
+        "{churn}"
+    );
+    assert_eq!(churn["lost"], 0, "{churn}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn refuses_an_unknown_scenario() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["bench", "nonsense", "ws://127.0.0.1:1/"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("echo, fanout, idle, handshake, churn"),
+        "{stderr}"
+    );
+}
