@@ -41,6 +41,9 @@ pub struct Options {
     /// Stop after this many messages (round trips, publications, handshakes)
     /// instead of after [`Options::duration`].
     pub messages: Option<u64>,
+    /// Echo: requests a connection keeps outstanding (pipelining). Default: 1,
+    /// one round trip at a time.
+    pub in_flight: usize,
     /// Offer permessage-deflate. Default: `false` (measure the protocol itself).
     pub compress: bool,
     /// The server's process id: its CPU time and memory are then reported.
@@ -70,6 +73,7 @@ impl Options {
             size: DEFAULT_SIZE,
             duration: DEFAULT_DURATION,
             messages: None,
+            in_flight: 1,
             compress: false,
             server_pid: None,
             channel: DEFAULT_CHANNEL.to_owned(),

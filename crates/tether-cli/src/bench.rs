@@ -31,6 +31,9 @@ pub struct BenchArgs {
     /// duration still caps the run; it defaults to an hour with this flag).
     #[arg(short, long)]
     messages: Option<u64>,
+    /// echo: requests each connection keeps in flight (pipelining).
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
     /// Offer permessage-deflate.
     #[arg(long)]
     compress: bool,
@@ -91,6 +94,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         .progress(!args.quiet);
     options.channel = args.channel;
     options.concurrency = args.concurrency;
+    options.in_flight = args.in_flight;
     options.timeout = seconds(args.timeout, "timeout")?;
     let report = args.scenario.run(&options).await?;
     print!("{}", report.summary());

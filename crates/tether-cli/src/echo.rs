@@ -117,11 +117,13 @@ async fn serve(
     }
 }
 
-/// Sends every message back to its sender.
+/// Sends every message back to its sender. Replies are fed, not sent: `recv`
+/// flushes them before it waits for more input, so pipelined requests are
+/// answered with one write per batch.
 async fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> tether::Result<()> {
     while let Some(message) = ws.recv().await? {
         if message.is_data() {
-            ws.send(message).await?;
+            ws.feed(message).await?;
         }
     }
     Ok(())

@@ -104,6 +104,12 @@ impl Decoder {
             self.frame = None;
             self.message = None;
         }
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // Everything was consumed: let go of the spare capacity, which may
+            // also keep a delivered message's allocation alive, so an idle
+            // connection holds no input buffer.
+            self.buf = BytesMut::new();
+        }
         result
     }
 

@@ -8,8 +8,10 @@ use tether_proto::DeflateConfig;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`Config::close_timeout`]: 5 s.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default for [`Config::read_chunk`]: 8 KiB.
-pub const DEFAULT_READ_CHUNK: usize = 8 << 10;
+/// Default for [`Config::read_chunk`]: 64 KiB. Reads land in a buffer shared
+/// by the connections of a thread, so a large chunk costs no memory per
+/// connection and lets one read take a whole burst of pipelined messages.
+pub const DEFAULT_READ_CHUNK: usize = 64 << 10;
 /// Default for [`Config::write_buffer_size`]: 64 KiB.
 pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 64 << 10;
 
@@ -33,8 +35,8 @@ pub struct Config {
     /// How long to wait for the peer's close frame, and for a server to drop TCP,
     /// once this side has sent its close frame. Default: [`DEFAULT_CLOSE_TIMEOUT`].
     pub close_timeout: Duration,
-    /// Bytes requested from the socket per read (a frame in progress may ask for
-    /// more). Default: [`DEFAULT_READ_CHUNK`].
+    /// Bytes requested from the socket per read, into a per-thread buffer (a
+    /// frame larger than this is read into its own). Default: [`DEFAULT_READ_CHUNK`].
     pub read_chunk: usize,
     /// Queued outgoing bytes that trigger a write when messages are fed without
     /// flushing. Default: [`DEFAULT_WRITE_BUFFER_SIZE`].

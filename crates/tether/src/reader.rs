@@ -1,17 +1,27 @@
 //! The receiving half's state: decoder and socket reads.
 
+use std::cell::RefCell;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tether_proto::{Decoder, Message, ProtocolError};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::Instant;
 
 use crate::error::Result;
 
 /// Largest single read reservation while a big frame is in progress.
 const MAX_READ_RESERVE: usize = 1 << 20;
+
+thread_local! {
+    /// Where reads land when a connection has nothing partial buffered. A
+    /// `poll_read` borrows it only for the call, so every connection served by
+    /// this thread shares it.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Reads frames from `R` and decodes them; protocol policy (replies) is the
 /// caller's.
@@ -78,28 +88,70 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 Ok(None) if self.eof => return Ok(Read::Eof),
                 Ok(None) => {}
             }
-            let want = self
-                .decoder
-                .frame_remaining()
-                .clamp(self.read_chunk, MAX_READ_RESERVE.max(self.read_chunk));
-            let buf = self.decoder.buffer_mut();
-            buf.reserve(want);
             if self.close_deadline.is_none() && self.close_sent.load(Ordering::Acquire) {
                 self.close_deadline = Some(Instant::now() + self.close_timeout);
             }
             let read = match self.close_deadline {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.io.read_buf(buf)).await {
-                        Ok(read) => read?,
-                        Err(_) => return Ok(Read::CloseTimedOut),
-                    }
-                }
-                None => self.io.read_buf(buf).await?,
+                Some(deadline) => match tokio::time::timeout_at(deadline, self.read_more()).await {
+                    Ok(read) => read?,
+                    Err(_) => return Ok(Read::CloseTimedOut),
+                },
+                None => self.read_more().await?,
             };
             if read == 0 {
                 self.eof = true;
             }
         }
+    }
+
+    /// Decodes what is already buffered, without reading: `None` when more bytes
+    /// are needed.
+    pub(crate) fn poll_buffered(&mut self) -> Option<Read> {
+        match self.decoder.poll() {
+            Ok(Some(message)) => Some(Read::Message(message)),
+            Err(e) => Some(Read::Failed(e)),
+            Ok(None) if self.eof => Some(Read::Eof),
+            Ok(None) => None,
+        }
+    }
+
+    /// Reads more bytes into the decoder; returns how many (0: EOF).
+    ///
+    /// Reads go into this thread's scratch buffer and only the bytes that
+    /// arrived are appended to the decoder's, so a connection waiting for input
+    /// holds no read buffer (idle connections stay small) while one read can
+    /// still take a large burst. A frame larger than a chunk is read straight
+    /// into the decoder's buffer, reserved for it.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        let chunk = self.read_chunk;
+        if self.decoder.frame_remaining() > chunk {
+            let want = self
+                .decoder
+                .frame_remaining()
+                .clamp(chunk, MAX_READ_RESERVE.max(chunk));
+            let buf = self.decoder.buffer_mut();
+            buf.reserve(want);
+            return self.io.read_buf(buf).await;
+        }
+        let (io, decoder) = (&mut self.io, &mut self.decoder);
+        std::future::poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.len() < chunk {
+                    scratch.resize(chunk, 0);
+                }
+                let mut buf = ReadBuf::new(&mut scratch[..chunk]);
+                match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                    Poll::Ready(Ok(())) => {
+                        decoder.receive(buf.filled());
+                        Poll::Ready(Ok(buf.filled().len()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+        })
+        .await
     }
 
     /// Reads and discards until EOF, for a client waiting for the server to drop TCP.

@@ -151,8 +151,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// watch them). A close frame is answered and returned as [`Message::Close`];
     /// after it, `recv` returns `Ok(None)`. A protocol violation closes the
     /// connection with the matching code and is returned as [`Error::Protocol`].
+    ///
+    /// Messages queued with [`WebSocket::feed`] are flushed before `recv` waits
+    /// for the socket, so a loop that answers each message with `feed` writes
+    /// once per batch of input instead of once per message.
     pub async fn recv(&mut self) -> Result<Option<Message>> {
-        let read = self.reader.next().await?;
+        let read = match self.reader.poll_buffered() {
+            Some(read) => read,
+            None => {
+                if self.writer.has_pending() {
+                    self.writer.flush().await?;
+                }
+                self.reader.next().await?
+            }
+        };
         settle(read, &mut self.reader, &mut self.writer, self.policy).await
     }
 
@@ -161,8 +173,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.writer.send(&message.into()).await
     }
 
-    /// Queues a message, writing only once enough is queued; call
-    /// [`WebSocket::flush`] after a batch.
+    /// Queues a message, writing only once enough is queued; the next
+    /// [`WebSocket::recv`] that has to wait for input, or [`WebSocket::flush`],
+    /// writes the rest.
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<()> {
         self.writer.feed(&message.into()).await
     }

@@ -20,6 +20,8 @@ pub(crate) struct Writer<W> {
     /// Shared with the reader, which then bounds its wait for the peer's close.
     close_sent: Arc<AtomicBool>,
     shut_down: bool,
+    /// Capacity of the last batch written (see [`Writer::flush`]).
+    batch_hint: usize,
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
@@ -31,6 +33,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             high_water,
             close_sent: Arc::default(),
             shut_down: false,
+            batch_hint: 0,
         }
     }
 
@@ -53,6 +56,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             return Err(Error::AlreadyClosed);
         }
         let mask = self.mask();
+        self.reserve_batch();
         self.encoder.encode(message, mask, &mut self.buf)?;
         if matches!(message, Message::Close(_)) {
             self.close_sent.store(true, Ordering::Release);
@@ -69,6 +73,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             return Err(Error::AlreadyClosed);
         }
         let mask = self.mask();
+        self.reserve_batch();
         self.encoder
             .encode_prepared(prepared, mask, &mut self.buf)?;
         if self.buf.len() >= self.high_water {
@@ -111,8 +116,27 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
             }
         }
+        if self.buf.capacity() > 0 {
+            // An idle connection keeps no output buffer; the next batch starts
+            // with room for one like this one.
+            self.batch_hint = self.buf.capacity().min(self.high_water);
+            self.buf = BytesMut::new();
+        }
         self.io.flush().await?;
         Ok(())
+    }
+
+    /// Starts a batch with room for one as large as the last, rather than
+    /// growing the buffer step by step.
+    fn reserve_batch(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(self.batch_hint);
+        }
+    }
+
+    /// Whether fed bytes wait for a flush.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     pub(crate) async fn send(&mut self, message: &Message) -> Result<()> {

@@ -1,6 +1,8 @@
-//! `echo`: every connection sends a message and waits for it to come back,
-//! closed-loop (as fast as replies come) or at a set total rate.
+//! `echo`: every connection sends messages and waits for them to come back,
+//! closed-loop (as fast as replies come) or at a set total rate, with up to
+//! [`Options::in_flight`](crate::Options::in_flight) requests outstanding.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +51,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
             budget,
             counter,
             period.zip(offset),
+            options.in_flight.max(1),
             timeout,
         ));
     }
@@ -75,15 +78,17 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// One connection's loop. With a schedule, latency counts from when each
-/// request was due, not when it went out, so a stalled server cannot hide its
-/// stall by delaying the requests (coordinated omission).
+/// One connection's loop: up to `window` requests in flight. With a schedule,
+/// latency counts from when each request was due, not when it went out, so a
+/// stalled server cannot hide its stall by delaying the requests (coordinated
+/// omission).
 async fn round_trips(
     mut ws: Connection,
     payload: Utf8Bytes,
     budget: Arc<Budget>,
     counter: Counter,
     schedule: Option<(Duration, Duration)>,
+    window: usize,
     timeout: Duration,
 ) -> Outcome {
     let mut latency = Latency::new();
@@ -93,32 +98,50 @@ async fn round_trips(
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         ticker
     });
-    while budget.take() {
-        let due = match ticker.as_mut() {
-            Some(ticker) => ticker.tick().await.into_std(),
-            None => Instant::now(),
-        };
-        if ws.send(Message::Text(payload.clone())).await.is_err() {
-            errors += 1;
-            return Outcome {
-                latency,
-                errors,
-                ws: None,
-            };
+    let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(window);
+    let mut exhausted = false;
+    // Closed-loop, the window refills in bursts once half of it came back, so
+    // requests go out (and replies come back) in batches, as from a busy
+    // client, rather than one write per message.
+    let mut refilling = true;
+    loop {
+        if exhausted && in_flight.is_empty() {
+            break;
         }
-        match tokio::time::timeout(timeout, next_data(&mut ws)).await {
-            Ok(Some(len)) if len == payload.len() => {
-                latency.record(due.elapsed());
-                counter.add(1);
+        if in_flight.len() >= window {
+            refilling = false;
+        } else if in_flight.len() <= window / 2 || ticker.is_some() {
+            refilling = true;
+        }
+        let room = !exhausted && refilling;
+        // Sending first: a refill is fed whole before `recv` flushes it.
+        tokio::select! {
+            biased;
+            due = next_due(&mut ticker), if room => {
+                if !budget.take() {
+                    exhausted = true;
+                    continue;
+                }
+                // Fed, not sent: the next `recv` that waits flushes the batch.
+                if ws.feed(Message::Text(payload.clone())).await.is_err() {
+                    errors += 1 + in_flight.len() as u64;
+                    return Outcome { latency, errors, ws: None };
+                }
+                in_flight.push_back(due);
             }
-            Ok(Some(_)) => errors += 1,
-            Ok(None) | Err(_) => {
-                errors += 1;
-                return Outcome {
-                    latency,
-                    errors,
-                    ws: None,
-                };
+            reply = tokio::time::timeout(timeout, next_data(&mut ws)), if !in_flight.is_empty() => {
+                let sent = in_flight.pop_front().expect("a request in flight");
+                match reply {
+                    Ok(Some(len)) if len == payload.len() => {
+                        latency.record(sent.elapsed());
+                        counter.add(1);
+                    }
+                    Ok(Some(_)) => errors += 1,
+                    Ok(None) | Err(_) => {
+                        errors += 1 + in_flight.len() as u64;
+                        return Outcome { latency, errors, ws: None };
+                    }
+                }
             }
         }
     }
@@ -126,6 +149,14 @@ async fn round_trips(
         latency,
         errors,
         ws: Some(ws),
+    }
+}
+
+/// When the next request is due: now, or at the schedule's next tick.
+async fn next_due(ticker: &mut Option<tokio::time::Interval>) -> Instant {
+    match ticker {
+        Some(ticker) => ticker.tick().await.into_std(),
+        None => Instant::now(),
     }
 }
 

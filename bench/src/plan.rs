@@ -1,0 +1,301 @@
+//! What the comparison measures, under which load, and how results become the
+//! table of ratios.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tether_bench::{Options, Report, Scenario};
+
+/// A server in the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Peer {
+    /// `tether echo`.
+    Tether,
+    /// `peer-tungstenite`.
+    Tungstenite,
+    /// `peer-fastwebsockets`.
+    Fastwebsockets,
+    /// `tether serve` (fan-out only: the server against the bare library).
+    TetherServe,
+}
+
+impl Peer {
+    /// Its column title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Peer::Tether => "tether",
+            Peer::Tungstenite => "tokio-tungstenite",
+            Peer::Fastwebsockets => "fastwebsockets",
+            Peer::TetherServe => "tether serve",
+        }
+    }
+
+    /// The binary, next to the runner's own.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Peer::Tether | Peer::TetherServe => "tether",
+            Peer::Tungstenite => "peer-tungstenite",
+            Peer::Fastwebsockets => "peer-fastwebsockets",
+        }
+    }
+}
+
+/// The libraries compared head to head.
+pub const LIBRARIES: [Peer; 3] = [Peer::Tether, Peer::Tungstenite, Peer::Fastwebsockets];
+
+/// Which figure of a report a row shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Figure {
+    /// Operations per server CPU-second (higher is better).
+    PerCpuSecond,
+    /// Operations per second as measured (higher is better; may be the load
+    /// generator's limit).
+    PerSecond,
+    /// 99th percentile latency, µs (lower is better).
+    P99,
+    /// Server RSS per connection, KiB (lower is better).
+    KibPerConnection,
+}
+
+impl Figure {
+    /// The figure from one report.
+    pub fn of(self, report: &Report) -> Option<f64> {
+        match self {
+            Figure::PerCpuSecond => report.server.as_ref()?.per_cpu_second,
+            Figure::PerSecond => Some(report.per_second),
+            Figure::P99 => Some(report.latency?.p99_us),
+            Figure::KibPerConnection => report
+                .server
+                .as_ref()?
+                .rss_per_connection_bytes
+                .map(|b| b / 1024.0),
+        }
+    }
+
+    /// How the row names it.
+    pub fn label(self, unit: &str) -> String {
+        match self {
+            Figure::PerCpuSecond => format!("{unit} per server CPU-s"),
+            Figure::PerSecond => format!("{unit}/s"),
+            Figure::P99 => "p99 µs (lower is better)".to_owned(),
+            Figure::KibPerConnection => "KiB per connection (lower is better)".to_owned(),
+        }
+    }
+}
+
+/// One load, run against several servers.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Its name in the table.
+    pub name: &'static str,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The URL path on the library servers.
+    pub path: &'static str,
+    /// Connections (subscribers, workers).
+    pub connections: usize,
+    /// Offered rate, if any.
+    pub rate: Option<f64>,
+    /// Payload bytes.
+    pub size: usize,
+    /// Echo requests in flight per connection.
+    pub in_flight: usize,
+    /// How long the load runs.
+    pub duration: Duration,
+    /// The servers it runs against.
+    pub peers: Vec<Peer>,
+    /// The figures the table shows.
+    pub figures: Vec<Figure>,
+    /// What an operation is, for labels.
+    pub unit: &'static str,
+}
+
+impl Measurement {
+    /// The load's options against `url`, for a server with `pid`.
+    pub fn options(&self, url: String, pid: u32, channel: &str) -> Options {
+        let mut options = Options::new(url)
+            .connections(self.connections)
+            .rate(self.rate)
+            .size(self.size)
+            .duration(self.duration)
+            .server_pid(Some(pid))
+            .progress(false);
+        options.channel = channel.to_owned();
+        options.concurrency = 128;
+        options.in_flight = self.in_flight;
+        options
+    }
+}
+
+fn pick<T>(quick: bool, full: T, smoke: T) -> T {
+    if quick {
+        smoke
+    } else {
+        full
+    }
+}
+
+/// The measurements: the full set, or a short smoke run (`quick`).
+pub fn measurements(quick: bool) -> Vec<Measurement> {
+    let seconds = Duration::from_secs(pick(quick, 5, 1));
+    let libraries = LIBRARIES.to_vec();
+    let fanout_peers = vec![
+        Peer::Tether,
+        Peer::Tungstenite,
+        Peer::Fastwebsockets,
+        Peer::TetherServe,
+    ];
+    let throughput = vec![Figure::PerCpuSecond, Figure::PerSecond, Figure::P99];
+    let echo = |name, size| Measurement {
+        name,
+        scenario: Scenario::Echo,
+        path: "/",
+        connections: pick(quick, 100, 20),
+        rate: None,
+        size,
+        // Pipelined, as real clients with many messages to send are: the
+        // server sees several requests per read.
+        in_flight: 16,
+        duration: seconds,
+        peers: libraries.clone(),
+        figures: throughput.clone(),
+        unit: "round trips",
+    };
+    // The same offered deliveries per second for every server: the load
+    // generator's core is the limit, so servers differ in CPU per delivery.
+    let fanout = |name, subscribers: usize, smoke: usize| {
+        let subscribers = pick(quick, subscribers, smoke);
+        Measurement {
+            name,
+            scenario: Scenario::Fanout,
+            path: "/broadcast",
+            connections: subscribers,
+            rate: Some(pick(quick, 200_000.0, 10_000.0) / subscribers as f64),
+            size: 16,
+            in_flight: 1,
+            duration: seconds,
+            peers: fanout_peers.clone(),
+            figures: throughput.clone(),
+            unit: "deliveries",
+        }
+    };
+    vec![
+        echo("echo 16 B", 16),
+        echo("echo 4 KiB", 4096),
+        fanout("fan-out to 1000", 1000, 100),
+        fanout("fan-out to 10000", 10_000, 200),
+        Measurement {
+            name: "idle 10000",
+            scenario: Scenario::Idle,
+            path: "/",
+            connections: pick(quick, 10_000, 500),
+            rate: None,
+            size: 16,
+            in_flight: 1,
+            duration: Duration::from_secs(pick(quick, 2, 1)),
+            peers: libraries.clone(),
+            figures: vec![Figure::KibPerConnection],
+            unit: "connections",
+        },
+        Measurement {
+            name: "handshakes",
+            scenario: Scenario::Handshake,
+            path: "/",
+            connections: pick(quick, 50, 8),
+            rate: None,
+            size: 16,
+            in_flight: 1,
+            duration: seconds,
+            peers: libraries,
+            figures: vec![Figure::PerCpuSecond, Figure::PerSecond],
+            unit: "handshakes",
+        },
+    ]
+}
+
+/// The median of some values (`None` when there are none).
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// Results of one measurement against one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Runs {
+    /// The measurement's name.
+    pub measurement: &'static str,
+    /// The server.
+    pub peer: Peer,
+    /// Each run's report.
+    pub reports: Vec<Report>,
+}
+
+impl Runs {
+    /// The median of `figure` over the runs.
+    pub fn median(&self, figure: Figure) -> Option<f64> {
+        median(self.reports.iter().filter_map(|r| figure.of(r)).collect())
+    }
+}
+
+/// The table: a row per measurement and figure, a column per library, the
+/// ratios tether/peer, and tether serve against tether echo for fan-out.
+pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
+    let find = |name: &str, peer: Peer| {
+        results
+            .iter()
+            .find(|r| r.measurement == name && r.peer == peer)
+    };
+    let cell = |value: Option<f64>| value.map_or("–".to_owned(), tether_bench::report::si);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".to_owned(),
+    };
+    let mut out = String::from(
+        "| measurement | tether | tokio-tungstenite | fastwebsockets | tether ÷ tungstenite | tether ÷ fastwebsockets | tether serve | serve ÷ tether |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for m in plan {
+        for figure in &m.figures {
+            let value = |peer| find(m.name, peer).and_then(|r| r.median(*figure));
+            let (t, tt, fw, serve) = (
+                value(Peer::Tether),
+                value(Peer::Tungstenite),
+                value(Peer::Fastwebsockets),
+                value(Peer::TetherServe),
+            );
+            out.push_str(&format!(
+                "| {}: {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                m.name,
+                figure.label(m.unit),
+                cell(t),
+                cell(tt),
+                cell(fw),
+                ratio(t, tt),
+                ratio(t, fw),
+                cell(serve),
+                ratio(serve, t),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
+    }
+}
