@@ -100,6 +100,8 @@ pub struct Measurement {
     pub size: usize,
     /// Echo requests in flight per connection.
     pub in_flight: usize,
+    /// Stop after this many operations (publications) instead of the duration.
+    pub messages: Option<u64>,
     /// How long the load runs.
     pub duration: Duration,
     /// The servers it runs against.
@@ -118,6 +120,7 @@ impl Measurement {
             .rate(self.rate)
             .size(self.size)
             .duration(self.duration)
+            .messages(self.messages)
             .server_pid(Some(pid))
             .progress(false);
         options.channel = channel.to_owned();
@@ -156,24 +159,28 @@ pub fn measurements(quick: bool) -> Vec<Measurement> {
         // Pipelined, as real clients with many messages to send are: the
         // server sees several requests per read.
         in_flight: 16,
+        messages: None,
         duration: seconds,
         peers: libraries.clone(),
         figures: throughput.clone(),
         unit: "round trips",
     };
-    // The same offered deliveries per second for every server: the load
-    // generator's core is the limit, so servers differ in CPU per delivery.
+    // A burst of publications, faster than the subscribers read, so each
+    // server shows how it batches deliveries; the same publications for every
+    // server, fewer than any queue holds, so none may be lost.
     let fanout = |name, subscribers: usize, smoke: usize| {
         let subscribers = pick(quick, subscribers, smoke);
+        let deliveries = pick(quick, 5_000_000, 100_000) as u64;
         Measurement {
             name,
             scenario: Scenario::Fanout,
             path: "/broadcast",
             connections: subscribers,
-            rate: Some(pick(quick, 200_000.0, 10_000.0) / subscribers as f64),
+            rate: Some(5_000_000.0 / subscribers as f64),
             size: 16,
             in_flight: 1,
-            duration: seconds,
+            messages: Some(deliveries / subscribers as u64),
+            duration: Duration::from_secs(60),
             peers: fanout_peers.clone(),
             figures: throughput.clone(),
             unit: "deliveries",
@@ -192,6 +199,7 @@ pub fn measurements(quick: bool) -> Vec<Measurement> {
             rate: None,
             size: 16,
             in_flight: 1,
+            messages: None,
             duration: Duration::from_secs(pick(quick, 2, 1)),
             peers: libraries.clone(),
             figures: vec![Figure::KibPerConnection],
@@ -205,6 +213,7 @@ pub fn measurements(quick: bool) -> Vec<Measurement> {
             rate: None,
             size: 16,
             in_flight: 1,
+            messages: None,
             duration: seconds,
             peers: libraries,
             figures: vec![Figure::PerCpuSecond, Figure::PerSecond],

@@ -98,6 +98,14 @@ fn main() -> anyhow::Result<()> {
                         &serve_config,
                         "--max-connections-per-ip",
                         "0",
+                        // Room for the whole burst, as the peers' 4096, and
+                        // no rate limit on the publisher.
+                        "--outbound-queue",
+                        "8192",
+                        "--rate-limit",
+                        "10000000",
+                        "--rate-burst",
+                        "10000000",
                     ],
                     Peer::Tungstenite | Peer::Fastwebsockets => Vec::new(),
                 };

@@ -175,11 +175,12 @@ async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: &Arc<Room>) -> t
     let mut writing = tokio::spawn(async move {
         // One flush per burst: whatever queued while the last write was going.
         while let Some(first) = inbox.recv().await {
-            out.feed_prepared(&first).await?;
+            let mut batch = out.batch().await;
+            batch.feed_prepared(&first).await?;
             while let Ok(next) = inbox.try_recv() {
-                out.feed_prepared(&next).await?;
+                batch.feed_prepared(&next).await?;
             }
-            out.flush().await?;
+            batch.flush().await?;
         }
         // The room dropped us: we fell too far behind.
         let too_slow = CloseFrame::new(CloseCode::POLICY, "too slow for the broadcast");

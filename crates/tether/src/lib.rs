@@ -47,7 +47,7 @@ pub use accept::{accept, accept_with, Accept};
 pub use config::Config;
 pub use connect::{connect, ClientBuilder};
 pub use error::{Error, Result};
-pub use split::{WsReader, WsWriter};
+pub use split::{Batch, WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use tether_proto::{
     CloseCode, CloseFrame, DeflateConfig, HandshakeError, Message, PreparedMessage, ProtocolError,

@@ -107,6 +107,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         writer.flush().await
     }
 
+    /// Takes the writer for a batch: every message fed through the returned
+    /// [`Batch`] goes out under one lock, and its `flush` writes them together.
+    /// Other clones of this writer (and the reader's automatic replies) wait
+    /// until the batch is dropped.
+    pub async fn batch(&self) -> Batch<'_, S> {
+        Batch {
+            writer: self.writer.lock().await,
+        }
+    }
+
     /// Queues one frame of a fragmented message.
     pub async fn feed_fragment(
         &self,
@@ -129,5 +139,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Sends a close frame; the reading half then receives the peer's answer.
     pub async fn close(&self, frame: Option<CloseFrame>) -> Result<()> {
         self.writer.lock().await.send_close(frame).await
+    }
+}
+
+/// A [`WsWriter`] held for a batch of messages (see [`WsWriter::batch`]).
+#[derive(Debug)]
+pub struct Batch<'a, S> {
+    writer: tokio::sync::MutexGuard<'a, Writer<WriteHalf<S>>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Batch<'_, S> {
+    /// Queues a message.
+    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<()> {
+        self.writer.feed(&message.into()).await
+    }
+
+    /// Queues a prepared message, reusing its shared frame where it can.
+    pub async fn feed_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
+        self.writer.feed_prepared(prepared).await
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.writer.flush().await
     }
 }

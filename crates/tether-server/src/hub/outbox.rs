@@ -273,6 +273,20 @@ impl Inbox {
         }
     }
 
+    /// Moves every queued frame to `into`, under one lock.
+    pub fn take_all(&mut self, into: &mut Vec<Queued>) {
+        let mut state = self.shared.state.lock().expect("outbox lock");
+        if state.items.is_empty() {
+            return;
+        }
+        into.extend(state.items.drain(..).map(|item| Queued {
+            frame: item.frame,
+            position: item.position,
+        }));
+        drop(state);
+        self.shared.space.notify_waiters();
+    }
+
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Option<Queued> {
         let item = self

@@ -198,12 +198,16 @@ pub async fn serve<S>(
     let record = written.clone();
     let mut writer_task = tokio::spawn(async move {
         // Drain the queue in batches: one flush per burst, not per message.
+        let mut burst = Vec::new();
         while let Some(queued) = queue.recv().await {
-            let mut next = Some(queued);
-            while let Some(Queued { frame, position }) = next.take() {
-                out.messages_out.inc();
-                out.bytes_out.inc_by(frame.message().len() as u64);
-                if drain.feed_prepared(&frame).await.is_err() {
+            burst.push(queued);
+            queue.take_all(&mut burst);
+            let (mut messages, mut bytes) = (0, 0);
+            let mut batch = drain.batch().await;
+            for Queued { frame, position } in burst.drain(..) {
+                messages += 1;
+                bytes += frame.message().len() as u64;
+                if batch.feed_prepared(&frame).await.is_err() {
                     return;
                 }
                 // Recorded once the frame is in the writer's buffer: whatever
@@ -212,9 +216,10 @@ pub async fn serve<S>(
                     let mut written = record.lock().expect("positions lock");
                     written.insert(position.channel.clone(), position);
                 }
-                next = queue.try_recv();
             }
-            if drain.flush().await.is_err() {
+            out.messages_out.inc_by(messages);
+            out.bytes_out.inc_by(bytes);
+            if batch.flush().await.is_err() {
                 return;
             }
         }
