@@ -2,6 +2,7 @@
 //! `/broadcast` (every message to every client there, the sender included), the
 //! two contracts the benchmarks compare WebSocket libraries on.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tether::{Accept, CloseCode, CloseFrame, Config, DeflateConfig, PreparedMessage, WebSocket};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// Arguments of `tether echo`.
@@ -75,58 +76,78 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         let config = config.clone();
         let tls = tls.clone();
         let room = room.clone();
+        // The handshake runs in a task of its own that ends once the
+        // connection has its own (smaller) task: an idle connection then
+        // holds only what its loop needs.
         tokio::spawn(async move {
-            let result = match tls {
-                Some(tls) => match tls.accept(tcp).await {
+            let accepted = match tls {
+                Some(tls) => match Box::pin(tls.accept(tcp)).await {
                     Ok(stream) => {
                         let stream = tether::MaybeTlsStream::ServerTls(Box::new(stream));
-                        serve(stream, &config, &room).await
+                        handshake(stream, &config).await
                     }
                     Err(e) => Err(e.into()),
                 },
-                None => serve_tcp(tcp, &config, &room).await,
+                None => match tcp.set_nodelay(true) {
+                    Ok(()) => handshake(tether::MaybeTlsStream::Plain(tcp), &config).await,
+                    Err(e) => Err(e.into()),
+                },
             };
-            match result {
-                Ok(()) => tracing::debug!(%peer, "connection closed"),
-                Err(e) => tracing::debug!(%peer, error = %e, "connection ended"),
+            match accepted {
+                Ok((ws, path)) if path == BROADCAST_PATH => {
+                    tokio::spawn(async move { log_end(peer, broadcast(ws, room).await) });
+                }
+                Ok((ws, _)) => {
+                    tokio::spawn(echo(ws, peer));
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
             }
         });
     }
 }
 
-async fn serve_tcp(tcp: TcpStream, config: &Config, room: &Arc<Room>) -> tether::Result<()> {
-    tcp.set_nodelay(true)?;
-    serve(tether::MaybeTlsStream::Plain(tcp), config, room).await
-}
-
-async fn serve(
+/// Completes the WebSocket handshake; returns the connection and its path.
+async fn handshake(
     stream: tether::MaybeTlsStream,
     config: &Config,
-    room: &Arc<Room>,
-) -> tether::Result<()> {
+) -> tether::Result<(WebSocket<tether::MaybeTlsStream>, String)> {
     let mut path = String::new();
     let ws = tether::accept_with(stream, config, |request, _| {
         path = request.uri().path().to_owned();
         Ok(Accept::default())
     })
     .await?;
-    if path == BROADCAST_PATH {
-        broadcast(ws, room).await
-    } else {
-        echo(ws).await
+    Ok((ws, path))
+}
+
+/// Logs how a connection ended.
+fn log_end(peer: SocketAddr, result: tether::Result<()>) {
+    match result {
+        Ok(()) => tracing::debug!(%peer, "connection closed"),
+        Err(e) => tracing::debug!(%peer, error = %e, "connection ended"),
     }
 }
 
 /// Sends every message back to its sender. Replies are fed, not sent: `recv`
 /// flushes them before it waits for more input, so pipelined requests are
 /// answered with one write per batch.
-async fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> tether::Result<()> {
-    while let Some(message) = ws.recv().await? {
-        if message.is_data() {
-            ws.feed(message).await?;
-        }
+///
+/// Written as a function returning an `async move` block so the connection is
+/// stored once in the future (an `async fn` keeps its argument and its working
+/// copy apart): this future is most of what an idle connection costs.
+#[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
+fn echo(mut ws: WebSocket<tether::MaybeTlsStream>, peer: SocketAddr) -> impl Future<Output = ()> {
+    async move {
+        let ended = async {
+            while let Some(message) = ws.recv().await? {
+                if message.is_data() {
+                    ws.feed(message).await?;
+                }
+            }
+            Ok::<_, tether::Error>(())
+        };
+        log_end(peer, ended.await);
     }
-    Ok(())
 }
 
 /// The path on which messages go to every client on it.
@@ -165,12 +186,12 @@ impl Drop for Member<'_> {
 
 /// Sends every data message to every client on the path, the sender included.
 /// Each message is framed (and compressed) once, then shared.
-async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: &Arc<Room>) -> tether::Result<()> {
+async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: Arc<Room>) -> tether::Result<()> {
     let (mut reader, writer) = ws.split();
     let (queue, mut inbox) = mpsc::channel::<PreparedMessage>(BROADCAST_QUEUE);
     let id = room.next_id.fetch_add(1, Ordering::Relaxed);
     room.members.lock().expect("room lock").insert(id, queue);
-    let _member = Member(room, id);
+    let _member = Member(&room, id);
     let out = writer.clone();
     let mut writing = tokio::spawn(async move {
         // One flush per burst: whatever queued while the last write was going.

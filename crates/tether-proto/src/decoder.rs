@@ -43,7 +43,8 @@ pub struct Decoder {
     buf: BytesMut,
     frame: Option<FrameState>,
     message: Option<MessageState>,
-    inflater: Option<Inflater>,
+    /// Boxed: most connections do not compress, and they should not pay for it.
+    inflater: Option<Box<Inflater>>,
     /// A close frame was received or an error found: nothing more is decoded.
     finished: bool,
 }
@@ -58,7 +59,7 @@ impl Decoder {
             buf: BytesMut::new(),
             frame: None,
             message: None,
-            inflater,
+            inflater: inflater.map(Box::new),
             finished: false,
         }
     }

@@ -15,9 +15,9 @@ use crate::prepared::PreparedMessage;
 #[derive(Debug)]
 pub struct Encoder {
     role: Role,
-    deflater: Option<Deflater>,
+    /// Boxed: most connections do not compress, and they should not pay for it.
+    deflater: Option<Box<Deflater>>,
     threshold: usize,
-    scratch: BytesMut,
 }
 
 impl Encoder {
@@ -25,9 +25,8 @@ impl Encoder {
     pub fn new(role: Role, deflater: Option<Deflater>, threshold: usize) -> Self {
         Self {
             role,
-            deflater,
+            deflater: deflater.map(Box::new),
             threshold,
-            scratch: BytesMut::new(),
         }
     }
 
@@ -94,13 +93,11 @@ impl Encoder {
         let opcode = if first { opcode } else { OpCode::Continuation };
         match self.deflater.as_mut() {
             Some(deflater) if first && fin && payload.len() >= self.threshold => {
-                let mut compressed = std::mem::take(&mut self.scratch);
-                compressed.clear();
+                // A fresh buffer each time: kept between messages, it would hold
+                // the largest compressed message for the life of the connection.
+                let mut compressed = BytesMut::new();
                 deflater.compress(payload, &mut compressed)?;
-                let result =
-                    self.write_frame(opcode, true, FrameHeader::RSV1, &compressed, mask, out);
-                self.scratch = compressed;
-                result
+                self.write_frame(opcode, true, FrameHeader::RSV1, &compressed, mask, out)
             }
             _ => self.write_frame(opcode, fin, 0, payload, mask, out),
         }

@@ -73,7 +73,11 @@ where
             .map(str::to_owned);
         Ok((buf, response, negotiated, protocol))
     };
-    let outcome = match tokio::time::timeout(config.handshake_timeout, handshake).await {
+    // Boxed, so the handshake's buffers and parsed request live on the heap
+    // only while it runs: a future awaiting this one (a connection's task)
+    // stays small for the life of the connection.
+    let handshake = Box::pin(tokio::time::timeout(config.handshake_timeout, handshake));
+    let outcome = match handshake.await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::Timeout("opening handshake")),
     };

@@ -92,10 +92,14 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 self.close_deadline = Some(Instant::now() + self.close_timeout);
             }
             let read = match self.close_deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, self.read_more()).await {
-                    Ok(read) => read?,
-                    Err(_) => return Ok(Read::CloseTimedOut),
-                },
+                // Boxed: only a closing connection waits with a deadline, and
+                // the timer inline would enlarge every connection's future.
+                Some(deadline) => {
+                    match Box::pin(tokio::time::timeout_at(deadline, self.read_more())).await {
+                        Ok(read) => read?,
+                        Err(_) => return Ok(Read::CloseTimedOut),
+                    }
+                }
                 None => self.read_more().await?,
             };
             if read == 0 {

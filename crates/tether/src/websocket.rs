@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tether_proto::{CloseFrame, Decoder, Encoder, Message, PreparedMessage, Role};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
@@ -36,24 +38,69 @@ where
     match read {
         Read::Message(Message::Ping(payload)) => {
             if policy.auto_pong && !writer.close_sent() {
-                writer.feed(&Message::Pong(payload.clone())).await?;
-                if !reader.has_buffered() {
-                    writer.flush().await?;
-                }
+                // Boxed like the endings below: a ping every few seconds does
+                // not justify the room in every connection's future.
+                let flush = !reader.has_buffered();
+                Box::pin(pong(payload.clone(), flush, writer)).await?;
             }
             Ok(Some(Message::Ping(payload)))
         }
         Read::Message(Message::Close(frame)) => {
-            // RFC 6455 §5.5.1: answer with a close frame, echoing the status code.
-            let reply = frame.as_ref().map(|f| CloseFrame {
-                code: f.code,
-                reason: Default::default(),
-            });
-            let _ = writer.send_close(reply).await;
-            finish_close(reader, writer, policy).await;
-            Ok(Some(Message::Close(frame)))
+            Box::pin(settle_close(frame, reader, writer, policy)).await
         }
         Read::Message(message) => Ok(Some(message)),
+        // Boxed, like the close: the endings are rare and their futures large;
+        // inline they would make every connection's `recv` future larger.
+        ending => Box::pin(settle_end(ending, reader, writer)).await,
+    }
+}
+
+/// Answers a ping, flushing unless more input is already buffered (the answer
+/// then goes out with the next batch).
+async fn pong<W: AsyncWrite + Unpin>(
+    payload: Bytes,
+    flush: bool,
+    writer: &mut Writer<W>,
+) -> Result<()> {
+    writer.feed(&Message::Pong(payload)).await?;
+    if flush {
+        writer.flush().await?;
+    }
+    Ok(())
+}
+
+/// The peer's close frame: answer it, echoing the status code (RFC 6455
+/// §5.5.1), and end TCP.
+async fn settle_close<R, W>(
+    frame: Option<CloseFrame>,
+    reader: &mut Reader<R>,
+    writer: &mut Writer<W>,
+    policy: Policy,
+) -> Result<Option<Message>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let reply = frame.as_ref().map(|f| CloseFrame {
+        code: f.code,
+        reason: Default::default(),
+    });
+    let _ = writer.send_close(reply).await;
+    finish_close(reader, writer, policy).await;
+    Ok(Some(Message::Close(frame)))
+}
+
+/// A failed stream, a close that timed out, or the end of TCP.
+async fn settle_end<R, W>(
+    read: Read,
+    reader: &mut Reader<R>,
+    writer: &mut Writer<W>,
+) -> Result<Option<Message>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match read {
         Read::Failed(error) => {
             tracing::debug!(%error, "failing the connection");
             let _ = writer
@@ -77,6 +124,7 @@ where
                 Err(Error::AbnormalClosure)
             }
         }
+        Read::Message(message) => Ok(Some(message)),
     }
 }
 
@@ -165,7 +213,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.reader.next().await?
             }
         };
-        settle(read, &mut self.reader, &mut self.writer, self.policy).await
+        match read {
+            Read::Message(message) if message.is_data() || matches!(message, Message::Pong(_)) => {
+                Ok(Some(message))
+            }
+            // Control frames and endings: rare, so their (larger) future is boxed
+            // rather than carried in every connection's `recv`.
+            read => {
+                Box::pin(settle(
+                    read,
+                    &mut self.reader,
+                    &mut self.writer,
+                    self.policy,
+                ))
+                .await
+            }
+        }
     }
 
     /// Sends a message and waits until the socket has taken it.
