@@ -1,0 +1,118 @@
+//! `tether connect` in pipe mode against real servers: text and binary lines,
+//! TLS with `--insecure`, and the exit codes that tell how a connection ended.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// Runs `tether connect ARGS` with `input` on stdin; returns (exit code, stdout).
+async fn connect(args: &[&str], input: &str) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("tether connect exits by itself")
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn pipes_text_and_binary_lines_and_exits_0_on_a_normal_close() {
+    let (_echo, port) = common::spawn(&["echo"], Stdio::null()).await;
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (code, stdout) = connect(&[&url], "hello\nwörld\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "hello\nwörld\n"));
+    let (code, stdout) = connect(&[&url, "--binary", "hex"], "deadbeef\n00ff\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "deadbeef\n00ff\n"));
+    let (code, stdout) = connect(&[&url, "--binary", "base64", "--compress"], "3q2+7w==\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "3q2+7w==\n"));
+}
+
+#[tokio::test]
+async fn exits_1_when_it_cannot_connect() {
+    let port = common::free_port();
+    let (code, _) = connect(&[&format!("ws://127.0.0.1:{port}/")], "").await;
+    assert_eq!(code, 1);
+}
+
+#[tokio::test]
+async fn exits_3_when_the_server_closes_with_an_error_code() {
+    let (_serve, port) =
+        common::spawn(&["serve", "--max-message-size", "64"], Stdio::null()).await;
+    let url = format!("ws://127.0.0.1:{port}/connection/websocket");
+    let (code, _) = connect(&[&url], &format!("{}\n", "x".repeat(200))).await;
+    assert_eq!(code, 3, "1009 from the server");
+}
+
+#[tokio::test]
+async fn exits_2_when_the_connection_just_drops() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = tether::accept(tcp).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(ws); // no close frame
+    });
+    // stdin stays open (no input yet): the drop is what ends it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["connect", &format!("ws://127.0.0.1:{port}/"), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits when the server drops")
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn speaks_wss_to_a_self_signed_server_only_with_insecure() {
+    let dir = std::env::temp_dir().join(format!("tether-connect-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let (_echo, port) = common::spawn(
+        &[
+            "echo",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let url = format!("wss://localhost:{port}/");
+    let (code, _) = connect(&[&url], "hi\n").await;
+    assert_eq!(code, 1, "an untrusted certificate is refused by default");
+    let (code, stdout) = connect(&[&url, "--insecure"], "hi\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "hi\n"));
+    let (code, stdout) = connect(&[&url, "--ca", cert_path.to_str().unwrap()], "ca\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "ca\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
