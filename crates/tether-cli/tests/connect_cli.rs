@@ -54,8 +54,7 @@ async fn exits_1_when_it_cannot_connect() {
 
 #[tokio::test]
 async fn exits_3_when_the_server_closes_with_an_error_code() {
-    let (_serve, port) =
-        common::spawn(&["serve", "--max-message-size", "64"], Stdio::null()).await;
+    let (_serve, port) = common::spawn(&["serve", "--max-message-size", "64"], Stdio::null()).await;
     let url = format!("ws://127.0.0.1:{port}/connection/websocket");
     let (code, _) = connect(&[&url], &format!("{}\n", "x".repeat(200))).await;
     assert_eq!(code, 3, "1009 from the server");

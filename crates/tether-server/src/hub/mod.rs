@@ -108,10 +108,14 @@ impl Hub {
         loop {
             let shared = {
                 let mut channels = self.channels.lock().expect("hub lock");
-                channels
-                    .entry(name.to_owned())
-                    .or_insert_with(|| Arc::new(Mutex::new(Channel::new(name))))
-                    .clone()
+                // Looked up before inserting: the key is allocated only for a new channel.
+                match channels.get(name) {
+                    Some(shared) => shared.clone(),
+                    None => channels
+                        .entry(name.to_owned())
+                        .or_insert_with(|| Arc::new(Mutex::new(Channel::new(name))))
+                        .clone(),
+                }
             };
             let mut state = shared.lock().expect("channel lock");
             // A sweep may have forgotten it between the lookup and the lock.

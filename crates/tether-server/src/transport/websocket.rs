@@ -199,6 +199,8 @@ pub async fn serve<S>(
     let mut writer_task = tokio::spawn(async move {
         // Drain the queue in batches: one flush per burst, not per message.
         let mut burst = Vec::new();
+        // The newest position per channel in this burst, recorded once per burst.
+        let mut reached: Vec<Arc<Position>> = Vec::new();
         while let Some(queued) = queue.recv().await {
             burst.push(queued);
             queue.take_all(&mut burst);
@@ -210,10 +212,21 @@ pub async fn serve<S>(
                 if batch.feed_prepared(&frame).await.is_err() {
                     return;
                 }
-                // Recorded once the frame is in the writer's buffer: whatever
+                // Noted once the frame is in the writer's buffer: whatever
                 // happens next, it goes out before the disconnect push does.
                 if let Some(position) = position {
-                    let mut written = record.lock().expect("positions lock");
+                    match reached
+                        .iter_mut()
+                        .find(|p: &&mut Arc<Position>| p.channel == position.channel)
+                    {
+                        Some(slot) => *slot = position,
+                        None => reached.push(position),
+                    }
+                }
+            }
+            if !reached.is_empty() {
+                let mut written = record.lock().expect("positions lock");
+                for position in reached.drain(..) {
                     written.insert(position.channel.clone(), position);
                 }
             }
