@@ -1,7 +1,9 @@
 //! The compressor and inflater of one connection.
 
 use bytes::BytesMut;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::pool;
 
 use crate::error::ProtocolError;
 
@@ -60,9 +62,9 @@ impl Deflater {
     /// Appends the compressed form of `input` (one whole message) to `out`.
     pub fn compress(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ProtocolError> {
         let (level, bits) = (self.level, self.window_bits);
-        let state = self.state.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(level), false, bits)
-        });
+        let state = self
+            .state
+            .get_or_insert_with(|| pool::take_compressor(level, bits));
         let start = out.len();
         let mut consumed = 0;
         loop {
@@ -85,8 +87,10 @@ impl Deflater {
             out.truncate(out.len() - SYNC_TAIL.len());
         }
         if self.no_context_takeover {
-            // Free the state: an idle connection then holds no compressor memory.
-            self.state = None;
+            // Give the state back: an idle connection then holds no compressor.
+            if let Some(state) = self.state.take() {
+                pool::give_compressor(level, bits, state);
+            }
         }
         Ok(())
     }
@@ -146,9 +150,7 @@ impl Inflater {
             };
         }
         let bits = self.window_bits;
-        let state = self
-            .state
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        let state = self.state.get_or_insert_with(|| pool::take_inflater(bits));
         let mut consumed = 0;
         loop {
             let filled = out.len();
@@ -175,7 +177,9 @@ impl Inflater {
             if status == Status::StreamEnd {
                 // A final block ends this deflate stream; the next message starts a new one.
                 self.stream_ended = true;
-                self.state = None;
+                if let Some(state) = self.state.take() {
+                    pool::give_inflater(self.window_bits, state);
+                }
                 if consumed < input.len() {
                     return Err(ProtocolError::Inflate(
                         "data after the final deflate block".into(),
@@ -199,7 +203,9 @@ impl Inflater {
         }
         self.inflate(&SYNC_TAIL, out, max)?;
         if self.no_context_takeover {
-            self.state = None;
+            if let Some(state) = self.state.take() {
+                pool::give_inflater(self.window_bits, state);
+            }
         }
         Ok(())
     }
@@ -218,6 +224,52 @@ mod tests {
         inflater.inflate(data, &mut out, max)?;
         inflater.finish(&mut out, max)?;
         Ok(out)
+    }
+
+    #[test]
+    fn pooled_states_start_every_message_afresh() {
+        // Without context takeover the same message compresses to the same bytes
+        // every time, whether the state is new or borrowed back from the pool.
+        let text = b"a message that repeats a message that repeats";
+        let mut deflater = Deflater::new(1, 15, true);
+        let mut first = BytesMut::new();
+        deflater.compress(text, &mut first).unwrap();
+        assert!(!deflater.is_allocated(), "given back after the message");
+        for _ in 0..3 {
+            let mut again = BytesMut::new();
+            deflater.compress(text, &mut again).unwrap();
+            assert_eq!(again, first);
+        }
+        let mut inflater = Inflater::new(9, true);
+        for _ in 0..3 {
+            assert_eq!(&inflate_all(&mut inflater, &first, 1000).unwrap()[..], text);
+            assert!(!inflater.is_allocated());
+        }
+    }
+
+    #[test]
+    fn pooled_inflaters_keep_their_window_size() {
+        // A 2^9 inflater given back must not serve a 2^15 stream, whose
+        // back-references reach further than its window.
+        let mut small = BytesMut::new();
+        Deflater::new(1, 9, true)
+            .compress(b"small window", &mut small)
+            .unwrap();
+        let far: Vec<u8> = (0..6000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let text = [far.as_slice(), far.as_slice()].concat();
+        let mut large = BytesMut::new();
+        Deflater::new(1, 15, true)
+            .compress(&text, &mut large)
+            .unwrap();
+        for _ in 0..2 {
+            let mut narrow = Inflater::new(9, true);
+            assert_eq!(
+                &inflate_all(&mut narrow, &small, 100).unwrap()[..],
+                b"small window"
+            );
+            let mut wide = Inflater::new(15, true);
+            assert_eq!(inflate_all(&mut wide, &large, 1 << 20).unwrap(), text);
+        }
     }
 
     #[test]

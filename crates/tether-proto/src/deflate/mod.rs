@@ -2,14 +2,15 @@
 //!
 //! Memory is the cost to watch. A zlib compressor with a 2^15 window holds about
 //! 256 KiB and an inflater about 40 KiB, per connection. By default both sides
-//! use no context takeover: the state is dropped after every message, so an idle
-//! connection holds none (measured by `cargo bench -p tether-cli --bench
-//! idle_memory`). Context takeover (both flags off) compresses streams of similar
-//! messages better at that memory cost; smaller windows (`*_max_window_bits`)
-//! shrink it.
+//! use no context takeover: each message borrows a state from a small per-thread
+//! pool and returns it when it ends, so an idle connection holds none (measured
+//! by `cargo bench -p tether-cli --bench idle_memory`). Context takeover (both
+//! flags off) compresses streams of similar messages better at that memory cost;
+//! smaller windows (`*_max_window_bits`) shrink it.
 
 mod codec;
 mod negotiate;
+mod pool;
 
 pub use codec::{Deflater, Inflater};
 pub use negotiate::{client_accept, client_offer, server_negotiate, Negotiated};
