@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         .filter(|m| {
             args.only
                 .as_deref()
-                .is_none_or(|only| m.name.contains(only))
+                .map_or(true, |only| m.name.contains(only))
         })
         .collect();
     let mut results = Vec::new();

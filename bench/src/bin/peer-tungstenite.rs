@@ -33,6 +33,8 @@ async fn main() -> std::io::Result<()> {
 async fn serve(tcp: TcpStream, room: Arc<Room<Message>>) -> anyhow::Result<()> {
     tcp.set_nodelay(true)?;
     let mut path = String::new();
+    // The callback's error type is tungstenite's, large or not.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
         path = request.uri().path().to_owned();
         Ok(response)

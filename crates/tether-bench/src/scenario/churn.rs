@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::feed::{close_all, subscribers, Feed, Mode, Publisher};
+use super::feed::{close_all, subscribers, Feed, Mode, Publisher, Totals};
 use crate::dial::Dialer;
 use crate::error::Result;
 use crate::latency::Latency;
@@ -68,17 +68,13 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     let published = publisher.run(options.rate, &budget).await?;
     let _ = stop_churn.send(true);
     let _ = finished.send(Some(published));
-    let mut latency = Latency::new();
-    let (mut received, mut gaps, mut failed) = (0, 0, 0);
-    let mut open = Vec::with_capacity(n);
-    while let Some(done) = receivers.join_next().await {
-        let (seen, ws) = done.expect("receiver task");
-        latency.merge(&seen.latency);
-        received += seen.count;
-        gaps += seen.gaps;
-        failed += u64::from(seen.failed);
-        open.extend(ws);
-    }
+    let Totals {
+        latency,
+        received,
+        gaps,
+        failed,
+        open,
+    } = Totals::collect(receivers).await;
     let measured = meter.finish().await;
     let churned = churn.await.expect("churn task");
     let refused = publisher.finish().await;

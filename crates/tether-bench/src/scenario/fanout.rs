@@ -8,10 +8,9 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::feed::{close_all, subscribers, Feed, Mode, Publisher};
+use super::feed::{close_all, subscribers, Feed, Mode, Publisher, Totals};
 use crate::dial::Dialer;
 use crate::error::Result;
-use crate::latency::Latency;
 use crate::meter::{Budget, Meter};
 use crate::options::{Options, DEFAULT_PUBLISH_RATE};
 use crate::progress::Progress;
@@ -44,17 +43,13 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     let budget = Budget::new(options.duration, options.messages);
     let published = publisher.run(options.rate, &budget).await?;
     let _ = finished.send(Some(published));
-    let mut latency = Latency::new();
-    let (mut received, mut gaps, mut failed) = (0, 0, 0);
-    let mut open = Vec::with_capacity(n);
-    while let Some(done) = tasks.join_next().await {
-        let (seen, ws) = done.expect("subscriber task");
-        latency.merge(&seen.latency);
-        received += seen.count;
-        gaps += seen.gaps;
-        failed += u64::from(seen.failed);
-        open.extend(ws);
-    }
+    let Totals {
+        latency,
+        received,
+        gaps,
+        failed,
+        open,
+    } = Totals::collect(tasks).await;
     let measured = meter.finish().await;
     let refused = publisher.finish().await;
     close_all(open).await;

@@ -123,6 +123,35 @@ pub(crate) struct Received {
     pub(crate) failed: bool,
 }
 
+/// What all the subscribers of a run saw together.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) latency: Latency,
+    pub(crate) received: u64,
+    pub(crate) gaps: u64,
+    pub(crate) failed: u64,
+    /// The connections still open, to close politely.
+    pub(crate) open: Vec<Connection>,
+}
+
+impl Totals {
+    /// Waits for every subscriber task and adds up what they saw.
+    pub(crate) async fn collect(
+        mut tasks: tokio::task::JoinSet<(Received, Option<Connection>)>,
+    ) -> Self {
+        let mut totals = Totals::default();
+        while let Some(done) = tasks.join_next().await {
+            let (seen, ws) = done.expect("subscriber task");
+            totals.latency.merge(&seen.latency);
+            totals.received += seen.count;
+            totals.gaps += seen.gaps;
+            totals.failed += u64::from(seen.failed);
+            totals.open.extend(ws);
+        }
+        totals
+    }
+}
+
 /// Shared by the subscribers of one run.
 #[derive(Debug, Clone)]
 pub(crate) struct Feed {
