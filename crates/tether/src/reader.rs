@@ -74,6 +74,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         self.decoder.is_finished()
     }
 
+    /// Whether both close frames have passed (or the stream failed after ours):
+    /// nothing more is to be read.
+    pub(crate) fn closing_done(&self) -> bool {
+        self.decoder.is_finished() && self.close_sent.load(Ordering::Acquire)
+    }
+
     /// Whether more decoded input is already buffered, so a reply can wait for a
     /// batched flush.
     pub(crate) fn has_buffered(&self) -> bool {

@@ -39,6 +39,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
 
     /// The next message; see [`WebSocket::recv`](crate::WebSocket::recv).
     pub async fn recv(&mut self) -> Result<Option<Message>> {
+        if self.reader.closing_done() {
+            return Ok(None);
+        }
         let read = self.reader.next().await?;
         // Data needs no reply: do not wait for a writer that may be busy.
         if let Read::Message(message) = read {

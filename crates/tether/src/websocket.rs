@@ -204,6 +204,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// for the socket, so a loop that answers each message with `feed` writes
     /// once per batch of input instead of once per message.
     pub async fn recv(&mut self) -> Result<Option<Message>> {
+        if self.reader.closing_done() {
+            // The closing handshake is over: nothing more will come, and waiting
+            // for the end of TCP would only cost a read.
+            return Ok(None);
+        }
         let read = match self.reader.poll_buffered() {
             Some(read) => read,
             None => {
