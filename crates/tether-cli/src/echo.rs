@@ -95,10 +95,10 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
             };
             match accepted {
                 Ok((ws, path)) if path == BROADCAST_PATH => {
-                    tokio::spawn(async move { log_end(peer, broadcast(ws, room).await) });
+                    tokio::spawn(async move { log_end(Some(peer), broadcast(ws, room).await) });
                 }
                 Ok((ws, _)) => {
-                    tokio::spawn(echo(ws, peer));
+                    tokio::spawn(echo(ws));
                 }
                 Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
             }
@@ -120,11 +120,11 @@ async fn handshake(
     Ok((ws, path))
 }
 
-/// Logs how a connection ended.
-fn log_end(peer: SocketAddr, result: tether::Result<()>) {
+/// Logs how a connection ended (`peer` is gone once the socket is).
+fn log_end(peer: Option<SocketAddr>, result: tether::Result<()>) {
     match result {
-        Ok(()) => tracing::debug!(%peer, "connection closed"),
-        Err(e) => tracing::debug!(%peer, error = %e, "connection ended"),
+        Ok(()) => tracing::debug!(?peer, "connection closed"),
+        Err(e) => tracing::debug!(?peer, error = %e, "connection ended"),
     }
 }
 
@@ -136,17 +136,25 @@ fn log_end(peer: SocketAddr, result: tether::Result<()>) {
 /// stored once in the future (an `async fn` keeps its argument and its working
 /// copy apart): this future is most of what an idle connection costs.
 #[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
-fn echo(mut ws: WebSocket<tether::MaybeTlsStream>, peer: SocketAddr) -> impl Future<Output = ()> {
+///
+/// The peer's address is read from the socket when the connection ends rather
+/// than carried for its whole life.
+fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> impl Future<Output = ()> {
     async move {
-        let ended = async {
-            while let Some(message) = ws.recv().await? {
-                if message.is_data() {
-                    ws.feed(message).await?;
-                }
+        // One flat loop (no nested future): what the task holds is the
+        // connection plus the state of one `recv` or `feed`.
+        let result = loop {
+            let message = match ws.recv().await {
+                Ok(Some(message)) if message.is_data() => message,
+                Ok(Some(_)) => continue,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if let Err(e) = ws.feed(message).await {
+                break Err(e);
             }
-            Ok::<_, tether::Error>(())
         };
-        log_end(peer, ended.await);
+        log_end(ws.get_ref().tcp().peer_addr().ok(), result);
     }
 }
 

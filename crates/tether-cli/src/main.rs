@@ -8,6 +8,9 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// tether: WebSocket tools.
 #[derive(Debug, Parser)]
 #[command(name = "tether", version, about)]

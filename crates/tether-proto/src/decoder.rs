@@ -35,11 +35,20 @@ struct MessageState {
     utf8: Utf8Validator,
 }
 
+/// The limits the decoder enforces: the part of [`Config`] it needs, kept
+/// instead of the whole so every connection's decoder stays small.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_frame_size: usize,
+    max_message_size: usize,
+    max_fragments: usize,
+}
+
 /// Decodes one connection's incoming byte stream into [`Message`]s.
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
-    config: Config,
+    limits: Limits,
     buf: BytesMut,
     frame: Option<FrameState>,
     message: Option<MessageState>,
@@ -55,7 +64,11 @@ impl Decoder {
     pub fn new(role: Role, config: Config, inflater: Option<Inflater>) -> Self {
         Self {
             role,
-            config,
+            limits: Limits {
+                max_frame_size: config.max_frame_size,
+                max_message_size: config.max_message_size,
+                max_fragments: config.max_fragments,
+            },
             buf: BytesMut::new(),
             frame: None,
             message: None,
@@ -172,19 +185,19 @@ impl Decoder {
             }
             return Ok(());
         }
-        if header.len > self.config.max_frame_size as u64 {
+        if header.len > self.limits.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooLong {
                 size: header.len,
-                max_size: self.config.max_frame_size,
+                max_size: self.limits.max_frame_size,
             });
         }
         match (opcode, &mut self.message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (OpCode::Continuation, Some(message)) => {
                 message.fragments += 1;
-                if message.fragments > self.config.max_fragments {
+                if message.fragments > self.limits.max_fragments {
                     return Err(ProtocolError::TooManyFragments {
-                        max: self.config.max_fragments,
+                        max: self.limits.max_fragments,
                     });
                 }
             }
@@ -201,10 +214,10 @@ impl Decoder {
         }
         let message = self.message.as_ref().expect("message in progress");
         let size = message.payload.len() as u64 + header.len;
-        if !message.compressed && size > self.config.max_message_size as u64 {
+        if !message.compressed && size > self.limits.max_message_size as u64 {
             return Err(ProtocolError::MessageTooLong {
                 size,
-                max_size: self.config.max_message_size,
+                max_size: self.limits.max_message_size,
             });
         }
         Ok(())
@@ -226,7 +239,7 @@ impl Decoder {
             inflater.inflate(
                 &self.buf[..n],
                 &mut message.payload,
-                self.config.max_message_size,
+                self.limits.max_message_size,
             )?;
             if message.text {
                 message.utf8.feed(&message.payload[before..])?;
@@ -284,7 +297,7 @@ impl Decoder {
         if message.compressed {
             let before = message.payload.len();
             let inflater = self.inflater.as_mut().expect("compression negotiated");
-            inflater.finish(&mut message.payload, self.config.max_message_size)?;
+            inflater.finish(&mut message.payload, self.limits.max_message_size)?;
             if message.text {
                 message.utf8.feed(&message.payload[before..])?;
             }

@@ -17,7 +17,8 @@ pub struct Encoder {
     role: Role,
     /// Boxed: most connections do not compress, and they should not pay for it.
     deflater: Option<Box<Deflater>>,
-    threshold: usize,
+    /// Smallest payload compressed (a `u32`: every connection carries it).
+    threshold: u32,
 }
 
 impl Encoder {
@@ -26,7 +27,7 @@ impl Encoder {
         Self {
             role,
             deflater: deflater.map(Box::new),
-            threshold,
+            threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
         }
     }
 
@@ -92,7 +93,7 @@ impl Encoder {
         }
         let opcode = if first { opcode } else { OpCode::Continuation };
         match self.deflater.as_mut() {
-            Some(deflater) if first && fin && payload.len() >= self.threshold => {
+            Some(deflater) if first && fin && payload.len() >= self.threshold as usize => {
                 // A fresh buffer each time: kept between messages, it would hold
                 // the largest compressed message for the life of the connection.
                 let mut compressed = BytesMut::new();
@@ -117,7 +118,7 @@ impl Encoder {
         if self.role == Role::Client {
             return self.encode(message, mask, out);
         }
-        let compress = message.len() >= self.threshold;
+        let compress = message.len() >= self.threshold as usize;
         match self.deflater.as_ref() {
             Some(deflater) if compress && !deflater.is_stateless() => {
                 self.encode(message, None, out)

@@ -1,15 +1,16 @@
 //! The receiving half's state: decoder and socket reads.
 
 use std::cell::RefCell;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tether_proto::{Decoder, Message, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::Result;
 
@@ -23,19 +24,21 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Reads frames from `R` and decodes them; protocol policy (replies) is the
-/// caller's.
+/// The receiving state of a connection: decoder, end-of-stream and the close
+/// deadline. The stream itself is passed to each read, so an unsplit connection
+/// owns its socket directly (no shared halves, no lock per read).
 #[derive(Debug)]
-pub(crate) struct Reader<R> {
-    io: R,
+pub(crate) struct Reader {
     decoder: Decoder,
-    read_chunk: usize,
+    /// Bytes per read (a `u32`: every connection carries it).
+    read_chunk: u32,
     eof: bool,
     /// Set by the writer once our close frame is out.
     close_sent: Arc<AtomicBool>,
     close_timeout: Duration,
-    /// When the peer's close frame must have arrived by.
-    close_deadline: Option<Instant>,
+    /// When the peer's close frame must have arrived by. Boxed: only a closing
+    /// connection has one, and a timer inline would enlarge every connection.
+    close_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 /// One step of reading.
@@ -50,18 +53,16 @@ pub(crate) enum Read {
     CloseTimedOut,
 }
 
-impl<R: AsyncRead + Unpin> Reader<R> {
+impl Reader {
     pub(crate) fn new(
-        io: R,
         decoder: Decoder,
         read_chunk: usize,
         close_sent: Arc<AtomicBool>,
         close_timeout: Duration,
     ) -> Self {
         Self {
-            io,
             decoder,
-            read_chunk,
+            read_chunk: u32::try_from(read_chunk).unwrap_or(u32::MAX),
             eof: false,
             close_sent,
             close_timeout,
@@ -72,6 +73,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Whether a close frame was received (or the stream failed).
     pub(crate) fn close_received(&self) -> bool {
         self.decoder.is_finished()
+    }
+
+    /// How long to wait for the peer's close frame once ours is out.
+    pub(crate) fn close_timeout(&self) -> Duration {
+        self.close_timeout
     }
 
     /// Whether both close frames have passed (or the stream failed after ours):
@@ -86,30 +92,39 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         self.decoder.buffered() > 0
     }
 
-    pub(crate) async fn next(&mut self) -> Result<Read> {
+    /// The next read step from `io`.
+    pub(crate) async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<Read> {
+        poll_fn(|cx| self.poll_next(io, cx)).await
+    }
+
+    /// Polls for the next read step: decodes what is buffered, reads when more
+    /// is needed. Kept as a poll function so a waiting connection's future holds
+    /// only references, not the state of nested futures.
+    pub(crate) fn poll_next<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Read>> {
         loop {
-            match self.decoder.poll() {
-                Ok(Some(message)) => return Ok(Read::Message(message)),
-                Err(e) => return Ok(Read::Failed(e)),
-                Ok(None) if self.eof => return Ok(Read::Eof),
-                Ok(None) => {}
+            if let Some(read) = self.poll_buffered() {
+                return Poll::Ready(Ok(read));
             }
             if self.close_deadline.is_none() && self.close_sent.load(Ordering::Acquire) {
-                self.close_deadline = Some(Instant::now() + self.close_timeout);
+                let deadline = Instant::now() + self.close_timeout;
+                self.close_deadline = Some(Box::pin(tokio::time::sleep_until(deadline)));
             }
-            let read = match self.close_deadline {
-                // Boxed: only a closing connection waits with a deadline, and
-                // the timer inline would enlarge every connection's future.
-                Some(deadline) => {
-                    match Box::pin(tokio::time::timeout_at(deadline, self.read_more())).await {
-                        Ok(read) => read?,
-                        Err(_) => return Ok(Read::CloseTimedOut),
+            match self.poll_read_more(io, cx) {
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {
+                    if let Some(deadline) = &mut self.close_deadline {
+                        if deadline.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Ok(Read::CloseTimedOut));
+                        }
                     }
+                    return Poll::Pending;
                 }
-                None => self.read_more().await?,
-            };
-            if read == 0 {
-                self.eof = true;
             }
         }
     }
@@ -132,43 +147,54 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// holds no read buffer (idle connections stay small) while one read can
     /// still take a large burst. A frame larger than a chunk is read straight
     /// into the decoder's buffer, reserved for it.
-    async fn read_more(&mut self) -> std::io::Result<usize> {
-        let chunk = self.read_chunk;
+    fn poll_read_more<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        let chunk = self.read_chunk as usize;
         if self.decoder.frame_remaining() > chunk {
             let want = self
                 .decoder
                 .frame_remaining()
                 .clamp(chunk, MAX_READ_RESERVE.max(chunk));
             let buf = self.decoder.buffer_mut();
-            buf.reserve(want);
-            return self.io.read_buf(buf).await;
+            let start = buf.len();
+            // Zero-filled rather than read into uninitialised capacity: no
+            // `unsafe` for a path that already moves a large frame.
+            buf.resize(start + want, 0);
+            let mut read = ReadBuf::new(&mut buf[start..]);
+            let polled = Pin::new(io).poll_read(cx, &mut read);
+            let filled = match &polled {
+                Poll::Ready(Ok(())) => read.filled().len(),
+                _ => 0,
+            };
+            buf.truncate(start + filled);
+            return polled.map_ok(|()| filled);
         }
-        let (io, decoder) = (&mut self.io, &mut self.decoder);
-        std::future::poll_fn(|cx| {
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                if scratch.len() < chunk {
-                    scratch.resize(chunk, 0);
+        let decoder = &mut self.decoder;
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < chunk {
+                scratch.resize(chunk, 0);
+            }
+            let mut buf = ReadBuf::new(&mut scratch[..chunk]);
+            match Pin::new(io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    decoder.receive(buf.filled());
+                    Poll::Ready(Ok(buf.filled().len()))
                 }
-                let mut buf = ReadBuf::new(&mut scratch[..chunk]);
-                match Pin::new(&mut *io).poll_read(cx, &mut buf) {
-                    Poll::Ready(Ok(())) => {
-                        decoder.receive(buf.filled());
-                        Poll::Ready(Ok(buf.filled().len()))
-                    }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
         })
-        .await
     }
 
     /// Reads and discards until EOF, for a client waiting for the server to drop TCP.
-    pub(crate) async fn drain(&mut self) -> Result<()> {
+    pub(crate) async fn drain<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<()> {
         let mut sink = [0u8; 1024];
         while !self.eof {
-            if self.io.read(&mut sink).await? == 0 {
+            if io.read(&mut sink).await? == 0 {
                 self.eof = true;
             }
         }

@@ -4,32 +4,60 @@ use std::sync::Arc;
 
 use tether_proto::{CloseFrame, Message, PreparedMessage};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::Result;
 use crate::reader::{Read, Reader};
-use crate::websocket::{settle, Policy};
+use crate::websocket::{settle, Duplex, Policy};
 use crate::writer::Writer;
 
-type SharedWriter<S> = Arc<Mutex<Writer<WriteHalf<S>>>>;
+/// The sending side of a split connection: its half of the stream and the
+/// writer state, taken together under one lock.
+#[derive(Debug)]
+pub(crate) struct WriteSide<S> {
+    pub(crate) io: WriteHalf<S>,
+    pub(crate) writer: Writer,
+}
+
+type SharedWriter<S> = Arc<Mutex<WriteSide<S>>>;
+
+/// The two halves, for the receiving half's automatic replies.
+struct Halves<'a, S> {
+    read: &'a mut ReadHalf<S>,
+    write: &'a mut WriteHalf<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Duplex for Halves<'_, S> {
+    type Read = ReadHalf<S>;
+    type Write = WriteHalf<S>;
+    fn read_half(&mut self) -> &mut ReadHalf<S> {
+        self.read
+    }
+    fn write_half(&mut self) -> &mut WriteHalf<S> {
+        self.write
+    }
+}
 
 /// The receiving half of a [`WebSocket`](crate::WebSocket).
 #[derive(Debug)]
 pub struct WsReader<S> {
-    reader: Reader<ReadHalf<S>>,
+    io: ReadHalf<S>,
+    reader: Reader,
     writer: SharedWriter<S>,
     policy: Policy,
-    protocol: Option<String>,
+    protocol: Option<Box<str>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     pub(crate) fn new(
-        reader: Reader<ReadHalf<S>>,
+        io: ReadHalf<S>,
+        reader: Reader,
         writer: SharedWriter<S>,
         policy: Policy,
-        protocol: Option<String>,
+        protocol: Option<Box<str>>,
     ) -> Self {
         Self {
+            io,
             reader,
             writer,
             policy,
@@ -42,23 +70,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
         if self.reader.closing_done() {
             return Ok(None);
         }
-        let read = self.reader.next().await?;
         // Data needs no reply: do not wait for a writer that may be busy.
-        if let Read::Message(message) = read {
-            if message.is_data() || matches!(message, Message::Pong(_)) {
-                return Ok(Some(message));
+        let read = match self.reader.next(&mut self.io).await? {
+            Read::Message(message) if message.is_data() || matches!(message, Message::Pong(_)) => {
+                return Ok(Some(message))
             }
-            let mut writer = self.writer.lock().await;
-            return settle(
-                Read::Message(message),
-                &mut self.reader,
-                &mut writer,
-                self.policy,
-            )
-            .await;
-        }
-        let mut writer = self.writer.lock().await;
-        settle(read, &mut self.reader, &mut writer, self.policy).await
+            read => read,
+        };
+        let mut side = self.writer.lock().await;
+        let side = &mut *side;
+        let io = Halves {
+            read: &mut self.io,
+            write: &mut side.io,
+        };
+        Box::pin(settle(
+            read,
+            &mut self.reader,
+            &mut side.writer,
+            io,
+            self.policy,
+        ))
+        .await
     }
 
     /// The subprotocol agreed in the handshake.
@@ -89,25 +121,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
 
     /// Sends a message and waits until the socket has taken it.
     pub async fn send(&self, message: impl Into<Message>) -> Result<()> {
-        self.writer.lock().await.send(&message.into()).await
+        self.batch().await.send(message).await
     }
 
     /// Queues a message without flushing (see [`WebSocket::feed`](crate::WebSocket::feed)).
     pub async fn feed(&self, message: impl Into<Message>) -> Result<()> {
-        self.writer.lock().await.feed(&message.into()).await
+        self.batch().await.feed(message).await
     }
 
     /// Queues a message prepared for many connections (see
     /// [`WebSocket::feed_prepared`](crate::WebSocket::feed_prepared)).
     pub async fn feed_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
-        self.writer.lock().await.feed_prepared(prepared).await
+        self.batch().await.feed_prepared(prepared).await
     }
 
     /// Sends a prepared message and waits until the socket has taken it.
     pub async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
-        let mut writer = self.writer.lock().await;
-        writer.feed_prepared(prepared).await?;
-        writer.flush().await
+        let mut batch = self.batch().await;
+        batch.feed_prepared(prepared).await?;
+        batch.flush().await
     }
 
     /// Takes the writer for a batch: every message fed through the returned
@@ -116,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// until the batch is dropped.
     pub async fn batch(&self) -> Batch<'_, S> {
         Batch {
-            writer: self.writer.lock().await,
+            side: self.writer.lock().await,
         }
     }
 
@@ -127,43 +159,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         first: bool,
         fin: bool,
     ) -> Result<()> {
-        self.writer
-            .lock()
-            .await
-            .feed_fragment(&message.into(), first, fin)
+        let mut batch = self.batch().await;
+        let side = &mut *batch.side;
+        side.writer
+            .feed_fragment(&mut side.io, &message.into(), first, fin)
             .await
     }
 
     /// Writes everything queued.
     pub async fn flush(&self) -> Result<()> {
-        self.writer.lock().await.flush().await
+        self.batch().await.flush().await
     }
 
     /// Sends a close frame; the reading half then receives the peer's answer.
     pub async fn close(&self, frame: Option<CloseFrame>) -> Result<()> {
-        self.writer.lock().await.send_close(frame).await
+        let mut batch = self.batch().await;
+        let side = &mut *batch.side;
+        side.writer.send_close(&mut side.io, frame).await
     }
 }
 
 /// A [`WsWriter`] held for a batch of messages (see [`WsWriter::batch`]).
 #[derive(Debug)]
 pub struct Batch<'a, S> {
-    writer: tokio::sync::MutexGuard<'a, Writer<WriteHalf<S>>>,
+    side: MutexGuard<'a, WriteSide<S>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Batch<'_, S> {
     /// Queues a message.
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<()> {
-        self.writer.feed(&message.into()).await
+        let side = &mut *self.side;
+        side.writer.feed(&mut side.io, &message.into()).await
     }
 
     /// Queues a prepared message, reusing its shared frame where it can.
     pub async fn feed_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
-        self.writer.feed_prepared(prepared).await
+        let side = &mut *self.side;
+        side.writer.feed_prepared(&mut side.io, prepared).await
+    }
+
+    /// Sends a message and waits until the socket has taken it.
+    async fn send(&mut self, message: impl Into<Message>) -> Result<()> {
+        let side = &mut *self.side;
+        side.writer.send(&mut side.io, &message.into()).await
     }
 
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<()> {
-        self.writer.flush().await
+        let side = &mut *self.side;
+        side.writer.flush(&mut side.io).await
     }
 }

@@ -1,18 +1,18 @@
 //! A WebSocket connection over any async byte stream.
 
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-
 use tether_proto::{CloseFrame, Decoder, Encoder, Message, PreparedMessage, Role};
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::reader::{Read, Reader};
-use crate::split::{WsReader, WsWriter};
+use crate::split::{WriteSide, WsReader, WsWriter};
 use crate::writer::Writer;
 
 /// What the connection does on its own when frames arrive.
@@ -20,38 +20,54 @@ use crate::writer::Writer;
 pub(crate) struct Policy {
     pub(crate) role: Role,
     pub(crate) auto_pong: bool,
-    pub(crate) close_timeout: Duration,
+}
+
+/// The stream as the automatic replies see it: somewhere to read from and
+/// somewhere to write to, used one after the other. An unsplit connection's
+/// single stream is both; a split one's are its two halves.
+pub(crate) trait Duplex {
+    type Read: AsyncRead + Unpin;
+    type Write: AsyncWrite + Unpin;
+    fn read_half(&mut self) -> &mut Self::Read;
+    fn write_half(&mut self) -> &mut Self::Write;
+}
+
+/// One stream used for both directions.
+pub(crate) struct Whole<'a, S>(pub(crate) &'a mut S);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Duplex for Whole<'_, S> {
+    type Read = S;
+    type Write = S;
+    fn read_half(&mut self) -> &mut S {
+        self.0
+    }
+    fn write_half(&mut self) -> &mut S {
+        self.0
+    }
 }
 
 /// Applies RFC 6455's automatic behaviour to one read step: pong for ping, echo
 /// the close and end TCP, close with the right code on a protocol error.
-pub(crate) async fn settle<R, W>(
+pub(crate) async fn settle<D: Duplex>(
     read: Read,
-    reader: &mut Reader<R>,
-    writer: &mut Writer<W>,
+    reader: &mut Reader,
+    writer: &mut Writer,
+    mut io: D,
     policy: Policy,
-) -> Result<Option<Message>>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> Result<Option<Message>> {
     match read {
         Read::Message(Message::Ping(payload)) => {
             if policy.auto_pong && !writer.close_sent() {
-                // Boxed like the endings below: a ping every few seconds does
-                // not justify the room in every connection's future.
                 let flush = !reader.has_buffered();
-                Box::pin(pong(payload.clone(), flush, writer)).await?;
+                pong(payload.clone(), flush, writer, io.write_half()).await?;
             }
             Ok(Some(Message::Ping(payload)))
         }
         Read::Message(Message::Close(frame)) => {
-            Box::pin(settle_close(frame, reader, writer, policy)).await
+            settle_close(frame, reader, writer, &mut io, policy).await
         }
         Read::Message(message) => Ok(Some(message)),
-        // Boxed, like the close: the endings are rare and their futures large;
-        // inline they would make every connection's `recv` future larger.
-        ending => Box::pin(settle_end(ending, reader, writer)).await,
+        ending => settle_end(ending, reader, writer, io.write_half()).await,
     }
 }
 
@@ -60,64 +76,59 @@ where
 async fn pong<W: AsyncWrite + Unpin>(
     payload: Bytes,
     flush: bool,
-    writer: &mut Writer<W>,
+    writer: &mut Writer,
+    io: &mut W,
 ) -> Result<()> {
-    writer.feed(&Message::Pong(payload)).await?;
+    writer.feed(io, &Message::Pong(payload)).await?;
     if flush {
-        writer.flush().await?;
+        writer.flush(io).await?;
     }
     Ok(())
 }
 
 /// The peer's close frame: answer it, echoing the status code (RFC 6455
 /// §5.5.1), and end TCP.
-async fn settle_close<R, W>(
+async fn settle_close<D: Duplex>(
     frame: Option<CloseFrame>,
-    reader: &mut Reader<R>,
-    writer: &mut Writer<W>,
+    reader: &mut Reader,
+    writer: &mut Writer,
+    io: &mut D,
     policy: Policy,
-) -> Result<Option<Message>>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> Result<Option<Message>> {
     let reply = frame.as_ref().map(|f| CloseFrame {
         code: f.code,
         reason: Default::default(),
     });
-    let _ = writer.send_close(reply).await;
-    finish_close(reader, writer, policy).await;
+    let _ = writer.send_close(io.write_half(), reply).await;
+    finish_close(reader, writer, io, policy).await;
     Ok(Some(Message::Close(frame)))
 }
 
 /// A failed stream, a close that timed out, or the end of TCP.
-async fn settle_end<R, W>(
+async fn settle_end<W: AsyncWrite + Unpin>(
     read: Read,
-    reader: &mut Reader<R>,
-    writer: &mut Writer<W>,
-) -> Result<Option<Message>>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+    reader: &mut Reader,
+    writer: &mut Writer,
+    io: &mut W,
+) -> Result<Option<Message>> {
     match read {
         Read::Failed(error) => {
             tracing::debug!(%error, "failing the connection");
             let _ = writer
-                .send_close(Some(CloseFrame::new(
-                    error.close_code(),
-                    &error.to_string(),
-                )))
+                .send_close(
+                    io,
+                    Some(CloseFrame::new(error.close_code(), &error.to_string())),
+                )
                 .await;
-            writer.shutdown().await;
+            writer.shutdown(io).await;
             Err(error.into())
         }
         Read::CloseTimedOut => {
-            writer.shutdown().await;
+            writer.shutdown(io).await;
             Err(Error::Timeout("closing handshake"))
         }
         Read::Eof => {
-            writer.shutdown().await;
+            writer.shutdown(io).await;
             if reader.close_received() {
                 Ok(None)
             } else {
@@ -130,25 +141,27 @@ where
 
 /// After both close frames: the server ends TCP first (RFC 6455 §7.1.1); the client
 /// waits for that, within the close timeout, then ends its side.
-async fn finish_close<R, W>(reader: &mut Reader<R>, writer: &mut Writer<W>, policy: Policy)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+async fn finish_close<D: Duplex>(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    io: &mut D,
+    policy: Policy,
+) {
     if policy.role == Role::Client {
-        let _ = tokio::time::timeout(policy.close_timeout, reader.drain()).await;
+        let _ = tokio::time::timeout(reader.close_timeout(), reader.drain(io.read_half())).await;
     }
-    writer.shutdown().await;
+    writer.shutdown(io.write_half()).await;
 }
 
 /// A WebSocket connection: receive with [`WebSocket::recv`], send with
 /// [`WebSocket::send`], or [`WebSocket::split`] it to do both from two tasks.
 #[derive(Debug)]
 pub struct WebSocket<S> {
-    reader: Reader<ReadHalf<S>>,
-    writer: Writer<WriteHalf<S>>,
+    io: S,
+    reader: Reader,
+    writer: Writer,
     policy: Policy,
-    protocol: Option<String>,
+    protocol: Option<Box<str>>,
     compressed: bool,
 }
 
@@ -164,11 +177,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         compressed: bool,
     ) -> Self {
         let role = encoder.role();
-        let (read, write) = tokio::io::split(stream);
-        let writer = Writer::new(write, encoder, config.write_buffer_size);
+        let writer = Writer::new(encoder, config.write_buffer_size);
         Self {
+            io: stream,
             reader: Reader::new(
-                read,
                 decoder,
                 config.read_chunk,
                 writer.close_flag(),
@@ -178,9 +190,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             policy: Policy {
                 role,
                 auto_pong: config.auto_pong,
-                close_timeout: config.close_timeout,
             },
-            protocol,
+            protocol: protocol.map(String::into_boxed_str),
             compressed,
         }
     }
@@ -209,43 +220,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // for the end of TCP would only cost a read.
             return Ok(None);
         }
-        let read = match self.reader.poll_buffered() {
-            Some(read) => read,
-            None => {
-                if self.writer.has_pending() {
-                    self.writer.flush().await?;
+        // The step is read in a block of its own so the future keeps no room
+        // for it while an automatic reply (boxed: rare, and larger) runs.
+        let settling = {
+            match poll_fn(|cx| self.poll_read_step(cx)).await? {
+                Read::Message(message)
+                    if message.is_data() || matches!(message, Message::Pong(_)) =>
+                {
+                    return Ok(Some(message))
                 }
-                self.reader.next().await?
-            }
-        };
-        match read {
-            Read::Message(message) if message.is_data() || matches!(message, Message::Pong(_)) => {
-                Ok(Some(message))
-            }
-            // Control frames and endings: rare, so their (larger) future is boxed
-            // rather than carried in every connection's `recv`.
-            read => {
-                Box::pin(settle(
+                read => Box::pin(settle(
                     read,
                     &mut self.reader,
                     &mut self.writer,
+                    Whole(&mut self.io),
                     self.policy,
-                ))
-                .await
+                )),
             }
+        };
+        settling.await
+    }
+
+    /// One read step: what is buffered, or else (after flushing what was fed)
+    /// what the socket brings. A poll function, so a connection waiting here
+    /// holds no nested futures.
+    fn poll_read_step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Read>> {
+        if let Some(read) = self.reader.poll_buffered() {
+            return Poll::Ready(Ok(read));
         }
+        if self.writer.has_pending() {
+            ready!(self.writer.poll_flush(&mut self.io, cx))?;
+        }
+        self.reader.poll_next(&mut self.io, cx)
     }
 
     /// Sends a message and waits until the socket has taken it.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<()> {
-        self.writer.send(&message.into()).await
+        self.writer.send(&mut self.io, &message.into()).await
     }
 
     /// Queues a message, writing only once enough is queued; the next
     /// [`WebSocket::recv`] that has to wait for input, or [`WebSocket::flush`],
     /// writes the rest.
-    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<()> {
-        self.writer.feed(&message.into()).await
+    ///
+    /// The message is framed when `feed` is called; the future only writes (when
+    /// the queue is over the mark), so it does not carry the message.
+    pub fn feed(&mut self, message: impl Into<Message>) -> impl Future<Output = Result<()>> + '_ {
+        let mut queued = Some(self.writer.queue(&message.into()));
+        poll_fn(move |cx| {
+            if let Some(queued) = queued.take() {
+                queued?;
+                if !self.writer.over_high_water() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            self.writer.poll_flush(&mut self.io, cx)
+        })
     }
 
     /// Queues a message prepared once for many connections: its frame bytes
@@ -253,13 +283,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// are built by the first connection that sends it and copied by the rest.
     /// Call [`WebSocket::flush`] after a batch.
     pub async fn feed_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
-        self.writer.feed_prepared(prepared).await
+        self.writer.feed_prepared(&mut self.io, prepared).await
     }
 
     /// Sends a prepared message and waits until the socket has taken it.
     pub async fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
-        self.writer.feed_prepared(prepared).await?;
-        self.writer.flush().await
+        self.writer.feed_prepared(&mut self.io, prepared).await?;
+        self.writer.flush(&mut self.io).await
     }
 
     /// Queues one frame of a fragmented message: `first` for its first frame, `fin`
@@ -270,19 +300,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         first: bool,
         fin: bool,
     ) -> Result<()> {
-        self.writer.feed_fragment(&message.into(), first, fin).await
+        self.writer
+            .feed_fragment(&mut self.io, &message.into(), first, fin)
+            .await
     }
 
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<()> {
-        self.writer.flush().await
+        self.writer.flush(&mut self.io).await
     }
 
     /// Starts the closing handshake and waits (up to the close timeout) for the
     /// peer's close frame, discarding messages that arrive meanwhile.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
-        self.writer.send_close(frame).await?;
-        let policy = self.policy;
+        self.writer.send_close(&mut self.io, frame).await?;
+        let close_timeout = self.reader.close_timeout();
         let wait = async {
             loop {
                 match self.recv().await {
@@ -292,17 +324,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         };
-        let result = match tokio::time::timeout(policy.close_timeout, wait).await {
+        let result = match tokio::time::timeout(close_timeout, wait).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout("closing handshake")),
         };
-        self.writer.shutdown().await;
+        self.writer.shutdown(&mut self.io).await;
         result
     }
 
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// The underlying stream (to read its addresses, say). Reading or writing
+    /// it directly would corrupt the WebSocket framing.
+    pub fn get_ref(&self) -> &S {
+        &self.io
     }
 
     /// Whether permessage-deflate was negotiated.
@@ -313,10 +351,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits into a receiving and a sending half for use from two tasks. The
     /// receiving half still answers pings and close frames through the shared writer.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let writer = Arc::new(Mutex::new(self.writer));
+        let (read, write) = tokio::io::split(self.io);
+        let writer = Arc::new(Mutex::new(WriteSide {
+            io: write,
+            writer: self.writer,
+        }));
         (
-            WsReader::new(self.reader, writer.clone(), self.policy, self.protocol),
+            WsReader::new(
+                read,
+                self.reader,
+                writer.clone(),
+                self.policy,
+                self.protocol,
+            ),
             WsWriter::new(writer),
         )
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::WebSocket;
+    use crate::{Config, MaybeTlsStream};
+    use tether_proto::{Message, Role};
+
+    /// Every idle connection carries its `WebSocket` and a pending `recv` (or
+    /// `feed`) in its task: these sizes are the per-connection memory budget
+    /// (under 1 KiB with the task and socket registration), so growth here
+    /// should be a decision, not an accident.
+    #[tokio::test]
+    async fn connection_and_its_futures_stay_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut ws =
+            WebSocket::from_raw(MaybeTlsStream::Plain(tcp), Role::Server, &Config::default());
+        assert!(
+            std::mem::size_of_val(&ws) <= 336,
+            "WebSocket is {} bytes",
+            std::mem::size_of_val(&ws)
+        );
+        let recv = ws.recv();
+        assert!(
+            std::mem::size_of_val(&recv) <= 48,
+            "recv future is {} bytes",
+            std::mem::size_of_val(&recv)
+        );
+        drop(recv);
+        let feed = ws.feed(Message::text("a"));
+        assert!(
+            std::mem::size_of_val(&feed) <= 64,
+            "feed future is {} bytes",
+            std::mem::size_of_val(&feed)
+        );
     }
 }
