@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,9 +38,24 @@ pub struct EchoArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serving threads, each with its own listener on the address (default:
+    /// the cores this process may run on).
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
 }
 
-pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
+/// What every serving thread shares.
+struct Shared {
+    config: Config,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    room: Room,
+}
+
+/// Runs the echo server: one single-threaded runtime per thread, each
+/// accepting on its own `SO_REUSEPORT` listener on the same address, so a
+/// connection stays on the thread that accepted it and pays no work-stealing
+/// or cross-thread wake-ups per message. Only `/broadcast` crosses threads.
+pub fn run(args: EchoArgs) -> anyhow::Result<()> {
     let deflate = DeflateConfig::default()
         .enabled(!args.no_compression)
         .server_no_context_takeover(!args.context_takeover)
@@ -55,14 +71,61 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let listener = TcpListener::bind(args.listen).await?;
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    // The first listener takes the address (port 0 picks one); the others
+    // join it.
+    let first = listen(args.listen)?;
+    let address = first.local_addr()?;
     let scheme = if tls.is_some() { "wss" } else { "ws" };
-    tracing::info!(
-        "echo server listening on {scheme}://{}",
-        listener.local_addr()?
-    );
-    let config = Arc::new(config);
-    let room = Arc::new(Room::default());
+    tracing::info!("echo server listening on {scheme}://{address} ({threads} threads)");
+    let shared = Arc::new(Shared {
+        config,
+        tls,
+        room: Room::default(),
+    });
+    for index in 1..threads {
+        let listener = listen(address)?;
+        let shared = shared.clone();
+        // Serving threads run until the process ends; this one is the last.
+        std::thread::Builder::new()
+            .name(format!("echo-{index}"))
+            .spawn(move || {
+                if let Err(e) = serve(listener, shared) {
+                    tracing::error!(error = %e, "serving thread failed");
+                }
+            })?;
+    }
+    serve(first, shared)
+}
+
+/// A non-blocking listener on `address` that other threads may bind too.
+fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// One serving thread: its runtime, its listener, its connections.
+fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(accept_loop(listener, shared))
+}
+
+async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -73,29 +136,29 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let config = config.clone();
-        let tls = tls.clone();
-        let room = room.clone();
+        let shared = shared.clone();
         // The handshake runs in a task of its own that ends once the
         // connection has its own (smaller) task: an idle connection then
         // holds only what its loop needs.
         tokio::spawn(async move {
-            let accepted = match tls {
+            let accepted = match &shared.tls {
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
                     Ok(stream) => {
                         let stream = tether::MaybeTlsStream::ServerTls(Box::new(stream));
-                        handshake(stream, &config).await
+                        handshake(stream, &shared.config).await
                     }
                     Err(e) => Err(e.into()),
                 },
                 None => match tcp.set_nodelay(true) {
-                    Ok(()) => handshake(tether::MaybeTlsStream::Plain(tcp), &config).await,
+                    Ok(()) => handshake(tether::MaybeTlsStream::Plain(tcp), &shared.config).await,
                     Err(e) => Err(e.into()),
                 },
             };
             match accepted {
                 Ok((ws, path)) if path == BROADCAST_PATH => {
-                    tokio::spawn(async move { log_end(Some(peer), broadcast(ws, room).await) });
+                    tokio::spawn(
+                        async move { log_end(Some(peer), broadcast(ws, &shared.room).await) },
+                    );
                 }
                 Ok((ws, _)) => {
                     tokio::spawn(echo(ws));
@@ -194,12 +257,12 @@ impl Drop for Member<'_> {
 
 /// Sends every data message to every client on the path, the sender included.
 /// Each message is framed (and compressed) once, then shared.
-async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: Arc<Room>) -> tether::Result<()> {
+async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: &Room) -> tether::Result<()> {
     let (mut reader, writer) = ws.split();
     let (queue, mut inbox) = mpsc::channel::<PreparedMessage>(BROADCAST_QUEUE);
     let id = room.next_id.fetch_add(1, Ordering::Relaxed);
     room.members.lock().expect("room lock").insert(id, queue);
-    let _member = Member(&room, id);
+    let _member = Member(room, id);
     let out = writer.clone();
     let mut writing = tokio::spawn(async move {
         // One flush per burst: whatever queued while the last write was going.

@@ -56,13 +56,16 @@ fn main() -> anyhow::Result<()> {
         print!("{}", tether_server::file::example());
         return Ok(());
     }
+    if let Command::Echo(args) = cli.command {
+        // The echo server builds a runtime per serving thread.
+        return echo::run(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
-        Command::Config(_) => Ok(()),
-        Command::Echo(args) => runtime.block_on(echo::run(args)),
+        Command::Config(_) | Command::Echo(_) => Ok(()),
         Command::Bench(args) => {
             let code = runtime.block_on(bench::run(*args))?;
             std::process::exit(code)
