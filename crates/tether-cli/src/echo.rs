@@ -8,13 +8,11 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-
-use tether::{Accept, CloseCode, CloseFrame, Config, DeflateConfig, PreparedMessage, WebSocket};
+use tether::broadcast::Ended;
+use tether::{
+    Accept, Broadcast, CloseCode, CloseFrame, Config, DeflateConfig, PreparedMessage, WebSocket,
+};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 /// Arguments of `tether echo`.
 #[derive(Debug, clap::Args)]
@@ -48,7 +46,7 @@ pub struct EchoArgs {
 struct Shared {
     config: Config,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    room: Room,
+    room: Broadcast,
 }
 
 /// Runs the echo server: one single-threaded runtime per thread, each
@@ -84,7 +82,7 @@ pub fn run(args: EchoArgs) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         config,
         tls,
-        room: Room::default(),
+        room: Broadcast::default(),
     });
     for index in 1..threads {
         let listener = listen(address)?;
@@ -223,67 +221,32 @@ fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> impl Future<Output = ()> {
 
 /// The path on which messages go to every client on it.
 const BROADCAST_PATH: &str = "/broadcast";
-/// Messages queued for one broadcast client; a client that falls this far behind
-/// is dropped (close 1008) so it cannot hold memory or delay the others.
-const BROADCAST_QUEUE: usize = 4096;
-
-/// The clients on [`BROADCAST_PATH`], each with its outgoing queue.
-#[derive(Debug, Default)]
-struct Room {
-    next_id: AtomicU64,
-    members: Mutex<HashMap<u64, mpsc::Sender<PreparedMessage>>>,
-}
-
-impl Room {
-    /// Queues `message` for every member; drops members whose queue is full.
-    fn send_all(&self, message: PreparedMessage) {
-        let mut members = self.members.lock().expect("room lock");
-        members.retain(|_, queue| match queue.try_send(message.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => false,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
-    }
-}
-
-/// Leaves the room when the connection ends, however it ends.
-struct Member<'a>(&'a Room, u64);
-
-impl Drop for Member<'_> {
-    fn drop(&mut self) {
-        self.0.members.lock().expect("room lock").remove(&self.1);
-    }
-}
 
 /// Sends every data message to every client on the path, the sender included.
-/// Each message is framed (and compressed) once, then shared.
-async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: &Room) -> tether::Result<()> {
+/// Each message is framed (and compressed) once into the room's ring; each
+/// client's writer copies from there, one flush per burst. A client more than
+/// the ring's 4096 messages behind is dropped (close 1008) so it cannot hold
+/// memory or delay the others.
+async fn broadcast(ws: WebSocket<tether::MaybeTlsStream>, room: &Broadcast) -> tether::Result<()> {
     let (mut reader, writer) = ws.split();
-    let (queue, mut inbox) = mpsc::channel::<PreparedMessage>(BROADCAST_QUEUE);
-    let id = room.next_id.fetch_add(1, Ordering::Relaxed);
-    room.members.lock().expect("room lock").insert(id, queue);
-    let _member = Member(room, id);
+    let mut subscription = room.subscribe();
     let out = writer.clone();
     let mut writing = tokio::spawn(async move {
-        // One flush per burst: whatever queued while the last write was going.
-        while let Some(first) = inbox.recv().await {
-            let mut batch = out.batch().await;
-            batch.feed_prepared(&first).await?;
-            while let Ok(next) = inbox.try_recv() {
-                batch.feed_prepared(&next).await?;
+        match subscription.forward_to(&out).await? {
+            Ended::Lagged { missed } => {
+                tracing::debug!(missed, "broadcast client lagged");
+                let too_slow = CloseFrame::new(CloseCode::POLICY, "too slow for the broadcast");
+                out.close(Some(too_slow)).await
             }
-            batch.flush().await?;
+            Ended::Closed => out.close(None).await,
         }
-        // The room dropped us: we fell too far behind.
-        let too_slow = CloseFrame::new(CloseCode::POLICY, "too slow for the broadcast");
-        out.close(Some(too_slow)).await
     });
     let result = loop {
         tokio::select! {
             message = reader.recv() => match message {
                 Ok(Some(message)) => {
                     if let Some(prepared) = PreparedMessage::new(message) {
-                        room.send_all(prepared);
+                        room.send(prepared);
                     }
                 }
                 Ok(None) => break Ok(()),

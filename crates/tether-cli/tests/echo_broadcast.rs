@@ -56,3 +56,60 @@ async fn broadcast_reaches_every_client_on_the_path_and_echo_stays_private() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_with_1008_and_the_others_get_everything() {
+    let (_server, port) = common::spawn(&["echo"], Stdio::null()).await;
+    let url = format!("ws://127.0.0.1:{port}/broadcast");
+    // Uncompressed, so the bytes really pile up.
+    let plain = || {
+        tether::ClientBuilder::new(url.clone())
+            .compression(false)
+            .connect()
+    };
+    let (sender, _) = plain().await.unwrap();
+    let (mut stalled, _) = plain().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Far more than the room's 4096 messages and the socket buffers hold: the
+    // stalled client falls behind; the sender reads its own copies as it goes.
+    let payload = "x".repeat(4096);
+    let total = 12_000;
+    let (mut reader, writer) = sender.split();
+    let (progress, mut seen) = tokio::sync::watch::channel(0usize);
+    let reading = tokio::spawn(async move {
+        let mut received = 0;
+        while received < total {
+            match tokio::time::timeout(Duration::from_secs(20), reader.recv()).await {
+                Ok(Ok(Some(Message::Text(_)))) => received += 1,
+                other => panic!("sender lost its copies after {received}: {other:?}"),
+            }
+            let _ = progress.send(received);
+        }
+        received
+    });
+    for sent in 0..total {
+        // Keep the sender well within the room's bound: it must read its own
+        // copies to count as a well-behaved client.
+        seen.wait_for(|received| sent - received < 1000)
+            .await
+            .unwrap();
+        writer.send(payload.as_str()).await.unwrap();
+    }
+    assert_eq!(
+        reading.await.unwrap(),
+        total,
+        "a reading client loses nothing"
+    );
+    // Now the stalled client reads: what the socket held, then the close.
+    let mut got = 0;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stalled.recv()).await {
+            Ok(Ok(Some(Message::Text(_)))) => got += 1,
+            Ok(Ok(Some(Message::Close(frame)))) => break frame,
+            other => panic!("expected the close after {got} messages, got {other:?}"),
+        }
+    };
+    assert!(got < total, "it fell behind");
+    let close = close.expect("a close frame with a code");
+    assert_eq!(close.code, tether::CloseCode::POLICY);
+}

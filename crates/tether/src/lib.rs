@@ -24,6 +24,7 @@
 //! - [`accept`](mod@accept): server handshake on a raw TCP or TLS stream.
 //! - [`connect`](mod@connect): client connections to `ws://` and `wss://` URLs.
 //! - [`upgrade`](mod@upgrade): upgrading a request inside hyper or axum.
+//! - [`broadcast`]: one message to many connections, framed once, from a shared ring.
 //! - `websocket`: the connection type; `split`: its two halves for two tasks.
 //! - `reader` / `writer`: socket reads into the decoder, encoder output to the socket.
 //! - [`stream`]: plain-or-TLS stream; [`tls`]: rustls configuration helpers.
@@ -32,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod accept;
+pub mod broadcast;
 pub mod config;
 pub mod connect;
 pub mod error;
@@ -44,6 +46,7 @@ mod websocket;
 mod writer;
 
 pub use accept::{accept, accept_with, Accept};
+pub use broadcast::{Broadcast, BroadcastConfig, Subscription};
 pub use config::Config;
 pub use connect::{connect, ClientBuilder};
 pub use error::{Error, Result};

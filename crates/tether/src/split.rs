@@ -198,6 +198,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Batch<'_, S> {
         side.writer.feed_prepared(&mut side.io, prepared).await
     }
 
+    /// Frames a prepared message into the queue; nothing is written until
+    /// [`flush`](Self::flush), however much is queued (see
+    /// [`over_high_water`](Self::over_high_water)).
+    pub fn queue_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
+        self.side.writer.queue_prepared(prepared)
+    }
+
+    /// Whether the queue passed the writer's high-water mark and should be
+    /// flushed before more is queued.
+    pub fn over_high_water(&self) -> bool {
+        self.side.writer.over_high_water()
+    }
+
     /// Sends a message and waits until the socket has taken it.
     async fn send(&mut self, message: impl Into<Message>) -> Result<()> {
         let side = &mut *self.side;

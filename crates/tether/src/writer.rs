@@ -70,6 +70,12 @@ impl Writer {
         io: &mut W,
         prepared: &PreparedMessage,
     ) -> Result<()> {
+        self.queue_prepared(prepared)?;
+        self.flush_over_high_water(io).await
+    }
+
+    /// Frames a prepared message into the queue without writing.
+    pub(crate) fn queue_prepared(&mut self, prepared: &PreparedMessage) -> Result<()> {
         if self.close_sent() {
             return Err(Error::AlreadyClosed);
         }
@@ -77,7 +83,7 @@ impl Writer {
         self.reserve_batch();
         self.encoder
             .encode_prepared(prepared, mask, &mut self.buf)?;
-        self.flush_over_high_water(io).await
+        Ok(())
     }
 
     /// Queues one frame of a fragmented message (see [`Encoder::encode_fragment`]).

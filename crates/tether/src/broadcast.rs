@@ -1,0 +1,514 @@
+//! One message to many connections: a group whose messages are framed once and
+//! kept in a shared ring, from which every member's writer copies what it has
+//! not sent yet.
+//!
+//! A queue per member costs a queue operation, a wake-up and a slot per message
+//! and member. Here a message costs one push into the ring however many members
+//! there are; a member costs one wake-up per burst (only members waiting for more
+//! are woken) and, per message, a copy of the frame into its socket buffer. A
+//! member that falls more than the ring's capacity behind has lagged: its
+//! [`Subscription::forward_to`] returns [`Ended::Lagged`] and the caller drops
+//! it (typically with close code 1008), so a slow reader neither holds memory
+//! nor delays the others.
+//!
+//! ```no_run
+//! # async fn run(ws: tether::WebSocket<tokio::net::TcpStream>, group: tether::Broadcast) -> tether::Result<()> {
+//! let (mut reader, writer) = ws.split();
+//! let mut subscription = group.subscribe();
+//! let out = writer.clone();
+//! tokio::spawn(async move { subscription.forward_to(&out).await });
+//! while let Some(message) = reader.recv().await? {
+//!     if let Some(prepared) = tether::PreparedMessage::new(message) {
+//!         group.send(prepared);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tether_proto::PreparedMessage;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::Result;
+use crate::split::WsWriter;
+
+/// The bounds of a [`Broadcast`] group's ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastConfig {
+    /// Messages the ring keeps: how far behind a member may fall before it has
+    /// lagged. Default 4096.
+    pub capacity: usize,
+    /// Payload bytes the ring keeps; older messages are let go beyond this even
+    /// within `capacity`, so large messages cannot pin unbounded memory.
+    /// Default 64 MiB. The newest message is always kept.
+    pub max_bytes: usize,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 4096,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+impl BroadcastConfig {
+    /// Sets [`capacity`](Self::capacity) (at least 1).
+    pub fn capacity(mut self, messages: usize) -> Self {
+        self.capacity = messages.max(1);
+        self
+    }
+
+    /// Sets [`max_bytes`](Self::max_bytes).
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+}
+
+/// A group of connections that receive the same messages. Cheap to clone: clones
+/// send into the same group. When the last clone is dropped, members finish
+/// sending what the ring holds and their [`Subscription::forward_to`] returns
+/// [`Ended::Closed`].
+///
+/// Each message may carry a tag `T` (a stream offset, say) that members see as
+/// they send it; plain groups use `()`.
+#[derive(Debug)]
+pub struct Broadcast<T = ()> {
+    shared: Arc<Shared<T>>,
+}
+
+/// How a member's forwarding ended without a write error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every [`Broadcast`] handle was dropped and the member sent everything.
+    Closed,
+    /// The member fell behind by more than the ring holds; `missed` messages
+    /// are gone for it.
+    Lagged {
+        /// Messages the member will never see.
+        missed: u64,
+    },
+}
+
+/// One member's place in a [`Broadcast`] group: the next message it has to send.
+#[derive(Debug)]
+pub struct Subscription<T = ()> {
+    shared: Arc<Shared<T>>,
+    next: u64,
+    /// The wake-up generation this member is registered for, so a spurious
+    /// poll does not register it twice.
+    registered: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    ring: Mutex<Ring<T>>,
+    senders: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Ring<T> {
+    messages: VecDeque<(PreparedMessage, T)>,
+    /// Sequence number of `messages[0]`.
+    first: u64,
+    /// Payload bytes in `messages`.
+    bytes: usize,
+    config: BroadcastConfig,
+    /// Members waiting for the next message; emptied (and woken) by each send.
+    waiting: Vec<Waker>,
+    /// Counts the sends that woke someone: a member registered in an older
+    /// generation has been woken and must register again.
+    generation: u64,
+    closed: bool,
+}
+
+impl<T> Ring<T> {
+    /// Sequence number the next message will get.
+    fn head(&self) -> u64 {
+        self.first + self.messages.len() as u64
+    }
+}
+
+impl<T> Shared<T> {
+    fn ring(&self) -> MutexGuard<'_, Ring<T>> {
+        // A panic elsewhere while holding the lock leaves the ring consistent
+        // (every update is a single push or pop), so poisoning is ignored.
+        self.ring
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<T> Default for Broadcast<T> {
+    fn default() -> Self {
+        Self::new(BroadcastConfig::default())
+    }
+}
+
+impl Broadcast<()> {
+    /// Sends `message` to every member: one push into the ring, then a wake-up
+    /// for each member waiting for more. Never waits.
+    pub fn send(&self, message: PreparedMessage) {
+        self.send_tagged(message, ());
+    }
+}
+
+impl<T> Broadcast<T> {
+    /// A group with the given bounds.
+    pub fn new(config: BroadcastConfig) -> Self {
+        let config = config.capacity(config.capacity);
+        Self {
+            shared: Arc::new(Shared {
+                ring: Mutex::new(Ring {
+                    messages: VecDeque::new(),
+                    first: 0,
+                    bytes: 0,
+                    config,
+                    waiting: Vec::new(),
+                    generation: 0,
+                    closed: false,
+                }),
+                senders: AtomicUsize::new(1),
+            }),
+        }
+    }
+
+    /// Sends `message` with its `tag` to every member (see
+    /// [`send`](Broadcast::send)).
+    pub fn send_tagged(&self, message: PreparedMessage, tag: T) {
+        let waiting = {
+            let mut ring = self.shared.ring();
+            ring.bytes += message.message().len();
+            ring.messages.push_back((message, tag));
+            while ring.messages.len() > ring.config.capacity
+                || (ring.bytes > ring.config.max_bytes && ring.messages.len() > 1)
+            {
+                if let Some((old, _)) = ring.messages.pop_front() {
+                    ring.bytes -= old.message().len();
+                    ring.first += 1;
+                }
+            }
+            if ring.waiting.is_empty() {
+                return;
+            }
+            ring.generation += 1;
+            std::mem::take(&mut ring.waiting)
+        };
+        // Woken outside the lock, so woken members on other threads do not
+        // queue up behind it.
+        for waker in waiting {
+            waker.wake();
+        }
+    }
+
+    /// A new member, starting with the next message sent.
+    pub fn subscribe(&self) -> Subscription<T> {
+        let next = self.shared.ring().head();
+        Subscription {
+            shared: self.shared.clone(),
+            next,
+            registered: None,
+        }
+    }
+
+    /// Messages the ring holds now.
+    pub fn len(&self) -> usize {
+        self.shared.ring().messages.len()
+    }
+
+    /// Whether the ring holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sequence number the next message will get (messages are numbered
+    /// from 0 in the order sent).
+    pub fn head(&self) -> u64 {
+        self.shared.ring().head()
+    }
+
+    /// Lets go of every message the ring holds (members still behind have
+    /// lagged), for a group nobody follows any more.
+    pub fn clear(&self) {
+        let mut ring = self.shared.ring();
+        ring.first = ring.head();
+        ring.messages.clear();
+        ring.bytes = 0;
+    }
+}
+
+impl<T> Clone for Broadcast<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Broadcast<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waiting = {
+                let mut ring = self.shared.ring();
+                ring.closed = true;
+                ring.generation += 1;
+                std::mem::take(&mut ring.waiting)
+            };
+            for waker in waiting {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// What one call of [`Subscription::queue_into`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Everything up to the limit is in the batch.
+    CaughtUp,
+    /// The batch passed the writer's high-water mark: flush it, then call again.
+    Full,
+    /// Nothing was queued: the subscription has ended.
+    Ended(Ended),
+}
+
+impl<T> Subscription<T> {
+    /// Sends the group's messages through `writer` as they come, each burst
+    /// framed into the socket buffer and written with one flush, until the
+    /// group closes or this member lags. Errors are the writer's.
+    pub async fn forward_to<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        writer: &WsWriter<S>,
+    ) -> Result<Ended> {
+        loop {
+            if let Err(ended) = poll_fn(|cx| self.poll_messages(cx)).await {
+                return Ok(ended);
+            }
+            let mut batch = writer.batch().await;
+            loop {
+                match self.queue_into(&mut batch, u64::MAX, |_| {})? {
+                    Queued::CaughtUp => break,
+                    Queued::Full => batch.flush().await?,
+                    Queued::Ended(ended) => return Ok(ended),
+                }
+            }
+            batch.flush().await?;
+        }
+    }
+
+    /// Ready with `Ok` once there is a message to send, with `Err` once the
+    /// subscription has ended (the group closed and everything was sent, or
+    /// this member lagged). While pending, the task is woken by the next send.
+    pub fn poll_messages(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), Ended>> {
+        let mut ring = self.shared.ring();
+        if let Some(ended) = self.ended(&ring) {
+            return Poll::Ready(Err(ended));
+        }
+        if self.next < ring.head() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.registered != Some(ring.generation) {
+            self.registered = Some(ring.generation);
+            ring.waiting.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Frames the pending messages numbered below `until` into `batch`, calling
+    /// `on_each` with each one's tag, until the batch passes its high-water mark
+    /// or none is left. Nothing is written: the caller flushes.
+    pub fn queue_into<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        batch: &mut crate::Batch<'_, S>,
+        until: u64,
+        mut on_each: impl FnMut(&T),
+    ) -> Result<Queued> {
+        let ring = self.shared.ring();
+        if let Some(ended) = self.ended(&ring) {
+            return Ok(match ended {
+                // Closed with nothing left: the caller's flush finishes.
+                Ended::Closed => Queued::CaughtUp,
+                lagged => Queued::Ended(lagged),
+            });
+        }
+        let start = (self.next - ring.first) as usize;
+        let end = until.min(ring.head()).saturating_sub(ring.first) as usize;
+        for (message, tag) in ring.messages.range(start..end.max(start)) {
+            batch.queue_prepared(message)?;
+            on_each(tag);
+            self.next += 1;
+            if batch.over_high_water() {
+                return Ok(Queued::Full);
+            }
+        }
+        Ok(Queued::CaughtUp)
+    }
+
+    /// After [`Ended::Lagged`]: skips to the oldest message the ring still
+    /// holds, for callers that would rather lose messages than the member.
+    /// Returns how many were skipped.
+    pub fn skip_lagged(&mut self) -> u64 {
+        let first = self.shared.ring().first;
+        let missed = first.saturating_sub(self.next);
+        self.next = self.next.max(first);
+        missed
+    }
+
+    /// The sequence number of the next message this member will send.
+    pub fn next_sequence(&self) -> u64 {
+        self.next
+    }
+
+    /// Messages this member has not sent yet (they may be gone: see
+    /// [`Ended::Lagged`]).
+    pub fn pending(&self) -> u64 {
+        self.shared.ring().head().saturating_sub(self.next)
+    }
+
+    /// Lagged, or closed with nothing left to send.
+    fn ended(&self, ring: &Ring<T>) -> Option<Ended> {
+        if self.next < ring.first {
+            return Some(Ended::Lagged {
+                missed: ring.first - self.next,
+            });
+        }
+        (ring.closed && self.next >= ring.head()).then_some(Ended::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use tether_proto::{Message, Role};
+    use tokio::io::DuplexStream;
+
+    use super::*;
+    use crate::{Config, WebSocket, WsReader};
+
+    /// A server-side writer and the client that reads what it writes.
+    fn pair() -> (WsWriter<DuplexStream>, WsReader<DuplexStream>) {
+        let (server, client) = tokio::io::duplex(1 << 20);
+        let config = Config::default();
+        let (_, writer) = WebSocket::from_raw(server, Role::Server, &config).split();
+        let (reader, _) = WebSocket::from_raw(client, Role::Client, &config).split();
+        (writer, reader)
+    }
+
+    fn text(n: usize) -> PreparedMessage {
+        PreparedMessage::text(n.to_string())
+    }
+
+    async fn read_texts(reader: &mut WsReader<DuplexStream>, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match reader.recv().await.unwrap() {
+                Some(Message::Text(t)) => out.push(t.to_string()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn every_member_gets_every_message_in_order() {
+        let group = Broadcast::default();
+        let mut members = Vec::new();
+        for _ in 0..3 {
+            let (writer, reader) = pair();
+            let mut subscription = group.subscribe();
+            let task = tokio::spawn(async move { subscription.forward_to(&writer).await });
+            members.push((reader, task));
+        }
+        for n in 0..100 {
+            group.send(text(n));
+            if n % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let expected: Vec<String> = (0..100).map(|n| n.to_string()).collect();
+        for (reader, _) in &mut members {
+            assert_eq!(read_texts(reader, 100).await, expected);
+        }
+        drop(group);
+        for (_, task) in members {
+            assert_eq!(task.await.unwrap().unwrap(), Ended::Closed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_joins_at_the_next_message() {
+        let group = Broadcast::default();
+        group.send(text(1));
+        let (writer, mut reader) = pair();
+        let mut subscription = group.subscribe();
+        assert_eq!(subscription.pending(), 0);
+        group.send(text(2));
+        tokio::spawn(async move { subscription.forward_to(&writer).await });
+        assert_eq!(read_texts(&mut reader, 1).await, ["2"]);
+    }
+
+    #[test]
+    fn a_member_too_far_behind_has_lagged_and_may_skip_ahead() {
+        let group = Broadcast::new(BroadcastConfig::default().capacity(4));
+        let mut subscription = group.subscribe();
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        assert!(subscription.poll_messages(&mut cx).is_pending());
+        for n in 0..6 {
+            group.send(text(n));
+        }
+        assert_eq!(group.len(), 4);
+        assert_eq!(
+            subscription.poll_messages(&mut cx),
+            Poll::Ready(Err(Ended::Lagged { missed: 2 }))
+        );
+        assert_eq!(subscription.skip_lagged(), 2);
+        assert_eq!(subscription.poll_messages(&mut cx), Poll::Ready(Ok(())));
+        assert_eq!(subscription.pending(), 4);
+    }
+
+    #[test]
+    fn large_messages_are_let_go_beyond_the_byte_bound() {
+        let group = Broadcast::new(BroadcastConfig::default().max_bytes(10));
+        group.send(PreparedMessage::binary(vec![0u8; 8]));
+        group.send(PreparedMessage::binary(vec![0u8; 8]));
+        assert_eq!(group.len(), 1, "the older one is let go");
+        group.send(PreparedMessage::binary(vec![0u8; 64]));
+        assert_eq!(group.len(), 1, "the newest is always kept");
+    }
+
+    #[tokio::test]
+    async fn tags_come_with_their_messages_and_until_stops_early() {
+        let group: Broadcast<u64> = Broadcast::default();
+        let (writer, mut reader) = pair();
+        let mut subscription = group.subscribe();
+        for n in 0..5u64 {
+            group.send_tagged(text(n as usize), n * 10);
+        }
+        let mut tags = Vec::new();
+        {
+            let mut batch = writer.batch().await;
+            let queued = subscription
+                .queue_into(&mut batch, 3, |tag| tags.push(*tag))
+                .unwrap();
+            assert_eq!(queued, Queued::CaughtUp);
+            batch.flush().await.unwrap();
+        }
+        assert_eq!(tags, [0, 10, 20]);
+        assert_eq!(subscription.next_sequence(), 3);
+        assert_eq!(read_texts(&mut reader, 3).await, ["0", "1", "2"]);
+    }
+}
