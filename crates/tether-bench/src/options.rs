@@ -32,7 +32,8 @@ pub struct Options {
     pub connections: usize,
     /// Messages per second in total (echo: requests; fanout, churn:
     /// publications); `None` runs echo closed-loop, as fast as replies come,
-    /// and fan-out at [`DEFAULT_PUBLISH_RATE`].
+    /// and fan-out at [`DEFAULT_PUBLISH_RATE`]. Infinity publishes back to
+    /// back (a burst) and runs echo closed-loop.
     pub rate: Option<f64>,
     /// Payload bytes per message. Default: [`DEFAULT_SIZE`].
     pub size: usize,
@@ -146,8 +147,8 @@ impl Options {
         if self.connections == 0 {
             return bad("--connections must be at least 1");
         }
-        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-            return bad("--rate must be a positive number");
+        if self.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            return bad("--rate must be a positive number or inf");
         }
         if !(self.churn_rate.is_finite() && self.churn_rate > 0.0) {
             return bad("--churn-rate must be a positive number");

@@ -151,7 +151,11 @@ impl Report {
             self.connections,
             self.size,
             self.rate
-                .map(|r| format!(", offered {} /s", si(r)))
+                .map(|r| if r.is_finite() {
+                    format!(", offered {} /s", si(r))
+                } else {
+                    ", sent back to back".to_owned()
+                })
                 .unwrap_or_default(),
             if self.compress { ", deflate" } else { "" }
         );

@@ -18,7 +18,8 @@ pub struct BenchArgs {
     #[arg(short, long, default_value_t = tether_bench::options::DEFAULT_CONNECTIONS)]
     connections: usize,
     /// Messages per second in total (echo requests; fanout and churn
-    /// publications, default 100). Unset, echo runs closed-loop.
+    /// publications, default 100). Unset, echo runs closed-loop; `inf`
+    /// publishes back to back.
     #[arg(short, long)]
     rate: Option<f64>,
     /// Payload bytes per message.

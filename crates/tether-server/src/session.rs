@@ -216,11 +216,15 @@ impl Session {
                 }
             }
             Command::Unsubscribe { channel } => {
-                let result = self.hub.unsubscribe(&channel, &self.id);
-                if result.is_ok() {
-                    self.subscriptions.remove(&channel);
-                }
-                reply_frame(id, result.map(|()| json!({})))
+                let (result, stop) = match self.hub.unsubscribe(&channel, &self.id) {
+                    Ok(stop) => {
+                        self.subscriptions.remove(&channel);
+                        (Ok(json!({})), stop)
+                    }
+                    Err(error) => (Err(error), None),
+                };
+                let _ = self.outbox.reply_following(reply_frame(id, result), stop).await;
+                return;
             }
             Command::Publish { channel, data, idempotency_key, key } => {
                 reply_frame(id, self.hub.publish(&channel, data, idempotency_key, key.as_deref()))

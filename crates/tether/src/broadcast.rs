@@ -294,7 +294,7 @@ impl<T> Subscription<T> {
             }
             let mut batch = writer.batch().await;
             loop {
-                match self.queue_into(&mut batch, u64::MAX, |_| {})? {
+                match self.queue_into(&mut batch, u64::MAX, |_, _| {})? {
                     Queued::CaughtUp => break,
                     Queued::Full => batch.flush().await?,
                     Queued::Ended(ended) => return Ok(ended),
@@ -323,13 +323,13 @@ impl<T> Subscription<T> {
     }
 
     /// Frames the pending messages numbered below `until` into `batch`, calling
-    /// `on_each` with each one's tag, until the batch passes its high-water mark
+    /// `on_each` with each message and its tag, until the batch passes its high-water mark
     /// or none is left. Nothing is written: the caller flushes.
     pub fn queue_into<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         batch: &mut crate::Batch<'_, S>,
         until: u64,
-        mut on_each: impl FnMut(&T),
+        mut on_each: impl FnMut(&PreparedMessage, &T),
     ) -> Result<Queued> {
         let ring = self.shared.ring();
         if let Some(ended) = self.ended(&ring) {
@@ -343,7 +343,7 @@ impl<T> Subscription<T> {
         let end = until.min(ring.head()).saturating_sub(ring.first) as usize;
         for (message, tag) in ring.messages.range(start..end.max(start)) {
             batch.queue_prepared(message)?;
-            on_each(tag);
+            on_each(message, tag);
             self.next += 1;
             if batch.over_high_water() {
                 return Ok(Queued::Full);
@@ -502,7 +502,7 @@ mod tests {
         {
             let mut batch = writer.batch().await;
             let queued = subscription
-                .queue_into(&mut batch, 3, |tag| tags.push(*tag))
+                .queue_into(&mut batch, 3, |_, tag| tags.push(*tag))
                 .unwrap();
             assert_eq!(queued, Queued::CaughtUp);
             batch.flush().await.unwrap();

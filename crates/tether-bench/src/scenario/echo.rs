@@ -39,6 +39,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     // do not all fire at once.
     let period = options
         .rate
+        .filter(|rate| rate.is_finite())
         .map(|rate| Duration::from_secs_f64(n as f64 / rate));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, ws) in connections.into_iter().enumerate() {

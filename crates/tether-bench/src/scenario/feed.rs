@@ -300,15 +300,20 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes sequences 1, 2, … at `rate` per second until the budget runs
-    /// out; returns the last sequence sent.
+    /// Publishes sequences 1, 2, … at `rate` per second (an infinite rate:
+    /// back to back) until the budget runs out; returns the last sequence sent.
     pub(crate) async fn run(&self, rate: Option<f64>, budget: &Budget) -> Result<u64> {
         let rate = rate.unwrap_or(DEFAULT_PUBLISH_RATE);
-        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut ticker = rate.is_finite().then(|| {
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+            ticker
+        });
         let mut seq = 0;
         while budget.take() {
-            ticker.tick().await;
+            if let Some(ticker) = &mut ticker {
+                ticker.tick().await;
+            }
             seq += 1;
             self.send(seq).await?;
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tether::PreparedMessage;
 
-use super::outbox::{ClientId, Outbox, Position};
+use super::outbox::{ClientId, Outbox, Position, Stream};
 use crate::config::SlowConsumerPolicy;
 
 /// A retained publication.
@@ -39,19 +39,27 @@ pub(crate) struct Channel {
     pub(crate) offset: u64,
     pub(crate) history: VecDeque<Retained>,
     pub(crate) subscribers: HashMap<ClientId, Subscriber>,
+    /// What subscribers' writers read publications from, unless the namespace
+    /// conflates (`latest-per-key` needs a queue per subscriber to conflate in).
+    pub(crate) stream: Option<Stream>,
     idempotency: HashMap<String, (u64, Instant)>,
     /// Set when the hub forgot this channel; whoever still holds it looks again.
     pub(crate) removed: bool,
 }
 
 impl Channel {
-    pub(crate) fn new(name: &str) -> Self {
+    /// A channel; `stream` holds up to that many frames for its subscribers'
+    /// writers (`None`: a queue per subscriber instead).
+    pub(crate) fn new(name: &str, stream: Option<usize>) -> Self {
+        let stream = stream
+            .map(|capacity| Stream::new(tether::BroadcastConfig::default().capacity(capacity)));
         Self {
             name: name.into(),
             epoch: new_epoch(),
             offset: 0,
             history: VecDeque::new(),
             subscribers: HashMap::new(),
+            stream,
             idempotency: HashMap::new(),
             removed: false,
         }
@@ -146,26 +154,29 @@ impl Channel {
         })
     }
 
-    /// Queues `frame` for every subscriber but `except`; returns how many queues
-    /// were full (those subscribers are being disconnected as slow consumers).
-    /// `position` marks a publication, so each connection knows how far it got.
+    /// Sends `frame` to every subscriber: one push into the stream, or one
+    /// into each subscriber's queue; returns how many queues were full (those
+    /// subscribers are being disconnected as slow consumers; a stream's
+    /// subscribers are told by their writers). `position` marks a
+    /// publication, so each connection knows how far it got.
     pub(crate) fn broadcast(
         &self,
         frame: &PreparedMessage,
-        except: Option<&ClientId>,
         policy: SlowConsumerPolicy,
         key: Option<&Arc<str>>,
         position: Option<&Arc<Position>>,
     ) -> u64 {
+        if let Some(stream) = &self.stream {
+            if !self.subscribers.is_empty() {
+                stream.send_tagged(frame.clone(), position.map(|p| p.offset));
+            }
+            return 0;
+        }
         let mut dropped = 0;
-        for (client, subscriber) in &self.subscribers {
-            if Some(client) != except
-                && !subscriber.outbox.push_with(
-                    frame.clone(),
-                    policy,
-                    key.cloned(),
-                    position.cloned(),
-                )
+        for subscriber in self.subscribers.values() {
+            if !subscriber
+                .outbox
+                .push_with(frame.clone(), policy, key.cloned(), position.cloned())
             {
                 dropped += 1;
             }
@@ -188,7 +199,7 @@ mod tests {
 
     #[test]
     fn recovers_only_while_history_covers_the_gap() {
-        let mut channel = Channel::new("t");
+        let mut channel = Channel::new("t", Some(8));
         for n in 1..=5 {
             channel.append(data(n), None, 3);
         }
@@ -201,7 +212,7 @@ mod tests {
 
     #[test]
     fn expires_history_by_age_and_then_counts_as_idle() {
-        let mut channel = Channel::new("t");
+        let mut channel = Channel::new("t", Some(8));
         channel.append(data(1), None, 10);
         let later = Instant::now() + Duration::from_secs(5);
         channel.expire(Some(Duration::from_secs(60)), later);
@@ -217,7 +228,7 @@ mod tests {
 
     #[test]
     fn remembers_idempotency_keys_within_the_window() {
-        let mut channel = Channel::new("t");
+        let mut channel = Channel::new("t", Some(8));
         let offset = channel.append(data(1), Some("k".into()), 10);
         assert_eq!(channel.seen_key("k", Duration::from_secs(60)), Some(offset));
         assert_eq!(channel.seen_key("k", Duration::ZERO), None);

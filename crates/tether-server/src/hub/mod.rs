@@ -17,7 +17,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tether::PreparedMessage;
 
-pub use outbox::{ClientId, Inbox, Outbox, Overflow, Position, Queued};
+pub use outbox::{
+    ClientId, Follow, Inbox, Outbox, Overflow, Position, Queued, Stream, StreamSubscription,
+};
 
 use crate::config::{ServerConfig, SlowConsumerPolicy};
 use crate::metrics::Metrics;
@@ -104,7 +106,12 @@ impl Hub {
     /// Runs `f` on the channel `name` (created if new), with its lock held and
     /// its history expired by age.
     fn with_channel<R>(&self, name: &str, f: impl FnOnce(&mut Channel) -> R) -> R {
-        let ttl = self.config.namespace_of(name).history_ttl;
+        let options = self.config.namespace_of(name);
+        let ttl = options.history_ttl;
+        // Conflating needs a queue per subscriber; every other policy reads
+        // from the channel's stream, as deep as a connection's queue.
+        let stream = (options.slow_consumer != SlowConsumerPolicy::LatestPerKey)
+            .then_some(self.config.outbound_queue);
         loop {
             let shared = {
                 let mut channels = self.channels.lock().expect("hub lock");
@@ -113,7 +120,7 @@ impl Hub {
                     Some(shared) => shared.clone(),
                     None => channels
                         .entry(name.to_owned())
-                        .or_insert_with(|| Arc::new(Mutex::new(Channel::new(name))))
+                        .or_insert_with(|| Arc::new(Mutex::new(Channel::new(name, stream))))
                         .clone(),
                 }
             };
@@ -190,7 +197,6 @@ impl Hub {
             let started = std::time::Instant::now();
             let dropped = state.broadcast(
                 &bytes,
-                None,
                 options.slow_consumer,
                 conflation.as_ref(),
                 Some(&position),
@@ -253,7 +259,7 @@ impl Hub {
                 result: Some(result),
                 error: None,
             });
-            outbox.push_reply(reply, Some(state.position()));
+            // The others hear of the join; the joiner's stream starts after it.
             if presence {
                 state.broadcast(
                     &frame(&Push::Join {
@@ -261,12 +267,18 @@ impl Hub {
                         client,
                         user: user.map(|u| &**u),
                     }),
-                    None,
                     options.slow_consumer,
                     None,
                     None,
                 );
             }
+            let follow = state.stream.as_ref().map(|stream| Follow::Start {
+                channel: state.name.clone(),
+                epoch: state.epoch.clone(),
+                subscription: stream.subscribe(),
+                policy: options.slow_consumer,
+            });
+            outbox.push_reply(reply, Some(state.position()), follow);
             let subscriber = Subscriber {
                 outbox: outbox.clone(),
                 user: user.cloned(),
@@ -277,8 +289,14 @@ impl Hub {
         })
     }
 
-    /// Removes `client` from `channel`.
-    pub fn unsubscribe(&self, channel: &str, client: &ClientId) -> Result<(), ErrorBody> {
+    /// Removes `client` from `channel`. For a streamed channel, returns the
+    /// [`Follow::Stop`] to queue with the reply: the client's writer sends what
+    /// was published before this, and nothing after.
+    pub fn unsubscribe(
+        &self,
+        channel: &str,
+        client: &ClientId,
+    ) -> Result<Option<Follow>, ErrorBody> {
         let Some(shared) = self.existing(channel) else {
             return Err(ErrorCode::NotSubscribed.body(channel));
         };
@@ -287,6 +305,10 @@ impl Hub {
             return Err(ErrorCode::NotSubscribed.body(channel));
         };
         self.metrics.subscriptions.dec();
+        let stop = state.stream.as_ref().map(|stream| Follow::Stop {
+            channel: state.name.clone(),
+            until: stream.head(),
+        });
         let options = self.config.namespace_of(channel);
         if options.presence {
             state.broadcast(
@@ -295,13 +317,18 @@ impl Hub {
                     client,
                     user: subscriber.user.as_deref(),
                 }),
-                None,
                 options.slow_consumer,
                 None,
                 None,
             );
         }
-        Ok(())
+        if state.subscribers.is_empty() {
+            // Nobody left to read it: let the frames go.
+            if let Some(stream) = &state.stream {
+                stream.clear();
+            }
+        }
+        Ok(stop)
     }
 
     /// Who is subscribed to `channel`, by client id.

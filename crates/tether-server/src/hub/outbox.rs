@@ -1,14 +1,53 @@
 //! A connection's bounded outgoing queue, as the hub sees it, with the namespace's
-//! slow-consumer policy applied when it is full.
+//! slow-consumer policy applied when it is full. Replies go through it; so do
+//! publications on `latest-per-key` channels. Other channels' publications are
+//! read by the connection's writer straight from the channel's [`Stream`],
+//! which a [`Follow`] queued with the subscribe reply hands to it.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use tether::PreparedMessage;
 use tokio::sync::Notify;
 
 use crate::config::SlowConsumerPolicy;
+
+/// A channel's frames (publications and presence events) in the order they
+/// happened, framed once and shared by every subscriber's writer; each tagged
+/// with its publication offset (none for presence events).
+pub type Stream = tether::Broadcast<Option<u64>>;
+
+/// A subscriber's place in a channel's [`Stream`].
+pub type StreamSubscription = tether::Subscription<Option<u64>>;
+
+/// A change to the channel streams a connection's writer sends, queued in
+/// order with the replies so it takes effect exactly where the reply goes out.
+#[derive(Debug)]
+pub enum Follow {
+    /// After the subscribe reply, send the channel's stream from `subscription`
+    /// on (the first frame after the reply's position).
+    Start {
+        /// The channel.
+        channel: Arc<str>,
+        /// Its epoch, for the positions the writer records.
+        epoch: Arc<str>,
+        /// Where the subscriber starts.
+        subscription: StreamSubscription,
+        /// What to do when the subscriber falls more than the stream holds behind.
+        policy: SlowConsumerPolicy,
+    },
+    /// Before the unsubscribe reply, send the channel's stream up to `until`
+    /// (what was published before the unsubscribe), then stop.
+    Stop {
+        /// The channel.
+        channel: Arc<str>,
+        /// The stream's sequence number at the unsubscribe.
+        until: u64,
+    },
+}
 
 /// A connection's id, unique within the process.
 pub type ClientId = Arc<str>;
@@ -33,6 +72,8 @@ pub struct Queued {
     pub frame: PreparedMessage,
     /// Set for publications and subscribe replies.
     pub position: Option<Arc<Position>>,
+    /// Set for subscribe and unsubscribe replies on streamed channels.
+    pub follow: Option<Follow>,
 }
 
 #[derive(Debug)]
@@ -43,6 +84,7 @@ struct Item {
     droppable: bool,
     /// Conflation key (channel and publication key) for `latest-per-key`.
     key: Option<Arc<str>>,
+    follow: Option<Follow>,
 }
 
 #[derive(Debug)]
@@ -50,12 +92,28 @@ struct State {
     items: VecDeque<Item>,
     capacity: usize,
     closed: bool,
+    /// The writer, when it waits for an item.
+    waiter: Option<Waker>,
+}
+
+impl State {
+    /// Queues `item` and returns the writer to wake (outside the lock).
+    fn push(&mut self, item: Item) -> Option<Waker> {
+        self.items.push_back(item);
+        self.waiter.take()
+    }
+}
+
+/// Wakes the writer, if it was waiting.
+fn wake(waiter: Option<Waker>) {
+    if let Some(waker) = waiter {
+        waker.wake();
+    }
 }
 
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    ready: Notify,
     space: Notify,
     senders: AtomicUsize,
     overflow: Arc<Overflow>,
@@ -95,7 +153,8 @@ impl Overflow {
         }
     }
 
-    fn trip(&self) {
+    /// Raises the signal (the writer does, when a subscriber lagged).
+    pub fn trip(&self) {
         if !self.flag.swap(true, Ordering::AcqRel) {
             self.notify.notify_waiters();
         }
@@ -114,9 +173,12 @@ impl Clone for Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.state.lock().expect("outbox lock").closed = true;
-            self.shared.ready.notify_waiters();
-            self.shared.ready.notify_one();
+            let waiter = {
+                let mut state = self.shared.state.lock().expect("outbox lock");
+                state.closed = true;
+                state.waiter.take()
+            };
+            wake(waiter);
         }
     }
 }
@@ -131,8 +193,8 @@ impl Outbox {
                 items: VecDeque::new(),
                 capacity: capacity.max(1),
                 closed: false,
+                waiter: None,
             }),
-            ready: Notify::new(),
             space: Notify::new(),
             senders: AtomicUsize::new(1),
             overflow: overflow.clone(),
@@ -150,7 +212,12 @@ impl Outbox {
     /// (the subscribe reply, which must precede the channel's live
     /// publications). Like every reply it is never dropped or conflated; a full
     /// queue trips the overflow signal instead and returns false.
-    pub fn push_reply(&self, frame: PreparedMessage, position: Option<Arc<Position>>) -> bool {
+    pub fn push_reply(
+        &self,
+        frame: PreparedMessage,
+        position: Option<Arc<Position>>,
+        follow: Option<Follow>,
+    ) -> bool {
         let mut state = self.shared.state.lock().expect("outbox lock");
         if state.closed {
             return false;
@@ -160,14 +227,15 @@ impl Outbox {
             self.shared.overflow.trip();
             return false;
         }
-        state.items.push_back(Item {
+        let waiter = state.push(Item {
             frame,
             position,
             droppable: false,
             key: None,
+            follow,
         });
         drop(state);
-        self.shared.ready.notify_one();
+        wake(waiter);
         true
     }
 
@@ -190,6 +258,7 @@ impl Outbox {
             position,
             droppable: true,
             key,
+            follow: None,
         };
         if policy == SlowConsumerPolicy::LatestPerKey && item.key.is_some() {
             // An older value for the same key still waiting is superseded.
@@ -199,25 +268,25 @@ impl Outbox {
                 .position(|queued| queued.droppable && queued.key == item.key)
             {
                 state.items.remove(at);
-                state.items.push_back(item);
+                let waiter = state.push(item);
                 drop(state);
-                self.shared.ready.notify_one();
+                wake(waiter);
                 return false;
             }
         }
         if state.items.len() < state.capacity {
-            state.items.push_back(item);
+            let waiter = state.push(item);
             drop(state);
-            self.shared.ready.notify_one();
+            wake(waiter);
             return true;
         }
         let oldest = state.items.iter().position(|queued| queued.droppable);
         match (policy, oldest) {
             (SlowConsumerPolicy::DropOldest | SlowConsumerPolicy::LatestPerKey, Some(at)) => {
                 state.items.remove(at);
-                state.items.push_back(item);
+                let waiter = state.push(item);
                 drop(state);
-                self.shared.ready.notify_one();
+                wake(waiter);
             }
             _ => {
                 drop(state);
@@ -231,7 +300,12 @@ impl Outbox {
     /// request rate, so waiting pushes back on the client. Replies are never
     /// dropped or conflated.
     pub async fn reply(&self, frame: PreparedMessage) -> bool {
-        let mut frame = Some(frame);
+        self.reply_following(frame, None).await
+    }
+
+    /// [`reply`](Self::reply), with a change to the streams the writer sends.
+    pub async fn reply_following(&self, frame: PreparedMessage, follow: Option<Follow>) -> bool {
+        let mut item = Some((frame, follow));
         loop {
             let space = self.shared.space.notified();
             {
@@ -240,15 +314,16 @@ impl Outbox {
                     return false;
                 }
                 if state.items.len() < state.capacity {
-                    let frame = frame.take().expect("not yet queued");
-                    state.items.push_back(Item {
+                    let (frame, follow) = item.take().expect("not yet queued");
+                    let waiter = state.push(Item {
                         frame,
                         position: None,
                         droppable: false,
                         key: None,
+                        follow,
                     });
                     drop(state);
-                    self.shared.ready.notify_one();
+                    wake(waiter);
                     return true;
                 }
             }
@@ -260,17 +335,35 @@ impl Outbox {
 impl Inbox {
     /// The next frame; `None` once every outbox is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<Queued> {
-        let shared = self.shared.clone();
         loop {
-            let ready = shared.ready.notified();
-            if let Some(frame) = self.try_recv() {
-                return Some(frame);
-            }
-            if shared.state.lock().expect("outbox lock").closed {
+            if !poll_fn(|cx| self.poll_ready(cx)).await {
                 return None;
             }
-            ready.await;
+            if let Some(queued) = self.try_recv() {
+                return Some(queued);
+            }
         }
+    }
+
+    /// Ready with `true` once something is queued, with `false` once every
+    /// outbox is gone and the queue is empty. While pending, the next push
+    /// wakes the task.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut state = self.shared.state.lock().expect("outbox lock");
+        if !state.items.is_empty() {
+            return Poll::Ready(true);
+        }
+        if state.closed {
+            return Poll::Ready(false);
+        }
+        if !state
+            .waiter
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waiter = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Moves every queued frame to `into`, under one lock.
@@ -282,6 +375,7 @@ impl Inbox {
         into.extend(state.items.drain(..).map(|item| Queued {
             frame: item.frame,
             position: item.position,
+            follow: item.follow,
         }));
         drop(state);
         self.shared.space.notify_waiters();
@@ -300,6 +394,7 @@ impl Inbox {
         Some(Queued {
             frame: item.frame,
             position: item.position,
+            follow: item.follow,
         })
     }
 }

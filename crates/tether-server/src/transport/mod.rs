@@ -2,3 +2,4 @@
 //! [`Session`](crate::session::Session) and drains the session's outbox.
 
 pub mod websocket;
+mod writer;

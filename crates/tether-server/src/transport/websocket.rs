@@ -2,8 +2,7 @@
 //! reader loop and one writer task per connection, with heartbeats and graceful
 //! shutdown.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -16,7 +15,8 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 
-use crate::hub::{Outbox, Position, Queued};
+use super::writer::{Writer, Written};
+use crate::hub::Outbox;
 use crate::protocol::{DisconnectCode, Push, StreamPosition};
 use crate::registry::{Refusal, SessionGuard};
 use crate::server::AppState;
@@ -114,10 +114,6 @@ fn disconnect_push_at(
     serde_json::to_string(&push).expect("push serialises")
 }
 
-/// The stream position of the last frame written per channel, kept by the
-/// writer task so a slow consumer's disconnect can say where to resume.
-type Written = Arc<Mutex<HashMap<Arc<str>, Arc<Position>>>>;
-
 /// Sends a last text and a close frame, bounded by `timeout` (the socket may be
 /// full of a slow reader's backlog).
 async fn goodbye<S>(writer: &WsWriter<S>, text: String, close: CloseFrame, timeout: Duration)
@@ -177,7 +173,7 @@ pub async fn serve<S>(
     metrics.connections_total.inc();
     let _open = scopeguard(metrics.clone());
     let config = state.config.clone();
-    let (outbox, mut queue, overflow) = Outbox::new(config.outbound_queue);
+    let (outbox, queue, overflow) = Outbox::new(config.outbound_queue);
     let compressed = ws.is_compressed();
     let (mut reader, writer) = ws.split();
     let mut session = Session::new(
@@ -192,51 +188,16 @@ pub async fn serve<S>(
     tracing::info!(%client, %peer, compressed, "connection open");
     let kicked = state.sessions.register(&client);
     let _registered = Unregister(state.sessions.clone(), client.clone());
-    let drain = writer.clone();
-    let out = metrics.clone();
     let written = Written::default();
-    let record = written.clone();
-    let mut writer_task = tokio::spawn(async move {
-        // Drain the queue in batches: one flush per burst, not per message.
-        let mut burst = Vec::new();
-        // The newest position per channel in this burst, recorded once per burst.
-        let mut reached: Vec<Arc<Position>> = Vec::new();
-        while let Some(queued) = queue.recv().await {
-            burst.push(queued);
-            queue.take_all(&mut burst);
-            let (mut messages, mut bytes) = (0, 0);
-            let mut batch = drain.batch().await;
-            for Queued { frame, position } in burst.drain(..) {
-                messages += 1;
-                bytes += frame.message().len() as u64;
-                if batch.feed_prepared(&frame).await.is_err() {
-                    return;
-                }
-                // Noted once the frame is in the writer's buffer: whatever
-                // happens next, it goes out before the disconnect push does.
-                if let Some(position) = position {
-                    match reached
-                        .iter_mut()
-                        .find(|p: &&mut Arc<Position>| p.channel == position.channel)
-                    {
-                        Some(slot) => *slot = position,
-                        None => reached.push(position),
-                    }
-                }
-            }
-            if !reached.is_empty() {
-                let mut written = record.lock().expect("positions lock");
-                for position in reached.drain(..) {
-                    written.insert(position.channel.clone(), position);
-                }
-            }
-            out.messages_out.inc_by(messages);
-            out.bytes_out.inc_by(bytes);
-            if batch.flush().await.is_err() {
-                return;
-            }
+    let mut writer_task = tokio::spawn(
+        Writer {
+            socket: writer.clone(),
+            metrics: metrics.clone(),
+            written: written.clone(),
+            overflow: overflow.clone(),
         }
-    });
+        .run(queue),
+    );
     let mut shutdown = state.shutdown.clone();
     let mut heartbeat = tokio::time::interval(config.ping_interval);
     heartbeat.tick().await;

@@ -1,0 +1,254 @@
+//! A WebSocket connection's writer task: the replies (and conflated
+//! publications) from its queue, and the publications of every channel it
+//! follows straight from the channel's stream, framed into the socket buffer
+//! and written with one flush per burst.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use tether::broadcast::{Ended, Queued as Progress};
+use tether::{Batch, PreparedMessage, WsWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::SlowConsumerPolicy;
+use crate::hub::{Follow, Inbox, Overflow, Position, Queued, StreamSubscription};
+use crate::metrics::Metrics;
+
+/// The stream position of the last frame written per channel, kept by the
+/// writer task so a slow consumer's disconnect can say where to resume.
+pub(crate) type Written = Arc<Mutex<HashMap<Arc<str>, Arc<Position>>>>;
+
+/// A channel stream the connection sends.
+struct Following {
+    channel: Arc<str>,
+    epoch: Arc<str>,
+    subscription: StreamSubscription,
+    policy: SlowConsumerPolicy,
+    /// The offset of the newest publication queued since positions were last
+    /// recorded.
+    reached: Option<u64>,
+    /// The stream is gone (its channel was dropped): stop following it.
+    closed: bool,
+}
+
+/// Why the writer stopped early.
+enum Stop {
+    /// The socket failed.
+    Socket,
+    /// A subscriber on a `disconnect` channel lagged: the overflow signal is up.
+    Overflow,
+}
+
+impl From<tether::Error> for Stop {
+    fn from(_: tether::Error) -> Self {
+        Stop::Socket
+    }
+}
+
+/// What the writer task needs besides its queue and socket.
+pub(crate) struct Writer<S> {
+    pub(crate) socket: WsWriter<S>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) written: Written,
+    pub(crate) overflow: Arc<Overflow>,
+}
+
+/// Counts of one burst, for the metrics.
+#[derive(Default)]
+struct Sent {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Sent {
+    fn add(&mut self, frame: &PreparedMessage) {
+        self.messages += 1;
+        self.bytes += frame.message().len() as u64;
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
+    /// Runs until the queue closes (the session ended), the socket fails, or a
+    /// subscriber lags on a `disconnect` channel (the overflow signal is raised
+    /// and the session says goodbye).
+    pub(crate) async fn run(self, mut queue: Inbox) {
+        let mut following: Vec<Following> = Vec::new();
+        let mut burst = Vec::new();
+        // Positions of queued frames (subscribe replies, conflated
+        // publications) in this burst, recorded with the streams'.
+        let mut replied: Vec<Arc<Position>> = Vec::new();
+        loop {
+            let open = poll_fn(|cx| {
+                // Poll every source, so each registers this task for wake-up.
+                let mut ready = false;
+                for follow in &mut following {
+                    match follow.subscription.poll_messages(cx) {
+                        Poll::Ready(Err(Ended::Closed)) => follow.closed = true,
+                        Poll::Ready(_) => ready = true,
+                        Poll::Pending => {}
+                    }
+                }
+                match queue.poll_ready(cx) {
+                    Poll::Ready(open) => Poll::Ready(open || ready),
+                    Poll::Pending if ready => Poll::Ready(true),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            if !open {
+                return;
+            }
+            following.retain(|f| !f.closed);
+            let mut sent = Sent::default();
+            let mut batch = self.socket.batch().await;
+            let result = self
+                .burst(
+                    &mut batch,
+                    &mut queue,
+                    &mut following,
+                    &mut burst,
+                    &mut replied,
+                    &mut sent,
+                )
+                .await;
+            // Noted once the frames are in the writer's buffer: whatever
+            // happens next, they go out before a disconnect push does.
+            self.record(&mut replied, &mut following);
+            self.metrics.messages_out.inc_by(sent.messages);
+            self.metrics.bytes_out.inc_by(sent.bytes);
+            let flushed = match result {
+                Ok(()) => batch.flush().await,
+                Err(Stop::Overflow) => {
+                    let _ = batch.flush().await;
+                    return;
+                }
+                Err(Stop::Socket) => return,
+            };
+            if flushed.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One burst: what the followed streams hold, then the queue (where a
+    /// subscribe reply starts a stream right after itself, and an unsubscribe
+    /// reply ends one right before itself).
+    async fn burst(
+        &self,
+        batch: &mut Batch<'_, S>,
+        queue: &mut Inbox,
+        following: &mut Vec<Following>,
+        burst: &mut Vec<Queued>,
+        replied: &mut Vec<Arc<Position>>,
+        sent: &mut Sent,
+    ) -> Result<(), Stop> {
+        for follow in following.iter_mut() {
+            self.forward(follow, batch, u64::MAX, sent).await?;
+        }
+        queue.take_all(burst);
+        for Queued {
+            frame,
+            position,
+            follow,
+        } in burst.drain(..)
+        {
+            if let Some(Follow::Stop { channel, until }) = &follow {
+                if let Some(at) = following.iter().position(|f| f.channel == *channel) {
+                    let mut stopped = following.swap_remove(at);
+                    // Whatever it missed is moot now (its stream may have been
+                    // cleared as the last subscriber left): no disconnect.
+                    stopped.policy = SlowConsumerPolicy::DropOldest;
+                    self.forward(&mut stopped, batch, *until, sent).await?;
+                }
+            }
+            batch.queue_prepared(&frame)?;
+            sent.add(&frame);
+            if let Some(position) = position {
+                replied.push(position);
+            }
+            if let Some(Follow::Start {
+                channel,
+                epoch,
+                subscription,
+                policy,
+            }) = follow
+            {
+                following.retain(|f| f.channel != channel);
+                following.push(Following {
+                    channel,
+                    epoch,
+                    subscription,
+                    policy,
+                    reached: None,
+                    closed: false,
+                });
+                let started = following.last_mut().expect("just pushed");
+                self.forward(started, batch, u64::MAX, sent).await?;
+            }
+            if batch.over_high_water() {
+                batch.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues what `follow`'s stream holds below `until`, flushing whenever
+    /// the batch passes the high-water mark. A lag is handled by the channel's
+    /// policy: `disconnect` raises the overflow signal; the others skip to the
+    /// oldest frame the stream still holds.
+    async fn forward(
+        &self,
+        follow: &mut Following,
+        batch: &mut Batch<'_, S>,
+        until: u64,
+        sent: &mut Sent,
+    ) -> Result<(), Stop> {
+        loop {
+            let reached = &mut follow.reached;
+            let progress = follow
+                .subscription
+                .queue_into(batch, until, |frame, offset| {
+                    sent.add(frame);
+                    if offset.is_some() {
+                        *reached = *offset;
+                    }
+                })?;
+            match progress {
+                Progress::CaughtUp | Progress::Ended(Ended::Closed) => return Ok(()),
+                Progress::Full => batch.flush().await?,
+                Progress::Ended(Ended::Lagged { missed }) => {
+                    self.metrics.queue_drops.inc_by(missed);
+                    if follow.policy == SlowConsumerPolicy::Disconnect {
+                        self.overflow.trip();
+                        return Err(Stop::Overflow);
+                    }
+                    follow.subscription.skip_lagged();
+                }
+            }
+        }
+    }
+
+    /// Records the positions reached in this burst for the disconnect push.
+    fn record(&self, replied: &mut Vec<Arc<Position>>, following: &mut [Following]) {
+        let reached = following.iter().any(|f| f.reached.is_some());
+        if replied.is_empty() && !reached {
+            return;
+        }
+        let mut written = self.written.lock().expect("positions lock");
+        for position in replied.drain(..) {
+            written.insert(position.channel.clone(), position);
+        }
+        for follow in following.iter_mut() {
+            if let Some(offset) = follow.reached.take() {
+                let position = Position {
+                    channel: follow.channel.clone(),
+                    offset,
+                    epoch: follow.epoch.clone(),
+                };
+                written.insert(follow.channel.clone(), Arc::new(position));
+            }
+        }
+    }
+}
