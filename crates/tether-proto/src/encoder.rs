@@ -1,6 +1,6 @@
 //! The write side: messages in, frame bytes out.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::close::MAX_CLOSE_REASON;
 use crate::config::Role;
@@ -136,7 +136,20 @@ impl Encoder {
                 out.extend_from_slice(frame);
                 Ok(())
             }
-            _ => self.encode(message, None, out),
+            _ => match prepared.plain_frame() {
+                Some(frame) => {
+                    out.extend_from_slice(frame);
+                    Ok(())
+                }
+                None => {
+                    let start = out.len();
+                    self.encode(message, None, out)?;
+                    if message.len() <= crate::prepared::PLAIN_CACHE_LIMIT {
+                        prepared.store_plain(Bytes::copy_from_slice(&out[start..]));
+                    }
+                    Ok(())
+                }
+            },
         }
     }
 
@@ -263,6 +276,7 @@ mod tests {
             let (mut a, mut b, mut direct) = (BytesMut::new(), BytesMut::new(), BytesMut::new());
             first.encode_prepared(&prepared, None, &mut a).unwrap();
             assert_eq!(prepared.is_compressed_for(15), compressed);
+            assert!(prepared.plain_frame().is_some(), "the plain frame is kept");
             second.encode_prepared(&prepared, None, &mut b).unwrap();
             first.encode(prepared.message(), None, &mut direct).unwrap();
             assert_eq!(a, b);
@@ -276,6 +290,17 @@ mod tests {
             assert_eq!(decoder.poll().unwrap().as_ref(), Some(prepared.message()));
         }
         assert!(!prepared.is_compressed_for(12), "one frame per window size");
+    }
+
+    #[test]
+    fn large_prepared_messages_are_framed_per_connection_not_kept_twice() {
+        let prepared = PreparedMessage::binary(vec![7u8; crate::prepared::PLAIN_CACHE_LIMIT + 1]);
+        let mut encoder = Encoder::new(Role::Server, None, 0);
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        encoder.encode_prepared(&prepared, None, &mut a).unwrap();
+        encoder.encode_prepared(&prepared, None, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(prepared.plain_frame().is_none());
     }
 
     #[test]

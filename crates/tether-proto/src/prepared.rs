@@ -7,8 +7,10 @@
 //! connections that compress every message on its own
 //! (`server_no_context_takeover`, tether's default); with context takeover, or
 //! as a client (frames are masked with a fresh key), each connection still
-//! encodes its own copy. Uncompressed frames are not cached: framing them is a
-//! header and a copy, which the writer does anyway.
+//! encodes its own copy. The uncompressed server frame of a small message is
+//! cached too, so each further connection copies one slice instead of framing
+//! again; large messages are framed per connection (a header and a copy) rather
+//! than kept twice.
 
 use std::sync::{Arc, OnceLock};
 
@@ -19,6 +21,9 @@ use crate::utf8::Utf8Bytes;
 
 /// Window sizes 2^9 to 2^15, one cached compressed frame each.
 const WINDOWS: usize = 7;
+
+/// Largest payload whose uncompressed server frame is cached.
+pub(crate) const PLAIN_CACHE_LIMIT: usize = 8 << 10;
 
 /// A text or binary message whose compressed frame is computed at most once
 /// per window size and shared by every connection that sends it. Cheap to clone.
@@ -31,6 +36,8 @@ pub struct PreparedMessage {
 struct Inner {
     message: Message,
     compressed: [OnceLock<Bytes>; WINDOWS],
+    /// The unmasked, uncompressed frame (small messages only).
+    plain: OnceLock<Bytes>,
 }
 
 impl PreparedMessage {
@@ -41,6 +48,7 @@ impl PreparedMessage {
             inner: Arc::new(Inner {
                 message,
                 compressed: Default::default(),
+                plain: OnceLock::new(),
             }),
         })
     }
@@ -70,6 +78,16 @@ impl PreparedMessage {
     /// valid encodings of the same message).
     pub(crate) fn store_compressed(&self, window_bits: u8, frame: Bytes) -> &Bytes {
         self.inner.compressed[slot(window_bits)].get_or_init(|| frame)
+    }
+
+    /// The uncompressed server frame, if already built.
+    pub(crate) fn plain_frame(&self) -> Option<&Bytes> {
+        self.inner.plain.get()
+    }
+
+    /// Stores the uncompressed server frame.
+    pub(crate) fn store_plain(&self, frame: Bytes) {
+        let _ = self.inner.plain.set(frame);
     }
 
     /// Whether a compressed frame for 2^`window_bits` has been built.

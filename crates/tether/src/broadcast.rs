@@ -323,8 +323,9 @@ impl<T> Subscription<T> {
     }
 
     /// Frames the pending messages numbered below `until` into `batch`, calling
-    /// `on_each` with each message and its tag, until the batch passes its high-water mark
-    /// or none is left. Nothing is written: the caller flushes.
+    /// `on_each` with each message and its tag, until the next one would not
+    /// fit under the batch's high-water mark or none is left. Nothing is
+    /// written: the caller flushes.
     pub fn queue_into<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         batch: &mut crate::Batch<'_, S>,
@@ -342,12 +343,12 @@ impl<T> Subscription<T> {
         let start = (self.next - ring.first) as usize;
         let end = until.min(ring.head()).saturating_sub(ring.first) as usize;
         for (message, tag) in ring.messages.range(start..end.max(start)) {
+            if !batch.has_room_for(message.message().len()) {
+                return Ok(Queued::Full);
+            }
             batch.queue_prepared(message)?;
             on_each(message, tag);
             self.next += 1;
-            if batch.over_high_water() {
-                return Ok(Queued::Full);
-            }
         }
         Ok(Queued::CaughtUp)
     }

@@ -211,6 +211,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Batch<'_, S> {
         self.side.writer.over_high_water()
     }
 
+    /// Whether a message of `len` payload bytes still fits under the writer's
+    /// high-water mark (an empty queue takes any message); if not, flush first.
+    pub fn has_room_for(&self, len: usize) -> bool {
+        self.side.writer.has_room_for(len)
+    }
+
     /// Sends a message and waits until the socket has taken it.
     async fn send(&mut self, message: impl Into<Message>) -> Result<()> {
         let side = &mut *self.side;

@@ -50,6 +50,8 @@ impl Writer {
         self.close_sent.clone()
     }
 
+    /// A fresh masking key for a client's frame; none for a server's.
+    #[inline]
     fn mask(&self) -> Option<[u8; 4]> {
         (self.encoder.role() == Role::Client).then(rand::random::<[u8; 4]>)
     }
@@ -123,6 +125,16 @@ impl Writer {
     /// Whether the queue passed the high-water mark and should be written now.
     pub(crate) fn over_high_water(&self) -> bool {
         self.buf.len() >= self.high_water as usize
+    }
+
+    /// Whether a message of `len` payload bytes fits under the high-water mark
+    /// (an empty queue takes any message). Checking before queueing keeps a
+    /// full batch within the buffer reserved for it instead of reallocating
+    /// it at twice the size for the one frame that crosses the mark.
+    pub(crate) fn has_room_for(&self, len: usize) -> bool {
+        // The largest header: 2 bytes, an 8-byte length, a 4-byte mask.
+        const MAX_HEADER: usize = 14;
+        self.buf.is_empty() || self.buf.len() + len + MAX_HEADER <= self.high_water as usize
     }
 
     /// Writes the queue out if it passed the high-water mark.
