@@ -90,8 +90,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                         Poll::Pending => {}
                     }
                 }
+                // A closed queue (the session ended) stops the writer, even
+                // with stream frames left: the client is going away.
                 match queue.poll_ready(cx) {
-                    Poll::Ready(open) => Poll::Ready(open || ready),
+                    Poll::Ready(open) => Poll::Ready(open),
                     Poll::Pending if ready => Poll::Ready(true),
                     Poll::Pending => Poll::Pending,
                 }
@@ -163,6 +165,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                     self.forward(&mut stopped, batch, *until, sent).await?;
                 }
             }
+            if !batch.has_room_for(frame.message().len()) {
+                batch.flush().await?;
+            }
             batch.queue_prepared(&frame)?;
             sent.add(&frame);
             if let Some(position) = position {
@@ -187,15 +192,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 let started = following.last_mut().expect("just pushed");
                 self.forward(started, batch, u64::MAX, sent).await?;
             }
-            if batch.over_high_water() {
-                batch.flush().await?;
-            }
         }
         Ok(())
     }
 
     /// Queues what `follow`'s stream holds below `until`, flushing whenever
-    /// the batch passes the high-water mark. A lag is handled by the channel's
+    /// the batch reaches the high-water mark. A lag is handled by the channel's
     /// policy: `disconnect` raises the overflow signal; the others skip to the
     /// oldest frame the stream still holds.
     async fn forward(
