@@ -17,6 +17,10 @@ pub enum Peer {
     Fastwebsockets,
     /// `tether serve` (fan-out only: the server against the bare library).
     TetherServe,
+    /// `tether echo` with each message padded to the length of `tether
+    /// serve`'s publication frame (fan-out only): the bare library moving the
+    /// same bytes as the server, so the two differ only by the hub.
+    TetherWide,
 }
 
 impl Peer {
@@ -27,13 +31,14 @@ impl Peer {
             Peer::Tungstenite => "tokio-tungstenite",
             Peer::Fastwebsockets => "fastwebsockets",
             Peer::TetherServe => "tether serve",
+            Peer::TetherWide => "tether, serve-sized frames",
         }
     }
 
     /// The binary, next to the runner's own.
     pub fn binary(self) -> &'static str {
         match self {
-            Peer::Tether | Peer::TetherServe => "tether",
+            Peer::Tether | Peer::TetherServe | Peer::TetherWide => "tether",
             Peer::Tungstenite => "peer-tungstenite",
             Peer::Fastwebsockets => "peer-fastwebsockets",
         }
@@ -113,12 +118,16 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// The load's options against `url`, for a server with `pid`.
-    pub fn options(&self, url: String, pid: u32, channel: &str) -> Options {
+    /// The load's options against `peer` at `url`, for a server with `pid`.
+    pub fn options(&self, peer: Peer, url: String, pid: u32, channel: &str) -> Options {
+        let size = match peer {
+            Peer::TetherWide => serve_frame_len(channel, self.messages.unwrap_or(1), self.size),
+            _ => self.size,
+        };
         let mut options = Options::new(url)
             .connections(self.connections)
             .rate(self.rate)
-            .size(self.size)
+            .size(size)
             .duration(self.duration)
             .messages(self.messages)
             .server_pid(Some(pid))
@@ -128,6 +137,21 @@ impl Measurement {
         options.in_flight = self.in_flight;
         options
     }
+}
+
+/// The length of `tether serve`'s publication frame on `channel` at `offset`
+/// for a `size`-byte load-generator payload (which travels as a JSON string).
+pub fn serve_frame_len(channel: &str, offset: u64, size: usize) -> usize {
+    let payload = "x".repeat(size.max(tether_bench::MIN_PAYLOAD));
+    let data = serde_json::value::to_raw_value(&payload).expect("a string serialises");
+    let push = tether_server::protocol::Push::Publication {
+        channel,
+        offset,
+        data: &data,
+    };
+    serde_json::to_string(&push)
+        .expect("a push serialises")
+        .len()
 }
 
 fn pick<T>(quick: bool, full: T, smoke: T) -> T {
@@ -147,6 +171,7 @@ pub fn measurements(quick: bool) -> Vec<Measurement> {
         Peer::Tungstenite,
         Peer::Fastwebsockets,
         Peer::TetherServe,
+        Peer::TetherWide,
     ];
     let throughput = vec![Figure::PerCpuSecond, Figure::PerSecond, Figure::P99];
     let echo = |name, size| Measurement {
@@ -257,7 +282,8 @@ impl Runs {
 }
 
 /// The table: a row per measurement and figure, a column per library, the
-/// ratios tether/peer, and tether serve against tether echo for fan-out.
+/// ratios tether/peer, and for fan-out tether serve against tether echo, both
+/// with the same payload and with frames of the same length.
 pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
     let find = |name: &str, peer: Peer| {
         results
@@ -270,20 +296,21 @@ pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
         _ => "–".to_owned(),
     };
     let mut out = String::from(
-        "| measurement | tether | tokio-tungstenite | fastwebsockets | tether ÷ tungstenite | tether ÷ fastwebsockets | tether serve | serve ÷ tether |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| measurement | tether | tokio-tungstenite | fastwebsockets | tether ÷ tungstenite | tether ÷ fastwebsockets | tether serve | serve ÷ tether | tether, serve-sized frames | serve ÷ that |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for m in plan {
         for figure in &m.figures {
             let value = |peer| find(m.name, peer).and_then(|r| r.median(*figure));
-            let (t, tt, fw, serve) = (
+            let (t, tt, fw, serve, wide) = (
                 value(Peer::Tether),
                 value(Peer::Tungstenite),
                 value(Peer::Fastwebsockets),
                 value(Peer::TetherServe),
+                value(Peer::TetherWide),
             );
             out.push_str(&format!(
-                "| {}: {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {}: {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 m.name,
                 figure.label(m.unit),
                 cell(t),
@@ -293,6 +320,8 @@ pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
                 ratio(t, fw),
                 cell(serve),
                 ratio(serve, t),
+                cell(wide),
+                ratio(serve, wide),
             ));
         }
     }
@@ -308,5 +337,14 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(Vec::new()), None);
+    }
+
+    #[test]
+    fn serve_frames_are_the_envelope_plus_the_payload_as_a_string() {
+        let len = serve_frame_len("bench:feed", 4000, 16);
+        let expected = r#"{"push":"publication","channel":"bench:feed","offset":4000,"data":""}"#
+            .len()
+            + tether_bench::MIN_PAYLOAD;
+        assert_eq!(len, expected);
     }
 }

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
             let mut reports = Vec::new();
             for run in 1..=runs {
                 let server_args: Vec<&str> = match peer {
-                    Peer::Tether => vec!["echo", "--log", "warn"],
+                    Peer::Tether | Peer::TetherWide => vec!["echo", "--log", "warn"],
                     Peer::TetherServe => vec![
                         "serve",
                         "--log",
@@ -115,7 +115,8 @@ fn main() -> anyhow::Result<()> {
                     Peer::TetherServe => "/connection/websocket",
                     _ => measurement.path,
                 };
-                let options = measurement.options(server.url(path), server.pid(), "bench:feed");
+                let options =
+                    measurement.options(peer, server.url(path), server.pid(), "bench:feed");
                 let outcome = runtime.block_on(measurement.scenario.run(&options));
                 drop(server);
                 match outcome {
@@ -155,8 +156,10 @@ fn main() -> anyhow::Result<()> {
                             );
                             flawed_runs.push(note);
                             // tether must lose nothing; a peer's losses are reported.
-                            failures +=
-                                usize::from(matches!(peer, Peer::Tether | Peer::TetherServe));
+                            failures += usize::from(matches!(
+                                peer,
+                                Peer::Tether | Peer::TetherServe | Peer::TetherWide
+                            ));
                         }
                         reports.push(report);
                     }
@@ -168,7 +171,10 @@ fn main() -> anyhow::Result<()> {
                         );
                         eprintln!("{note}");
                         flawed_runs.push(note);
-                        failures += usize::from(matches!(peer, Peer::Tether | Peer::TetherServe));
+                        failures += usize::from(matches!(
+                            peer,
+                            Peer::Tether | Peer::TetherServe | Peer::TetherWide
+                        ));
                     }
                 }
             }

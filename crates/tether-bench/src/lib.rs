@@ -35,3 +35,7 @@ pub use latency::Latency;
 pub use options::Options;
 pub use report::Report;
 pub use scenario::Scenario;
+
+/// Smallest payload the fan-out and churn scenarios send: their timestamp and
+/// sequence header (smaller `--size`s are raised to it).
+pub const MIN_PAYLOAD: usize = scenario::feed::HEADER;

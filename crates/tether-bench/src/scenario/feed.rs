@@ -21,7 +21,7 @@ use crate::meter::{Budget, Counter};
 use crate::options::{Options, DEFAULT_PUBLISH_RATE};
 
 /// Bytes of the timestamp and sequence header: 20 digits, space, 10 digits, space.
-const HEADER: usize = 32;
+pub(crate) const HEADER: usize = 32;
 
 /// How the scenario talks to the server.
 #[derive(Debug, Clone)]
@@ -266,11 +266,13 @@ impl Publisher {
     }
 
     async fn send(&self, seq: u64) -> Result<()> {
-        let frame = self
-            .mode
-            .publish_frame(seq, &body(self.origin, seq, self.size));
-        self.writer.send(frame).await?;
+        self.writer.send(self.frame(seq)).await?;
         Ok(())
+    }
+
+    fn frame(&self, seq: u64) -> String {
+        self.mode
+            .publish_frame(seq, &body(self.origin, seq, self.size))
     }
 
     /// Publishes the warm-up (sequence 0) until `subscribers` have seen it.
@@ -300,20 +302,26 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes sequences 1, 2, … at `rate` per second (an infinite rate:
-    /// back to back) until the budget runs out; returns the last sequence sent.
+    /// Publishes sequences 1, 2, … at `rate` per second until the budget runs
+    /// out; returns the last sequence sent. An infinite rate is a burst: the
+    /// publications are written back to back, a socket buffer at a time, so
+    /// the server has them all in front of it at once.
     pub(crate) async fn run(&self, rate: Option<f64>, budget: &Budget) -> Result<u64> {
         let rate = rate.unwrap_or(DEFAULT_PUBLISH_RATE);
-        let mut ticker = rate.is_finite().then(|| {
-            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-            ticker
-        });
         let mut seq = 0;
-        while budget.take() {
-            if let Some(ticker) = &mut ticker {
-                ticker.tick().await;
+        if !rate.is_finite() {
+            while budget.take() {
+                seq += 1;
+                // `feed` writes whenever the writer's buffer fills.
+                self.writer.feed(self.frame(seq)).await?;
             }
+            self.writer.flush().await?;
+            return Ok(seq);
+        }
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        while budget.take() {
+            ticker.tick().await;
             seq += 1;
             self.send(seq).await?;
         }

@@ -4,7 +4,7 @@
 mod churn;
 mod echo;
 mod fanout;
-mod feed;
+pub(crate) mod feed;
 mod handshake;
 mod idle;
 
