@@ -311,6 +311,23 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
             .call(json!({"op": "publish", "channel": "firehose", "data": big}))
             .await;
     }
+    // The server gives up on the slow client while it still is not reading:
+    // its writer, stuck on a full socket, notices the lag.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let samples = metrics(&server).await;
+        if samples
+            .get("tether_disconnects_total{code=\"4001\"}")
+            .is_some_and(|n| *n >= 1.0)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slow-consumer disconnect while the client was stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The slow client wakes up: it reads its backlog, then the disconnect advice
     // and a 4001 close frame.
     let mut advice = None;
@@ -549,6 +566,18 @@ fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
     samples
 }
 
+/// The server's metrics, parsed.
+async fn metrics(server: &common::Server) -> std::collections::HashMap<String, f64> {
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    parse_metrics(response.split("\r\n\r\n").nth(1).unwrap())
+}
+
 #[tokio::test]
 async fn exposes_prometheus_metrics() {
     let server =
@@ -566,15 +595,7 @@ async fn exposes_prometheus_metrics() {
         .header("Origin", "http://evil.example")
         .connect()
         .await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = response.split("\r\n\r\n").nth(1).unwrap();
-    let samples = parse_metrics(body);
+    let samples = metrics(&server).await;
     assert_eq!(samples["tether_connections"], 1.0);
     assert_eq!(samples["tether_subscriptions"], 1.0);
     assert_eq!(samples["tether_publications_total"], 1.0);

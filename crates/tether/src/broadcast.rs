@@ -9,7 +9,8 @@
 //! member that falls more than the ring's capacity behind has lagged: its
 //! [`Subscription::forward_to`] returns [`Ended::Lagged`] and the caller drops
 //! it (typically with close code 1008), so a slow reader neither holds memory
-//! nor delays the others.
+//! nor delays the others. A message every member has sent is let go at once,
+//! so a ring whose members keep up holds almost nothing.
 //!
 //! ```no_run
 //! # async fn run(ws: tether::WebSocket<tokio::net::TcpStream>, group: tether::Broadcast) -> tether::Result<()> {
@@ -114,8 +115,18 @@ struct Shared<T> {
 }
 
 #[derive(Debug)]
+struct Entry<T> {
+    message: PreparedMessage,
+    tag: T,
+    /// Members that have yet to send it.
+    remaining: usize,
+}
+
+#[derive(Debug)]
 struct Ring<T> {
-    messages: VecDeque<(PreparedMessage, T)>,
+    messages: VecDeque<Entry<T>>,
+    /// Members (live subscriptions).
+    members: usize,
     /// Sequence number of `messages[0]`.
     first: u64,
     /// Payload bytes in `messages`.
@@ -133,6 +144,21 @@ impl<T> Ring<T> {
     /// Sequence number the next message will get.
     fn head(&self) -> u64 {
         self.first + self.messages.len() as u64
+    }
+
+    /// Lets go of the oldest messages while every member has sent them, the
+    /// ring is over capacity, or over its byte bound (the newest stays).
+    fn trim(&mut self) {
+        while let Some(oldest) = self.messages.front() {
+            let over = self.messages.len() > self.config.capacity
+                || (self.bytes > self.config.max_bytes && self.messages.len() > 1);
+            if oldest.remaining > 0 && !over {
+                break;
+            }
+            self.bytes -= oldest.message.message().len();
+            self.messages.pop_front();
+            self.first += 1;
+        }
     }
 }
 
@@ -168,6 +194,7 @@ impl<T> Broadcast<T> {
             shared: Arc::new(Shared {
                 ring: Mutex::new(Ring {
                     messages: VecDeque::new(),
+                    members: 0,
                     first: 0,
                     bytes: 0,
                     config,
@@ -186,15 +213,13 @@ impl<T> Broadcast<T> {
         let waiting = {
             let mut ring = self.shared.ring();
             ring.bytes += message.message().len();
-            ring.messages.push_back((message, tag));
-            while ring.messages.len() > ring.config.capacity
-                || (ring.bytes > ring.config.max_bytes && ring.messages.len() > 1)
-            {
-                if let Some((old, _)) = ring.messages.pop_front() {
-                    ring.bytes -= old.message().len();
-                    ring.first += 1;
-                }
-            }
+            let remaining = ring.members;
+            ring.messages.push_back(Entry {
+                message,
+                tag,
+                remaining,
+            });
+            ring.trim();
             if ring.waiting.is_empty() {
                 return;
             }
@@ -210,7 +235,10 @@ impl<T> Broadcast<T> {
 
     /// A new member, starting with the next message sent.
     pub fn subscribe(&self) -> Subscription<T> {
-        let next = self.shared.ring().head();
+        let mut ring = self.shared.ring();
+        ring.members += 1;
+        let next = ring.head();
+        drop(ring);
         Subscription {
             shared: self.shared.clone(),
             next,
@@ -218,7 +246,7 @@ impl<T> Broadcast<T> {
         }
     }
 
-    /// Messages the ring holds now.
+    /// Messages the ring holds now: those some member has yet to send.
     pub fn len(&self) -> usize {
         self.shared.ring().messages.len()
     }
@@ -232,15 +260,6 @@ impl<T> Broadcast<T> {
     /// from 0 in the order sent).
     pub fn head(&self) -> u64 {
         self.shared.ring().head()
-    }
-
-    /// Lets go of every message the ring holds (members still behind have
-    /// lagged), for a group nobody follows any more.
-    pub fn clear(&self) {
-        let mut ring = self.shared.ring();
-        ring.first = ring.head();
-        ring.messages.clear();
-        ring.bytes = 0;
     }
 }
 
@@ -322,6 +341,21 @@ impl<T> Subscription<T> {
         Poll::Pending
     }
 
+    /// Ready with the number of messages missed once this member has lagged;
+    /// while pending, the task is woken by every send (so a writer stuck on a
+    /// full socket can notice its member fell too far behind and give up on it).
+    pub fn poll_lag(&mut self, cx: &mut Context<'_>) -> Poll<u64> {
+        let mut ring = self.shared.ring();
+        if self.next < ring.first {
+            return Poll::Ready(ring.first - self.next);
+        }
+        if self.registered != Some(ring.generation) {
+            self.registered = Some(ring.generation);
+            ring.waiting.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Frames the pending messages numbered below `until` into `batch`, calling
     /// `on_each` with each message and its tag, until the next one would not
     /// fit under the batch's high-water mark or none is left. Nothing is
@@ -332,7 +366,7 @@ impl<T> Subscription<T> {
         until: u64,
         mut on_each: impl FnMut(&PreparedMessage, &T),
     ) -> Result<Queued> {
-        let ring = self.shared.ring();
+        let mut ring = self.shared.ring();
         if let Some(ended) = self.ended(&ring) {
             return Ok(match ended {
                 // Closed with nothing left: the caller's flush finishes.
@@ -342,21 +376,29 @@ impl<T> Subscription<T> {
         }
         let start = (self.next - ring.first) as usize;
         let end = until.min(ring.head()).saturating_sub(ring.first) as usize;
-        for (message, tag) in ring.messages.range(start..end.max(start)) {
-            if !batch.has_room_for(message.message().len()) {
-                return Ok(Queued::Full);
+        let mut progress = Queued::CaughtUp;
+        for entry in ring.messages.range_mut(start..end.max(start)) {
+            if !batch.has_room_for(entry.message.message().len()) {
+                progress = Queued::Full;
+                break;
             }
-            batch.queue_prepared(message)?;
-            on_each(message, tag);
+            if let Err(e) = batch.queue_prepared(&entry.message) {
+                ring.trim();
+                return Err(e);
+            }
+            on_each(&entry.message, &entry.tag);
+            entry.remaining -= 1;
             self.next += 1;
         }
-        Ok(Queued::CaughtUp)
+        ring.trim();
+        Ok(progress)
     }
 
     /// After [`Ended::Lagged`]: skips to the oldest message the ring still
     /// holds, for callers that would rather lose messages than the member.
     /// Returns how many were skipped.
     pub fn skip_lagged(&mut self) -> u64 {
+        // What it skipped is gone already: nothing to count down.
         let first = self.shared.ring().first;
         let missed = first.saturating_sub(self.next);
         self.next = self.next.max(first);
@@ -382,6 +424,19 @@ impl<T> Subscription<T> {
             });
         }
         (ring.closed && self.next >= ring.head()).then_some(Ended::Closed)
+    }
+}
+
+impl<T> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        // The messages it had yet to send no longer wait for it.
+        let mut ring = self.shared.ring();
+        ring.members -= 1;
+        let start = (self.next.saturating_sub(ring.first) as usize).min(ring.messages.len());
+        for entry in ring.messages.range_mut(start..) {
+            entry.remaining -= 1;
+        }
+        ring.trim();
     }
 }
 
@@ -481,9 +536,34 @@ mod tests {
         assert_eq!(subscription.pending(), 4);
     }
 
+    #[tokio::test]
+    async fn messages_every_member_has_sent_are_let_go() {
+        let group = Broadcast::default();
+        group.send(text(0));
+        assert_eq!(group.len(), 0, "no member: nothing is kept");
+        let (writer, _reader) = pair();
+        let mut sent = group.subscribe();
+        let mut behind = group.subscribe();
+        for n in 1..=3 {
+            group.send(text(n));
+        }
+        assert_eq!(group.len(), 3);
+        let mut batch = writer.batch().await;
+        sent.queue_into(&mut batch, u64::MAX, |_, _| {}).unwrap();
+        assert_eq!(group.len(), 3, "one member still has to send them");
+        behind.queue_into(&mut batch, 2, |_, _| {}).unwrap();
+        assert_eq!(group.len(), 2, "the first is let go once both sent it");
+        drop(behind);
+        assert_eq!(group.len(), 0, "a member that leaves holds nothing back");
+        group.send(text(4));
+        assert_eq!(group.len(), 1);
+        assert_eq!(sent.pending(), 1);
+    }
+
     #[test]
     fn large_messages_are_let_go_beyond_the_byte_bound() {
         let group = Broadcast::new(BroadcastConfig::default().max_bytes(10));
+        let _member = group.subscribe();
         group.send(PreparedMessage::binary(vec![0u8; 8]));
         group.send(PreparedMessage::binary(vec![0u8; 8]));
         assert_eq!(group.len(), 1, "the older one is let go");

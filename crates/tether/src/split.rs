@@ -228,4 +228,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Batch<'_, S> {
         let side = &mut *self.side;
         side.writer.flush(&mut side.io).await
     }
+
+    /// Polls writing everything queued (cancel-safe: see [`flush`](Self::flush)).
+    pub fn poll_flush(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        let side = &mut *self.side;
+        side.writer.poll_flush(&mut side.io, cx)
+    }
 }

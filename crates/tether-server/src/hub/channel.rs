@@ -167,9 +167,7 @@ impl Channel {
         position: Option<&Arc<Position>>,
     ) -> u64 {
         if let Some(stream) = &self.stream {
-            if !self.subscribers.is_empty() {
-                stream.send_tagged(frame.clone(), position.map(|p| p.offset));
-            }
+            stream.send_tagged(frame.clone(), position.map(|p| p.offset));
             return 0;
         }
         let mut dropped = 0;

@@ -322,12 +322,6 @@ impl Hub {
                 None,
             );
         }
-        if state.subscribers.is_empty() {
-            // Nobody left to read it: let the frames go.
-            if let Some(stream) = &state.stream {
-                stream.clear();
-            }
-        }
         Ok(stop)
     }
 

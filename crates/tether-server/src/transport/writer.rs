@@ -121,15 +121,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
             self.metrics.messages_out.inc_by(sent.messages);
             self.metrics.bytes_out.inc_by(sent.bytes);
             let flushed = match result {
-                Ok(()) => batch.flush().await,
+                Ok(()) => self.flush(&mut batch, &mut following).await,
+                Err(stop) => Err(stop),
+            };
+            match flushed {
+                Ok(()) => {}
+                // The session says goodbye (and aborts this task if the
+                // socket stays full).
                 Err(Stop::Overflow) => {
                     let _ = batch.flush().await;
                     return;
                 }
                 Err(Stop::Socket) => return,
-            };
-            if flushed.is_err() {
-                return;
             }
         }
     }
@@ -159,14 +162,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
             if let Some(Follow::Stop { channel, until }) = &follow {
                 if let Some(at) = following.iter().position(|f| f.channel == *channel) {
                     let mut stopped = following.swap_remove(at);
-                    // Whatever it missed is moot now (its stream may have been
-                    // cleared as the last subscriber left): no disconnect.
+                    // Whatever it missed is moot now that it left the
+                    // channel: no disconnect.
                     stopped.policy = SlowConsumerPolicy::DropOldest;
                     self.forward(&mut stopped, batch, *until, sent).await?;
                 }
             }
             if !batch.has_room_for(frame.message().len()) {
-                batch.flush().await?;
+                self.flush(batch, following).await?;
             }
             batch.queue_prepared(&frame)?;
             sent.add(&frame);
@@ -219,7 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 })?;
             match progress {
                 Progress::CaughtUp | Progress::Ended(Ended::Closed) => return Ok(()),
-                Progress::Full => batch.flush().await?,
+                Progress::Full => self.flush(batch, std::slice::from_mut(follow)).await?,
                 Progress::Ended(Ended::Lagged { missed }) => {
                     self.metrics.queue_drops.inc_by(missed);
                     if follow.policy == SlowConsumerPolicy::Disconnect {
@@ -230,6 +233,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 }
             }
         }
+    }
+
+    /// Flushes `batch`. While the socket is full, a stream in `watched` on a
+    /// `disconnect` channel whose subscriber lagged ends the wait: the overflow
+    /// signal goes up and the session disconnects the slow consumer, instead of
+    /// the lag going unnoticed until the client reads again.
+    async fn flush(&self, batch: &mut Batch<'_, S>, watched: &mut [Following]) -> Result<(), Stop> {
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = batch.poll_flush(cx) {
+                return Poll::Ready(result.map_err(Stop::from));
+            }
+            for follow in watched.iter_mut() {
+                if follow.policy != SlowConsumerPolicy::Disconnect {
+                    continue;
+                }
+                if let Poll::Ready(missed) = follow.subscription.poll_lag(cx) {
+                    self.metrics.queue_drops.inc_by(missed);
+                    self.overflow.trip();
+                    return Poll::Ready(Err(Stop::Overflow));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Records the positions reached in this burst for the disconnect push.
