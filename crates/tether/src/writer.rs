@@ -25,8 +25,10 @@ pub(crate) struct Writer {
     /// Shared with the reader, which then bounds its wait for the peer's close.
     close_sent: Arc<AtomicBool>,
     shut_down: bool,
-    /// Capacity of the last batch written (see [`Writer::poll_flush`]).
+    /// Size of the last batch written (see [`Writer::poll_flush`]).
     batch_hint: u32,
+    /// Largest size the batch being written reached.
+    peak: u32,
 }
 
 impl Writer {
@@ -38,6 +40,7 @@ impl Writer {
             close_sent: Arc::default(),
             shut_down: false,
             batch_hint: 0,
+            peak: 0,
         }
     }
 
@@ -160,6 +163,11 @@ impl Writer {
         io: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<Result<()>> {
+        // Bytes are only added between flushes, so the batch is at its largest
+        // when a flush starts.
+        self.peak = self
+            .peak
+            .max(u32::try_from(self.buf.len()).unwrap_or(u32::MAX));
         while !self.buf.is_empty() {
             let written = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf))?;
             if written == 0 {
@@ -171,8 +179,12 @@ impl Writer {
         }
         if self.buf.capacity() > 0 {
             // An idle connection keeps no output buffer; the next batch starts
-            // with room for one like this one.
-            self.batch_hint = self.buf.capacity().min(self.high_water as usize) as u32;
+            // with room for one like this one (a batch may pass the high-water
+            // mark by one message: room for that too, rather than reallocating
+            // and copying the whole batch for its last message).
+            let most = self.high_water.saturating_mul(2);
+            self.batch_hint = self.peak.min(most);
+            self.peak = 0;
             self.buf = BytesMut::new();
         }
         ready!(Pin::new(io).poll_flush(cx))?;
