@@ -215,8 +215,10 @@ pub async fn serve<S>(
                     }
                 }
                 let verdict = match message {
-                    Ok(Some(Message::Text(text))) => session.handle_text(&text).await,
-                    Ok(Some(Message::Binary(_))) => session.handle_binary().await,
+                    // Boxed: a request is handled in a moment, and an idle
+                    // connection should not carry the room its state needs.
+                    Ok(Some(Message::Text(text))) => Box::pin(session.handle_text(&text)).await,
+                    Ok(Some(Message::Binary(_))) => Box::pin(session.handle_binary()).await,
                     Ok(Some(Message::Close(frame))) => break match frame {
                         Some(frame) => format!("closed by client: {} {:?}", frame.code.0, frame.reason.as_str()),
                         None => "closed by client".to_owned(),
@@ -237,10 +239,10 @@ pub async fn serve<S>(
                     let code = DisconnectCode::NoPong;
                     metrics.disconnect(code as u16);
                     let close = CloseFrame::new(code as u16, "no pong");
-                    goodbye(&writer, disconnect_push(code, "no pong", None), close, close_timeout).await;
+                    Box::pin(goodbye(&writer, disconnect_push(code, "no pong", None), close, close_timeout)).await;
                     break "no pong within the heartbeat timeout".to_owned();
                 }
-                let _ = writer.send(Message::Ping(bytes::Bytes::new())).await;
+                let _ = Box::pin(writer.send(Message::Ping(bytes::Bytes::new()))).await;
             }
             _ = kicked.notified() => {
                 let code = DisconnectCode::Kicked;
@@ -264,7 +266,7 @@ pub async fn serve<S>(
                     })
                     .collect();
                 let push = disconnect_push_at(code, "slow consumer", None, positions);
-                goodbye(&writer, push, close, close_timeout).await;
+                Box::pin(goodbye(&writer, push, close, close_timeout)).await;
                 break "slow consumer".to_owned();
             }
             _ = stopping(&mut shutdown) => {
@@ -275,14 +277,14 @@ pub async fn serve<S>(
                 let after = Duration::from_millis(rand::random::<u64>() % window);
                 let push = disconnect_push(DisconnectCode::Shutdown, "server shutting down", Some(after));
                 drop(session);
-                let flushed = tokio::time::timeout(config.shutdown_timeout, &mut writer_task).await;
+                let flushed = Box::pin(tokio::time::timeout(config.shutdown_timeout, &mut writer_task)).await;
                 if flushed.is_err() {
                     writer_task.abort();
                 }
                 let close = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
-                goodbye(&writer, push, close, close_timeout).await;
+                Box::pin(goodbye(&writer, push, close, close_timeout)).await;
                 // Wait briefly for the client's close frame, so it sees a clean close.
-                let _ = tokio::time::timeout(close_timeout, async { while let Ok(Some(_)) = reader.recv().await {} }).await;
+                let _ = Box::pin(tokio::time::timeout(close_timeout, async { while let Ok(Some(_)) = reader.recv().await {} })).await;
                 let seconds = opened.elapsed().as_secs_f64();
                 tracing::info!(%client, %peer, seconds, reason = "server shutting down", "connection closed");
                 return;
@@ -294,17 +296,22 @@ pub async fn serve<S>(
             // Deliver the replies already queued (the refusals that explain the
             // close), then close: leaving the channels lets the queue run dry.
             drop(session);
-            if tokio::time::timeout(close_timeout, &mut writer_task)
-                .await
-                .is_err()
-            {
-                writer_task.abort();
-            }
-            let _ = tokio::time::timeout(close_timeout, writer.close(Some(frame))).await;
-            // Read (and discard) until the client's close frame: dropping the socket
-            // with unread input would reset it and could lose our close frame.
-            let _ = tokio::time::timeout(close_timeout, async {
-                while let Ok(Some(_)) = reader.recv().await {}
+            // Boxed, like every rare path here: the connection's task stays small.
+            Box::pin(async {
+                if tokio::time::timeout(close_timeout, &mut writer_task)
+                    .await
+                    .is_err()
+                {
+                    writer_task.abort();
+                }
+                let _ = tokio::time::timeout(close_timeout, writer.close(Some(frame))).await;
+                // Read (and discard) until the client's close frame: dropping the
+                // socket with unread input would reset it and could lose our close
+                // frame.
+                let _ = tokio::time::timeout(close_timeout, async {
+                    while let Ok(Some(_)) = reader.recv().await {}
+                })
+                .await;
             })
             .await;
         }
