@@ -134,6 +134,8 @@ struct Ring<T> {
     config: BroadcastConfig,
     /// Members waiting for the next message; emptied (and woken) by each send.
     waiting: Vec<Waker>,
+    /// Wakers in `waiting` whose members have gone since they registered.
+    stale: usize,
     /// Counts the sends that woke someone: a member registered in an older
     /// generation has been woken and must register again.
     generation: u64,
@@ -199,6 +201,7 @@ impl<T> Broadcast<T> {
                     bytes: 0,
                     config,
                     waiting: Vec::new(),
+                    stale: 0,
                     generation: 0,
                     closed: false,
                 }),
@@ -224,6 +227,7 @@ impl<T> Broadcast<T> {
                 return;
             }
             ring.generation += 1;
+            ring.stale = 0;
             std::mem::take(&mut ring.waiting)
         };
         // Woken outside the lock, so woken members on other threads do not
@@ -279,6 +283,7 @@ impl<T> Drop for Broadcast<T> {
                 let mut ring = self.shared.ring();
                 ring.closed = true;
                 ring.generation += 1;
+                ring.stale = 0;
                 std::mem::take(&mut ring.waiting)
             };
             for waker in waiting {
@@ -437,6 +442,23 @@ impl<T> Drop for Subscription<T> {
             entry.remaining -= 1;
         }
         ring.trim();
+        // Its waker stays in `waiting` until the next send. On a quiet group
+        // with members coming and going those would pile up: once most of the
+        // list is stale, wake everyone (spuriously; live members register
+        // again) and start a fresh list.
+        let mut woken = Vec::new();
+        if self.registered == Some(ring.generation) {
+            ring.stale += 1;
+            if ring.stale > 64 && ring.stale * 2 > ring.waiting.len() {
+                ring.generation += 1;
+                ring.stale = 0;
+                woken = std::mem::take(&mut ring.waiting);
+            }
+        }
+        drop(ring);
+        for waker in woken {
+            waker.wake();
+        }
     }
 }
 
@@ -558,6 +580,28 @@ mod tests {
         group.send(text(4));
         assert_eq!(group.len(), 1);
         assert_eq!(sent.pending(), 1);
+    }
+
+    #[test]
+    fn members_that_leave_a_quiet_group_do_not_pile_up_wakers() {
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let group: Broadcast = Broadcast::default();
+        let mut stays = group.subscribe();
+        assert!(stays.poll_messages(&mut cx).is_pending());
+        for _ in 0..10_000 {
+            let mut passing = group.subscribe();
+            assert!(passing.poll_messages(&mut cx).is_pending());
+        }
+        assert!(group.shared.ring().waiting.len() < 200);
+        // The member that stayed is woken by the next send all the same.
+        assert!(stays.poll_messages(&mut cx).is_pending());
+        group.send(text(1));
+        assert_eq!(stays.poll_messages(&mut cx), Poll::Ready(Ok(())));
     }
 
     #[test]
