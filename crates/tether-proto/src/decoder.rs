@@ -133,6 +133,9 @@ impl Decoder {
                 let Some((header, header_len)) = FrameHeader::parse(&self.buf)? else {
                     return Ok(None);
                 };
+                if let Some(message) = self.take_whole_frame(&header, header_len)? {
+                    return Ok(Some(message));
+                }
                 self.check_header(&header)?;
                 self.buf.advance(header_len);
                 self.frame = Some(FrameState {
@@ -149,6 +152,46 @@ impl Decoder {
                 return Ok(Some(message));
             }
         }
+    }
+
+    /// The common case in one step: a final, uncompressed text or binary frame,
+    /// wholly buffered, with no fragmented message in progress, is unmasked,
+    /// checked and handed out without the per-frame bookkeeping of the general
+    /// path. `Ok(None)` leaves everything else (a rule broken included) to that
+    /// path, which reports it, so both agree on every error.
+    fn take_whole_frame(
+        &mut self,
+        header: &FrameHeader,
+        header_len: usize,
+    ) -> Result<Option<Message>, ProtocolError> {
+        let text = match header.opcode {
+            OpCode::Text => true,
+            OpCode::Binary => false,
+            _ => return Ok(None),
+        };
+        let whole = header.fin
+            && header.rsv == 0
+            && self.message.is_none()
+            && header.mask.is_some() == (self.role == Role::Server)
+            && header.len <= self.limits.max_frame_size.min(self.limits.max_message_size) as u64
+            && header.len <= (self.buf.len() - header_len) as u64;
+        if !whole {
+            return Ok(None);
+        }
+        self.buf.advance(header_len);
+        let mut payload = self.buf.split_to(header.len as usize);
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        let payload = payload.freeze();
+        if !text {
+            return Ok(Some(Message::Binary(payload)));
+        }
+        // Most text is ASCII, and checking that is a word at a time.
+        if !payload.is_ascii() && simdutf8::basic::from_utf8(&payload).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(Some(Message::Text(Utf8Bytes::from_validated(payload))))
     }
 
     /// Whether this frame's payload is consumed as it arrives (compressed data)
@@ -368,6 +411,55 @@ mod tests {
             decode_all(&mut client, b"\x81\x05Hello").unwrap(),
             vec![Message::text("Hello")]
         );
+    }
+
+    /// Decodes `bytes` fed one at a time, so no frame is ever whole on arrival
+    /// and only the general path runs.
+    fn decode_piecewise(
+        decoder: &mut Decoder,
+        bytes: &[u8],
+    ) -> Result<Vec<Message>, ProtocolError> {
+        let mut out = vec![];
+        for byte in bytes {
+            out.extend(decode_all(decoder, std::slice::from_ref(byte))?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn whole_frames_and_piecewise_input_decode_alike() {
+        let small = || Decoder::new(Role::Server, Config::default().max_message_size(8), None);
+        let mut unmasked = b"\x81\x02hi".to_vec();
+        unmasked.splice(0..0, masked(0x82, b"ok"));
+        type NewDecoder = fn() -> Decoder;
+        let cases: Vec<(Vec<u8>, NewDecoder)> = vec![
+            (masked(0x81, b"Hello"), server),
+            (masked(0x82, &[0, 1, 2, 0xff]), server),
+            (masked(0x81, b""), server),
+            (masked(0x81, "h\u{e9}llo \u{20ac}".as_bytes()), server),
+            (masked(0x81, &[b'a', 0xff, b'b']), server),
+            // A code point cut off by the end of the message.
+            (masked(0x81, &[b'a', 0xe2, 0x82]), server),
+            (unmasked, server),
+            (masked(0xa1, b"rsv2"), server),
+            (masked(0xc1, b"rsv1 without deflate"), server),
+            (masked(0x81, b"nine byte"), small),
+            (
+                [masked(0x01, b"frag"), masked(0x81, b"new")].concat(),
+                server,
+            ),
+            (
+                [masked(0x81, b"one"), masked(0x82, b"two")].concat(),
+                server,
+            ),
+        ];
+        for (bytes, decoder) in cases {
+            assert_eq!(
+                decode_all(&mut decoder(), &bytes),
+                decode_piecewise(&mut decoder(), &bytes),
+                "{bytes:02x?}"
+            );
+        }
     }
 
     #[test]

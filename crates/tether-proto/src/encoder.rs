@@ -1,6 +1,6 @@
 //! The write side: messages in, frame bytes out.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::close::MAX_CLOSE_REASON;
 use crate::config::Role;
@@ -162,16 +162,18 @@ impl Encoder {
         mask: Option<[u8; 4]>,
         out: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
-        FrameHeader {
+        let (header, header_len) = FrameHeader {
             fin,
             rsv,
             opcode,
             mask,
             len: payload.len() as u64,
         }
-        .encode(out);
+        .to_bytes();
+        out.reserve(header_len + payload.len());
+        out.extend_from_slice(&header[..header_len]);
         let start = out.len();
-        out.put_slice(payload);
+        out.extend_from_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut out[start..], key, 0);
         }

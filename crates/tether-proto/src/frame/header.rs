@@ -1,6 +1,6 @@
 //! The frame header (RFC 6455 §5.2): 2 to 14 bytes in front of every payload.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use super::OpCode;
 use crate::error::ProtocolError;
@@ -77,23 +77,38 @@ impl FrameHeader {
 
     /// Writes the header with the shortest length encoding.
     pub fn encode(&self, out: &mut BytesMut) {
-        out.reserve(MAX_HEADER_LEN);
-        out.put_u8((self.fin as u8) << 7 | (self.rsv & 0x07) << 4 | self.opcode.as_u8());
+        let (bytes, len) = self.to_bytes();
+        out.extend_from_slice(&bytes[..len]);
+    }
+
+    /// The header with the shortest length encoding: the bytes and how many of
+    /// them are used. Built on the stack, so a frame is appended with one
+    /// reservation for header and payload together.
+    pub fn to_bytes(&self) -> ([u8; MAX_HEADER_LEN], usize) {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        bytes[0] = (self.fin as u8) << 7 | (self.rsv & 0x07) << 4 | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        match self.len {
-            0..=125 => out.put_u8(mask_bit | self.len as u8),
+        let mut len = match self.len {
+            0..=125 => {
+                bytes[1] = mask_bit | self.len as u8;
+                2
+            }
             126..=0xffff => {
-                out.put_u8(mask_bit | 126);
-                out.put_u16(self.len as u16);
+                bytes[1] = mask_bit | 126;
+                bytes[2..4].copy_from_slice(&(self.len as u16).to_be_bytes());
+                4
             }
             _ => {
-                out.put_u8(mask_bit | 127);
-                out.put_u64(self.len);
+                bytes[1] = mask_bit | 127;
+                bytes[2..10].copy_from_slice(&self.len.to_be_bytes());
+                10
             }
-        }
+        };
         if let Some(key) = self.mask {
-            out.put_slice(&key);
+            bytes[len..len + 4].copy_from_slice(&key);
+            len += 4;
         }
+        (bytes, len)
     }
 }
 

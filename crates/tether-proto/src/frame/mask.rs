@@ -9,8 +9,10 @@
 /// The offset lets a decoder unmask a payload piecewise as it arrives.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let mut key = key;
-    key.rotate_left(offset & 3);
+    // The key as it lines up with `buf`: starting `offset % 4` bytes into it.
+    let key = u32::from_le_bytes(key)
+        .rotate_right(8 * (offset & 3) as u32)
+        .to_le_bytes();
     let word = u32::from_ne_bytes(key) as u64;
     let word = word | (word << 32);
     let mut chunks = buf.chunks_exact_mut(8);
