@@ -29,7 +29,13 @@ impl Budget {
 
     /// Claims one operation; false once the run is over.
     pub fn take(&self) -> bool {
-        if Instant::now() >= self.until {
+        self.take_at(Instant::now())
+    }
+
+    /// Claims one operation at `now`, a time the caller already read: a burst
+    /// of claims then costs one clock read, not one each.
+    pub fn take_at(&self, now: Instant) -> bool {
+        if now >= self.until {
             return false;
         }
         match &self.remaining {

@@ -54,7 +54,9 @@ pub struct BenchArgs {
     /// Connections opened at once during setup.
     #[arg(long, default_value_t = tether_bench::options::DEFAULT_CONCURRENCY)]
     concurrency: usize,
-    /// Seconds to wait for any one answer.
+    /// Seconds to wait for any one answer (echo: a connection with requests
+    /// outstanding and no reply for this long is given up, noticed within
+    /// twice this).
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
     /// Write the result as JSON to this file.

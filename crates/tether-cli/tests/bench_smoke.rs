@@ -180,3 +180,40 @@ fn refuses_an_unknown_scenario() {
         "{stderr}"
     );
 }
+
+/// A server that takes the handshake and then never answers: each echo
+/// connection's stall watchdog gives up after one to two `--timeout`s, the run
+/// ends early, and the requests left unanswered count as errors (exit code 2).
+#[tokio::test]
+async fn echo_gives_up_on_a_server_that_stops_answering() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            // Handshake, then nothing: the requests are read by no one.
+            if let Ok(ws) = tether::accept(tcp).await {
+                held.push(ws);
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["bench", "echo", &url, "-c", "3", "--in-flight", "4"])
+        .args(["-d", "30", "--timeout", "0.5", "--quiet"])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("the run ends on its own, long before its 30 s")
+        .unwrap();
+    silent.abort();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(
+        stdout.contains("errors 12"),
+        "3 connections x 4 requests: {stdout}"
+    );
+}

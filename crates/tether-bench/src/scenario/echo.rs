@@ -3,7 +3,10 @@
 //! [`Options::in_flight`](crate::Options::in_flight) requests outstanding.
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tether::{Message, Utf8Bytes};
@@ -83,6 +86,12 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
 /// latency counts from when each request was due, not when it went out, so a
 /// stalled server cannot hide its stall by delaying the requests (coordinated
 /// omission).
+///
+/// The clock is read once per burst, not per message (at this rate reading it
+/// was a sixth of the generator's time): a closed-loop refill shares one send
+/// time (its requests leave in one write anyway), and replies decoded from
+/// input that was already there share the time the task last woke, which is
+/// when that input had arrived.
 async fn round_trips(
     mut ws: Connection,
     payload: Utf8Bytes,
@@ -101,6 +110,10 @@ async fn round_trips(
     });
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(window);
     let mut exhausted = false;
+    let mut stall = Stall::new(timeout);
+    // The last clock reading, and how many replies have used it since.
+    let mut now = Instant::now();
+    let mut reused = 0;
     // Closed-loop, the window refills in bursts once half of it came back, so
     // requests go out (and replies come back) in batches, as from a busy
     // client, rather than one write per message.
@@ -119,29 +132,52 @@ async fn round_trips(
         tokio::select! {
             biased;
             due = next_due(&mut ticker), if room => {
-                if !budget.take() {
-                    exhausted = true;
-                    continue;
+                now = due;
+                reused = 0;
+                if in_flight.is_empty() {
+                    // Nothing was outstanding: the wait for replies starts now.
+                    stall.restart(due);
                 }
-                // Fed, not sent: the next `recv` that waits flushes the batch.
-                if ws.feed(Message::Text(payload.clone())).await.is_err() {
-                    errors += 1 + in_flight.len() as u64;
-                    return Outcome { latency, errors, ws: None };
-                }
-                in_flight.push_back(due);
-            }
-            reply = tokio::time::timeout(timeout, next_data(&mut ws)), if !in_flight.is_empty() => {
-                let sent = in_flight.pop_front().expect("a request in flight");
-                match reply {
-                    Ok(Some(len)) if len == payload.len() => {
-                        latency.record(sent.elapsed());
-                        counter.add(1);
+                // On a schedule one request per tick; closed-loop the whole refill.
+                let burst = if ticker.is_some() { 1 } else { window - in_flight.len() };
+                for _ in 0..burst {
+                    if !budget.take_at(due) {
+                        exhausted = true;
+                        break;
                     }
-                    Ok(Some(_)) => errors += 1,
-                    Ok(None) | Err(_) => {
+                    // Fed, not sent: the next `recv` that waits flushes the batch.
+                    if ws.feed(Message::Text(payload.clone())).await.is_err() {
                         errors += 1 + in_flight.len() as u64;
                         return Outcome { latency, errors, ws: None };
                     }
+                    in_flight.push_back(due);
+                }
+            }
+            (reply, waited) = next_data_noting_wait(&mut ws), if !in_flight.is_empty() => {
+                if waited || reused >= MAX_CLOCK_REUSE {
+                    now = Instant::now();
+                    reused = 0;
+                } else {
+                    reused += 1;
+                }
+                stall.progress();
+                let sent = in_flight.pop_front().expect("a request in flight");
+                match reply {
+                    Some(len) if len == payload.len() => {
+                        latency.record(now.saturating_duration_since(sent));
+                        counter.add(1);
+                    }
+                    Some(_) => errors += 1,
+                    None => {
+                        errors += 1 + in_flight.len() as u64;
+                        return Outcome { latency, errors, ws: None };
+                    }
+                }
+            }
+            stalled = stall.check(), if !in_flight.is_empty() => {
+                if stalled {
+                    errors += in_flight.len() as u64;
+                    return Outcome { latency, errors, ws: None };
                 }
             }
         }
@@ -150,6 +186,73 @@ async fn round_trips(
         latency,
         errors,
         ws: Some(ws),
+    }
+}
+
+/// Replies in a row that may share one clock reading, bounding how stale it
+/// gets while a long burst is decoded.
+const MAX_CLOCK_REUSE: u32 = 16;
+
+/// The next data message's length (see [`next_data`]) and whether the task
+/// had to wait for it rather than finding it already at hand.
+async fn next_data_noting_wait(ws: &mut Connection) -> (Option<usize>, bool) {
+    let mut next = pin!(next_data(ws));
+    let mut waited = false;
+    poll_fn(|cx| match next.as_mut().poll(cx) {
+        Poll::Ready(reply) => Poll::Ready((reply, waited)),
+        Poll::Pending => {
+            waited = true;
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Notices a connection whose replies stopped: one timer per connection,
+/// re-armed once per `timeout` only if replies came meanwhile, instead of a
+/// timer (and a clock reading) per reply. A stall is caught between one and
+/// two `timeout`s after the last reply.
+struct Stall {
+    timeout: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    replies: u64,
+    /// `replies` when the timer was armed.
+    armed_at: u64,
+}
+
+impl Stall {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+            replies: 0,
+            armed_at: 0,
+        }
+    }
+
+    /// Starts a fresh period at `from` (the timer may have run out while
+    /// nothing was outstanding).
+    fn restart(&mut self, from: Instant) {
+        self.armed_at = self.replies;
+        let next = tokio::time::Instant::from_std(from) + self.timeout;
+        self.timer.as_mut().reset(next);
+    }
+
+    fn progress(&mut self) {
+        self.replies += 1;
+    }
+
+    /// Waits for the timer; true when no reply came during its period, else
+    /// re-arms it and returns false.
+    async fn check(&mut self) -> bool {
+        (&mut self.timer).await;
+        if self.replies == self.armed_at {
+            return true;
+        }
+        self.armed_at = self.replies;
+        let next = tokio::time::Instant::now() + self.timeout;
+        self.timer.as_mut().reset(next);
+        false
     }
 }
 
