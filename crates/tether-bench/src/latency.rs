@@ -1,5 +1,6 @@
 //! Latency histograms (HDR: constant relative precision from 1 µs to a minute).
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -105,6 +106,76 @@ impl Latency {
     }
 }
 
+/// One histogram that many tasks record into, through [`Recorder`]s. A
+/// histogram of this range and precision is about 140 KiB, so a run with ten
+/// thousand connections cannot give each its own.
+#[derive(Debug, Clone, Default)]
+pub struct SharedLatency(Arc<Mutex<Latency>>);
+
+impl SharedLatency {
+    /// A new task's way in.
+    pub fn recorder(&self) -> Recorder {
+        Recorder {
+            shared: self.clone(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// What was recorded so far (recorders flush when dropped: take this once
+    /// the recording tasks are done).
+    pub fn take(&self) -> Latency {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Samples a [`Recorder`] buffers before adding them to the shared histogram
+/// under its lock.
+const RECORDER_BATCH: usize = 64;
+
+/// One task's recorder: samples are buffered (256 bytes) and added to the
+/// [`SharedLatency`] a batch at a time, so the lock is taken once per 64
+/// samples; the rest is added when the recorder is dropped.
+#[derive(Debug)]
+pub struct Recorder {
+    shared: SharedLatency,
+    /// Microseconds, already clamped to the histogram's range.
+    pending: Vec<u32>,
+}
+
+impl Recorder {
+    /// Records one latency.
+    pub fn record(&mut self, latency: Duration) {
+        if self.pending.capacity() == 0 {
+            // Allocated on first use: a connection that records nothing
+            // (an idle one) holds no buffer.
+            self.pending.reserve_exact(RECORDER_BATCH);
+        }
+        let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+        self.pending.push(micros as u32);
+        if self.pending.len() == RECORDER_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Adds the buffered samples to the shared histogram.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut shared = self.shared.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for &micros in &self.pending {
+            shared.histogram.saturating_record(u64::from(micros));
+        }
+        self.pending.clear();
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +200,32 @@ mod tests {
         assert_eq!(curve.first().unwrap().0, 0.0);
         assert!(curve.windows(2).all(|w| w[0].1 <= w[1].1), "monotonic");
         assert!(Latency::new().summary().is_none());
+    }
+
+    #[test]
+    fn recorders_add_up_in_the_shared_histogram() {
+        let shared = SharedLatency::default();
+        let mut a = shared.recorder();
+        let mut b = shared.recorder();
+        // More than a batch in one, less in the other: both flushed and the
+        // remainders added when dropped.
+        for us in 1..=100 {
+            a.record(Duration::from_micros(us));
+        }
+        for us in 101..=110 {
+            b.record(Duration::from_micros(us));
+        }
+        assert_eq!(shared.take().count(), 64, "one full batch so far");
+        drop((a, b));
+        let s = shared.take().summary().unwrap();
+        assert_eq!((s.count, s.min_us, s.max_us), (46, 65.0, 110.0));
+        let mut c = shared.recorder();
+        c.record(Duration::from_secs(3600));
+        drop(c);
+        let max = shared.take().summary().unwrap().max_us;
+        assert!(
+            (59.9e6..60.1e6).contains(&max),
+            "clamped to a minute: {max}"
+        );
     }
 }

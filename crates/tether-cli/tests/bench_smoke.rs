@@ -217,3 +217,59 @@ async fn echo_gives_up_on_a_server_that_stops_answering() {
         "3 connections x 4 requests: {stdout}"
     );
 }
+
+/// A `/broadcast` server that passes on the warm-up and the first five
+/// publications and then silently drops the rest: the subscribers stop
+/// waiting once deliveries have stopped for a `--timeout`, and the missing
+/// ones are reported as lost (exit code 2).
+#[tokio::test]
+async fn fanout_reports_what_a_lossy_server_dropped() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/broadcast", listener.local_addr().unwrap());
+    let (room, _) = tokio::sync::broadcast::channel::<tether::Message>(1024);
+    let lossy = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let room = room.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = tether::accept(tcp).await else {
+                    return;
+                };
+                let (mut reader, writer) = ws.split();
+                let mut inbox = room.subscribe();
+                tokio::spawn(async move {
+                    while let Ok(message) = inbox.recv().await {
+                        let _ = writer.send(message).await;
+                    }
+                });
+                while let Ok(Some(message)) = reader.recv().await {
+                    // Publications start "TTTT… SSSSSSSSSS ": keep sequences 0 to 5.
+                    let seq = match &message {
+                        tether::Message::Text(text) => {
+                            text.get(21..31).and_then(|s| s.parse().ok())
+                        }
+                        _ => None,
+                    };
+                    if seq.is_some_and(|seq: u64| seq <= 5) {
+                        let _ = room.send(message);
+                    }
+                }
+            });
+        }
+    });
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["bench", "fanout", &url, "-c", "4", "-r", "200", "-m", "20"])
+        .args(["--timeout", "0.5", "--quiet"])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("the subscribers stop waiting on their own")
+        .unwrap();
+    lossy.abort();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("lost 60"),
+        "4 subscribers x 15 dropped: {stdout}"
+    );
+}

@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use super::feed::{close_all, subscribers, Feed, Mode, Publisher, Totals};
 use crate::dial::Dialer;
 use crate::error::Result;
-use crate::latency::Latency;
+use crate::latency::{Latency, SharedLatency};
 use crate::meter::{Budget, Counter, Meter};
 use crate::options::{Options, DEFAULT_PUBLISH_RATE};
 use crate::progress::Progress;
@@ -40,6 +40,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         ready: Arc::new(AtomicUsize::new(0)),
         last,
         deliveries: Counter::default(),
+        latency: SharedLatency::default(),
         drain: options.timeout,
     };
     let mut receivers = tokio::task::JoinSet::new();
@@ -52,9 +53,11 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     let progress = Progress::new("deliveries", None, options.progress);
     let meter = Meter::start_with(feed.deliveries.clone(), options.server_pid, progress);
     let budget = Budget::new(options.duration, options.messages);
-    // Churners get a feed of their own, so their deliveries are not counted.
+    // Churners get a feed of their own, so their deliveries (and latencies)
+    // are not counted.
     let churn_feed = Feed {
         deliveries: Counter::default(),
+        latency: SharedLatency::default(),
         ready: Arc::new(AtomicUsize::new(0)),
         ..feed.clone()
     };
@@ -74,7 +77,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         gaps,
         failed,
         open,
-    } = Totals::collect(receivers).await;
+    } = Totals::collect(receivers, &feed).await;
     let measured = meter.finish().await;
     let churned = churn.await.expect("churn task");
     let refused = publisher.finish().await;

@@ -3,19 +3,18 @@
 //! [`Options::in_flight`](crate::Options::in_flight) requests outstanding.
 
 use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tether::{Message, Utf8Bytes};
 use tokio::time::MissedTickBehavior;
 
+use super::burst::{noting_wait, BurstClock};
 use super::feed::close_all;
 use crate::dial::{Connection, Dialer};
 use crate::error::Result;
-use crate::latency::Latency;
+use crate::latency::{Recorder, SharedLatency};
 use crate::meter::{Budget, Counter, Meter};
 use crate::options::Options;
 use crate::progress::Progress;
@@ -23,7 +22,6 @@ use crate::report::Report;
 
 /// What one connection's loop ends with.
 struct Outcome {
-    latency: Latency,
     errors: u64,
     ws: Option<Connection>,
 }
@@ -44,31 +42,33 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         .rate
         .filter(|rate| rate.is_finite())
         .map(|rate| Duration::from_secs_f64(n as f64 / rate));
+    let latency = SharedLatency::default();
+    let load = Load {
+        payload,
+        budget,
+        counter: meter.counter(),
+        window: options.in_flight.max(1),
+        timeout: options.timeout,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for (i, ws) in connections.into_iter().enumerate() {
         let offset = period.map(|p| p.mul_f64(i as f64 / n as f64));
-        let (payload, budget, counter) = (payload.clone(), budget.clone(), meter.counter());
-        let timeout = options.timeout;
         tasks.spawn(round_trips(
             ws,
-            payload,
-            budget,
-            counter,
+            latency.recorder(),
+            load.clone(),
             period.zip(offset),
-            options.in_flight.max(1),
-            timeout,
         ));
     }
-    let mut latency = Latency::new();
     let mut errors = 0;
     let mut open = Vec::with_capacity(n);
     while let Some(done) = tasks.join_next().await {
         let outcome = done.expect("round-trip task");
-        latency.merge(&outcome.latency);
         errors += outcome.errors;
         open.extend(outcome.ws);
     }
     let measured = meter.finish().await;
+    let latency = latency.take();
     close_all(open).await;
     let mut report = Report::new(
         "echo",
@@ -82,26 +82,39 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// One connection's loop: up to `window` requests in flight. With a schedule,
+/// What every connection's loop shares.
+#[derive(Clone)]
+struct Load {
+    payload: Utf8Bytes,
+    budget: Arc<Budget>,
+    counter: Counter,
+    /// Requests in flight per connection.
+    window: usize,
+    /// How long a connection may go without a reply.
+    timeout: Duration,
+}
+
+/// One connection's loop: up to `load.window` requests in flight. With a schedule,
 /// latency counts from when each request was due, not when it went out, so a
 /// stalled server cannot hide its stall by delaying the requests (coordinated
 /// omission).
 ///
-/// The clock is read once per burst, not per message (at this rate reading it
-/// was a sixth of the generator's time): a closed-loop refill shares one send
-/// time (its requests leave in one write anyway), and replies decoded from
-/// input that was already there share the time the task last woke, which is
-/// when that input had arrived.
+/// The clock is read once per burst, not per message (see [`super::burst`]):
+/// a closed-loop refill shares one send time (its requests leave in one write
+/// anyway), and replies that arrived together share one arrival time.
 async fn round_trips(
     mut ws: Connection,
-    payload: Utf8Bytes,
-    budget: Arc<Budget>,
-    counter: Counter,
+    mut latency: Recorder,
+    load: Load,
     schedule: Option<(Duration, Duration)>,
-    window: usize,
-    timeout: Duration,
 ) -> Outcome {
-    let mut latency = Latency::new();
+    let Load {
+        payload,
+        budget,
+        counter,
+        window,
+        timeout,
+    } = load;
     let mut errors = 0;
     let mut ticker = schedule.map(|(period, offset)| {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
@@ -111,9 +124,7 @@ async fn round_trips(
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(window);
     let mut exhausted = false;
     let mut stall = Stall::new(timeout);
-    // The last clock reading, and how many replies have used it since.
-    let mut now = Instant::now();
-    let mut reused = 0;
+    let mut clock = BurstClock::new();
     // Closed-loop, the window refills in bursts once half of it came back, so
     // requests go out (and replies come back) in batches, as from a busy
     // client, rather than one write per message.
@@ -132,8 +143,7 @@ async fn round_trips(
         tokio::select! {
             biased;
             due = next_due(&mut ticker), if room => {
-                now = due;
-                reused = 0;
+                clock.set(due);
                 if in_flight.is_empty() {
                     // Nothing was outstanding: the wait for replies starts now.
                     stall.restart(due);
@@ -148,64 +158,40 @@ async fn round_trips(
                     // Fed, not sent: the next `recv` that waits flushes the batch.
                     if ws.feed(Message::Text(payload.clone())).await.is_err() {
                         errors += 1 + in_flight.len() as u64;
-                        return Outcome { latency, errors, ws: None };
+                        return Outcome { errors, ws: None };
                     }
                     in_flight.push_back(due);
                 }
             }
-            (reply, waited) = next_data_noting_wait(&mut ws), if !in_flight.is_empty() => {
-                if waited || reused >= MAX_CLOCK_REUSE {
-                    now = Instant::now();
-                    reused = 0;
-                } else {
-                    reused += 1;
-                }
+            (reply, waited) = noting_wait(next_data(&mut ws)), if !in_flight.is_empty() => {
                 stall.progress();
                 let sent = in_flight.pop_front().expect("a request in flight");
                 match reply {
                     Some(len) if len == payload.len() => {
-                        latency.record(now.saturating_duration_since(sent));
+                        let now = clock.arrival(waited, sent);
+                        latency.record(now - sent);
                         counter.add(1);
                     }
                     Some(_) => errors += 1,
                     None => {
                         errors += 1 + in_flight.len() as u64;
-                        return Outcome { latency, errors, ws: None };
+                        return Outcome { errors, ws: None };
                     }
                 }
             }
             stalled = stall.check(), if !in_flight.is_empty() => {
                 if stalled {
                     errors += in_flight.len() as u64;
-                    return Outcome { latency, errors, ws: None };
+                    return Outcome { errors, ws: None };
                 }
+                clock.expire();
             }
         }
     }
     Outcome {
-        latency,
         errors,
         ws: Some(ws),
     }
-}
-
-/// Replies in a row that may share one clock reading, bounding how stale it
-/// gets while a long burst is decoded.
-const MAX_CLOCK_REUSE: u32 = 16;
-
-/// The next data message's length (see [`next_data`]) and whether the task
-/// had to wait for it rather than finding it already at hand.
-async fn next_data_noting_wait(ws: &mut Connection) -> (Option<usize>, bool) {
-    let mut next = pin!(next_data(ws));
-    let mut waited = false;
-    poll_fn(|cx| match next.as_mut().poll(cx) {
-        Poll::Ready(reply) => Poll::Ready((reply, waited)),
-        Poll::Pending => {
-            waited = true;
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 /// Notices a connection whose replies stopped: one timer per connection,

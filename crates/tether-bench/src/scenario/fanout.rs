@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::feed::{close_all, subscribers, Feed, Mode, Publisher, Totals};
 use crate::dial::Dialer;
 use crate::error::Result;
+use crate::latency::SharedLatency;
 use crate::meter::{Budget, Meter};
 use crate::options::{Options, DEFAULT_PUBLISH_RATE};
 use crate::progress::Progress;
@@ -30,6 +31,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         ready: Arc::new(AtomicUsize::new(0)),
         last,
         deliveries: Default::default(),
+        latency: SharedLatency::default(),
         drain: options.timeout,
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -49,7 +51,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         gaps,
         failed,
         open,
-    } = Totals::collect(tasks).await;
+    } = Totals::collect(tasks, &feed).await;
     let measured = meter.finish().await;
     let refused = publisher.finish().await;
     close_all(open).await;

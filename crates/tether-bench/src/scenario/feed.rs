@@ -6,6 +6,7 @@
 //! of its text (`TTTTTTTTTTTTTTTTTTTT SSSSSSSSSS xxx…`), so a subscriber measures
 //! publish-to-receive latency and notices any gap.
 
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +15,10 @@ use tether::Message;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use super::burst::{noting_wait, BurstClock};
 use crate::dial::{Connection, Dialer};
 use crate::error::{BenchError, Result};
-use crate::latency::Latency;
+use crate::latency::{Latency, SharedLatency};
 use crate::meter::{Budget, Counter};
 use crate::options::{Options, DEFAULT_PUBLISH_RATE};
 
@@ -114,10 +116,9 @@ fn body(origin: Instant, seq: u64, size: usize) -> String {
     text
 }
 
-/// What one subscriber saw.
+/// What one subscriber saw (its latencies go to the feed's histogram).
 #[derive(Debug, Default)]
 pub(crate) struct Received {
-    pub(crate) latency: Latency,
     pub(crate) count: u64,
     pub(crate) gaps: u64,
     pub(crate) failed: bool,
@@ -135,19 +136,20 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    /// Waits for every subscriber task and adds up what they saw.
+    /// Waits for every subscriber task of `feed` and adds up what they saw.
     pub(crate) async fn collect(
         mut tasks: tokio::task::JoinSet<(Received, Option<Connection>)>,
+        feed: &Feed,
     ) -> Self {
         let mut totals = Totals::default();
         while let Some(done) = tasks.join_next().await {
             let (seen, ws) = done.expect("subscriber task");
-            totals.latency.merge(&seen.latency);
             totals.received += seen.count;
             totals.gaps += seen.gaps;
             totals.failed += u64::from(seen.failed);
             totals.open.extend(ws);
         }
+        totals.latency = feed.latency.take();
         totals
     }
 }
@@ -162,37 +164,82 @@ pub(crate) struct Feed {
     /// The last sequence published, once the publisher is done.
     pub(crate) last: watch::Receiver<Option<u64>>,
     pub(crate) deliveries: Counter,
+    /// Publish-to-receive latency of every subscriber.
+    pub(crate) latency: SharedLatency,
     /// How long to wait for stragglers after the publisher is done.
     pub(crate) drain: Duration,
 }
 
 impl Feed {
-    /// Reads publications until the last one (or the drain deadline, or until
-    /// `leave_at`, for a churning client).
+    /// Reads publications until the last one (or until deliveries stop for
+    /// `drain` once the publisher is done, or until `leave_at`, for a churning
+    /// client).
+    ///
+    /// One timer serves the whole connection, re-armed only when the
+    /// publisher finishes or a drain period ends with deliveries still coming
+    /// (a timer per message was a tenth of the generator's time), and
+    /// publications that arrive together share one clock reading (see
+    /// [`super::burst`]).
     pub(crate) async fn receive(
         &self,
         mut ws: Connection,
         leave_at: Option<Instant>,
     ) -> (Received, Option<Connection>) {
         let mut seen = Received::default();
+        let mut latency = self.latency.recorder();
+        let mut clock = BurstClock::new();
         let mut last_seq = 0;
         let mut warmed = false;
         let mut done = self.last.clone();
+        let mut finished = *done.borrow_and_update();
+        let mut publisher_gone = false;
         let far = Instant::now() + Duration::from_secs(86_400);
+        let until = |now: Instant, draining: bool| {
+            let leave = leave_at.unwrap_or(far);
+            if draining {
+                leave.min(now + self.drain)
+            } else {
+                leave
+            }
+        };
+        let mut timer = pin!(tokio::time::sleep_until(
+            until(Instant::now(), finished.is_some()).into()
+        ));
+        // Messages received, and how many there were when the timer was armed.
+        let mut messages = 0u64;
+        let mut armed_at = 0u64;
         loop {
-            let finished = *done.borrow();
             if finished.is_some_and(|last| last_seq >= last) {
                 break;
             }
-            let until = match finished {
-                Some(_) => leave_at.unwrap_or(far).min(Instant::now() + self.drain),
-                None => leave_at.unwrap_or(far),
+            let draining = finished.is_some() || publisher_gone;
+            let (message, waited) = tokio::select! {
+                biased;
+                received = noting_wait(ws.recv()) => received,
+                changed = done.changed(), if !draining => {
+                    finished = *done.borrow_and_update();
+                    publisher_gone = changed.is_err();
+                    armed_at = messages;
+                    timer.as_mut().reset(until(Instant::now(), true).into());
+                    clock.expire();
+                    continue;
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if leave_at.is_some_and(|leave| now >= leave)
+                        || !draining
+                        || messages == armed_at
+                    {
+                        break;
+                    }
+                    // Deliveries are still coming: give them another period.
+                    armed_at = messages;
+                    timer.as_mut().reset(until(now, true).into());
+                    clock.expire();
+                    continue;
+                }
             };
-            let message = tokio::select! {
-                message = ws.recv() => message,
-                _ = done.changed(), if finished.is_none() => continue,
-                _ = tokio::time::sleep_until(until.into()) => break,
-            };
+            messages += 1;
             let text = match message {
                 Ok(Some(Message::Text(text))) => text,
                 Ok(Some(_)) => continue,
@@ -211,9 +258,8 @@ impl Feed {
                 }
                 continue;
             }
-            let now = self.origin.elapsed().as_nanos() as u64;
-            seen.latency
-                .record(Duration::from_nanos(now.saturating_sub(sent)));
+            let sent = self.origin + Duration::from_nanos(sent);
+            latency.record(clock.arrival(waited, sent) - sent);
             if last_seq != 0 && seq != last_seq + 1 {
                 seen.gaps += 1;
             }

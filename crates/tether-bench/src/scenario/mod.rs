@@ -1,6 +1,7 @@
 //! The scenarios. Each is a module with `run(&Options) -> Result<Report>`;
 //! adding one means a module and a [`Scenario`] variant.
 
+mod burst;
 mod churn;
 mod echo;
 mod fanout;
