@@ -130,12 +130,12 @@ impl Decoder {
     fn poll_inner(&mut self) -> Result<Option<Message>, ProtocolError> {
         loop {
             if self.frame.is_none() {
+                if let Some(message) = self.take_whole_frame()? {
+                    return Ok(Some(message));
+                }
                 let Some((header, header_len)) = FrameHeader::parse(&self.buf)? else {
                     return Ok(None);
                 };
-                if let Some(message) = self.take_whole_frame(&header, header_len)? {
-                    return Ok(Some(message));
-                }
                 self.check_header(&header)?;
                 self.buf.advance(header_len);
                 self.frame = Some(FrameState {
@@ -154,33 +154,52 @@ impl Decoder {
         }
     }
 
-    /// The common case in one step: a final, uncompressed text or binary frame,
-    /// wholly buffered, with no fragmented message in progress, is unmasked,
-    /// checked and handed out without the per-frame bookkeeping of the general
-    /// path. `Ok(None)` leaves everything else (a rule broken included) to that
-    /// path, which reports it, so both agree on every error.
-    fn take_whole_frame(
-        &mut self,
-        header: &FrameHeader,
-        header_len: usize,
-    ) -> Result<Option<Message>, ProtocolError> {
-        let text = match header.opcode {
-            OpCode::Text => true,
-            OpCode::Binary => false,
+    /// The common case in one step: a final, uncompressed text or binary frame
+    /// under 64 KiB, wholly buffered, with no fragmented message in progress,
+    /// is unmasked, checked and handed out without the per-frame bookkeeping
+    /// of the general path (its header read straight from the bytes). `Ok(None)`
+    /// leaves everything else (a rule broken included) to that path, which
+    /// reports it, so both agree on every error.
+    fn take_whole_frame(&mut self) -> Result<Option<Message>, ProtocolError> {
+        let buf = &self.buf[..];
+        // FIN set, RSV bits clear, opcode text or binary.
+        let text = match buf.first() {
+            Some(0x81) => true,
+            Some(0x82) => false,
             _ => return Ok(None),
         };
-        let whole = header.fin
-            && header.rsv == 0
-            && self.message.is_none()
-            && header.mask.is_some() == (self.role == Role::Server)
-            && header.len <= self.limits.max_frame_size.min(self.limits.max_message_size) as u64
-            && header.len <= (self.buf.len() - header_len) as u64;
-        if !whole {
+        let Some(&second) = buf.get(1) else {
+            return Ok(None);
+        };
+        let masked = second & 0x80 != 0;
+        if masked != (self.role == Role::Server) || self.message.is_some() {
+            return Ok(None);
+        }
+        let (len, mut header_len) = match second & 0x7f {
+            126 => match buf.get(2..4) {
+                Some(&[high, low]) => (usize::from(u16::from_be_bytes([high, low])), 4),
+                _ => return Ok(None),
+            },
+            127 => return Ok(None),
+            short => (usize::from(short), 2),
+        };
+        let key = if masked {
+            let Some(&[a, b, c, d]) = buf.get(header_len..header_len + 4) else {
+                return Ok(None);
+            };
+            header_len += 4;
+            Some([a, b, c, d])
+        } else {
+            None
+        };
+        if len > self.limits.max_frame_size.min(self.limits.max_message_size)
+            || header_len + len > buf.len()
+        {
             return Ok(None);
         }
         self.buf.advance(header_len);
-        let mut payload = self.buf.split_to(header.len as usize);
-        if let Some(key) = header.mask {
+        let mut payload = self.buf.split_to(len);
+        if let Some(key) = key {
             apply_mask(&mut payload, key, 0);
         }
         let payload = payload.freeze();

@@ -44,7 +44,61 @@ impl Encoder {
         mask: Option<[u8; 4]>,
         out: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
+        let mask = match self.role {
+            Role::Client => Some(mask.unwrap_or_default()),
+            Role::Server => None,
+        };
+        if self.write_plain_data(message, mask, out) {
+            return Ok(());
+        }
         self.encode_fragment(message, true, true, mask, out)
+    }
+
+    /// The common case in one step: a whole text or binary message under
+    /// 64 KiB that goes out uncompressed is one frame with a short header,
+    /// appended without the general path's header builder. Returns false,
+    /// having written nothing, for anything else.
+    #[inline]
+    fn write_plain_data(
+        &self,
+        message: &Message,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> bool {
+        let (opcode, payload): (OpCode, &[u8]) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+            _ => return false,
+        };
+        let len = payload.len();
+        if self.deflater.is_some() && len >= self.threshold as usize {
+            return false;
+        }
+        let first = 0x80 | opcode.as_u8();
+        let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+        let key_len = if mask.is_some() { 4 } else { 0 };
+        match len {
+            0..=125 => {
+                out.reserve(2 + key_len + len);
+                out.extend_from_slice(&[first, mask_bit | len as u8]);
+            }
+            126..=0xffff => {
+                out.reserve(4 + key_len + len);
+                let [high, low] = (len as u16).to_be_bytes();
+                out.extend_from_slice(&[first, mask_bit | 126, high, low]);
+            }
+            _ => return false,
+        }
+        match mask {
+            Some(key) => {
+                out.extend_from_slice(&key);
+                let start = out.len();
+                out.extend_from_slice(payload);
+                apply_mask(&mut out[start..], key, 0);
+            }
+            None => out.extend_from_slice(payload),
+        }
+        true
     }
 
     /// Appends one frame of a message that may span several: `first` picks the data
@@ -197,6 +251,52 @@ mod tests {
             .encode(&Message::text("Hello"), None, &mut out)
             .unwrap();
         assert_eq!(&out[..], b"\x81\x05Hello");
+    }
+
+    #[test]
+    fn plain_data_frames_match_the_general_path() {
+        for len in [0, 1, 125, 126, 127, 4096, 65_535, 65_536, 70_000] {
+            let messages = [
+                Message::text("x".repeat(len)),
+                Message::binary(vec![7u8; len]),
+            ];
+            for message in &messages {
+                // A deflater that compresses only from 100 bytes: below that
+                // the fast path applies, from there on the general one.
+                for (role, mask, deflater) in [
+                    (Role::Server, None, None),
+                    (Role::Server, None, Some(Deflater::new(1, 15, true))),
+                    (Role::Client, Some([9, 8, 7, 6]), None),
+                    (
+                        Role::Client,
+                        Some([1, 2, 3, 4]),
+                        Some(Deflater::new(1, 15, true)),
+                    ),
+                ] {
+                    let compressing = deflater.is_some() && len >= 100;
+                    let mut encoder = Encoder::new(role, deflater, 100);
+                    let (mut fast, mut general) = (BytesMut::new(), BytesMut::new());
+                    encoder.encode(message, mask, &mut fast).unwrap();
+                    encoder
+                        .encode_fragment(message, true, true, mask, &mut general)
+                        .unwrap();
+                    if compressing {
+                        assert_eq!(fast[0] & 0x40, 0x40, "compressed, RSV1 set");
+                    } else {
+                        assert_eq!(fast, general, "{len} bytes");
+                    }
+                    let peer = match role {
+                        Role::Server => Role::Client,
+                        Role::Client => Role::Server,
+                    };
+                    let mut decoder = Decoder::new(peer, Config::default(), None);
+                    if !compressing {
+                        decoder.receive(&fast);
+                        assert_eq!(decoder.poll().unwrap().as_ref(), Some(message));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
