@@ -11,6 +11,11 @@ use clap::Parser;
 use tether_compare::plan::{self, Peer, Runs};
 use tether_compare::server::{pin_self, Server};
 
+// The load generator allocates as `tether bench` does (the peer servers, other
+// binaries, keep the system allocator).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Compare tether with tokio-tungstenite and fastwebsockets.
 #[derive(Debug, Parser)]
 struct Args {
@@ -55,9 +60,17 @@ fn main() -> anyhow::Result<()> {
     if let Some(core) = load_core {
         pin_self(core)?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // As `tether bench` does: on the one core the load is pinned to, a
+    // work-stealing runtime only adds hand-offs to every wake-up.
+    let runtime = if load_core.is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     let bin_dir = std::env::current_exe()?
         .parent()
         .map(PathBuf::from)
