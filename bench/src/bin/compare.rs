@@ -60,17 +60,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(core) = load_core {
         pin_self(core)?;
     }
-    // As `tether bench` does: on the one core the load is pinned to, a
-    // work-stealing runtime only adds hand-offs to every wake-up.
-    let runtime = if load_core.is_some() {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    };
+    // As `tether bench` does: one thread on the one core the load is pinned to.
+    let runtime = tether_bench::runtime()?;
     let bin_dir = std::env::current_exe()?
         .parent()
         .map(PathBuf::from)

@@ -60,18 +60,8 @@ fn main() -> anyhow::Result<()> {
         // The echo server builds a runtime per serving thread.
         return echo::run(args);
     }
-    // On one core a work-stealing runtime only adds cross-thread hand-offs
-    // to every wake-up: run everything on this thread instead.
-    let one_core = std::thread::available_parallelism().map_or(true, |n| n.get() == 1);
-    let runtime = if one_core {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    };
+    // One thread when the process has one core.
+    let runtime = tether_bench::runtime()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Config(_) | Command::Echo(_) => Ok(()),

@@ -181,6 +181,23 @@ fn refuses_an_unknown_scenario() {
     );
 }
 
+/// Runs `tether bench ARGS --quiet`, which must end by itself within 20 s (it
+/// is killed otherwise); its exit code and standard output.
+async fn bench_ending_by_itself(args: &[&str]) -> (Option<i32>, String) {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("bench")
+        .args(args)
+        .arg("--quiet")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .unwrap_or_else(|_| panic!("tether bench {args:?} did not end by itself"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code(), stdout)
+}
+
 /// A server that takes the handshake and then never answers: each echo
 /// connection's stall watchdog gives up after one to two `--timeout`s, the run
 /// ends early, and the requests left unanswered count as errors (exit code 2).
@@ -198,19 +215,22 @@ async fn echo_gives_up_on_a_server_that_stops_answering() {
         }
     });
     let started = std::time::Instant::now();
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(["bench", "echo", &url, "-c", "3", "--in-flight", "4"])
-        .args(["-d", "30", "--timeout", "0.5", "--quiet"])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(20), run)
-        .await
-        .expect("the run ends on its own, long before its 30 s")
-        .unwrap();
+    let (code, stdout) = bench_ending_by_itself(&[
+        "echo",
+        &url,
+        "-c",
+        "3",
+        "--in-flight",
+        "4",
+        "-d",
+        "30",
+        "--timeout",
+        "0.5",
+    ])
+    .await;
     silent.abort();
     let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert_eq!(code, Some(2), "{stdout}");
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
     assert!(
         stdout.contains("errors 12"),
@@ -256,18 +276,21 @@ async fn fanout_reports_what_a_lossy_server_dropped() {
             });
         }
     });
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(["bench", "fanout", &url, "-c", "4", "-r", "200", "-m", "20"])
-        .args(["--timeout", "0.5", "--quiet"])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(20), run)
-        .await
-        .expect("the subscribers stop waiting on their own")
-        .unwrap();
+    let (code, stdout) = bench_ending_by_itself(&[
+        "fanout",
+        &url,
+        "-c",
+        "4",
+        "-r",
+        "200",
+        "-m",
+        "20",
+        "--timeout",
+        "0.5",
+    ])
+    .await;
     lossy.abort();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert_eq!(code, Some(2), "{stdout}");
     assert!(
         stdout.contains("lost 60"),
         "4 subscribers x 15 dropped: {stdout}"
