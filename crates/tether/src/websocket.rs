@@ -377,7 +377,9 @@ mod tests {
     /// Every idle connection carries its `WebSocket` and a pending `recv` (or
     /// `feed`) in its task: these sizes are the per-connection memory budget
     /// (under 1 KiB with the task and socket registration), so growth here
-    /// should be a decision, not an accident.
+    /// should be a decision, not an accident. (336 → 344 on 2026-11-28: the
+    /// writer's chunked batches and their sizing, which took a reallocation
+    /// and copy of the batch out of most 4 KiB echo batches.)
     #[tokio::test]
     async fn connection_and_its_futures_stay_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -387,7 +389,7 @@ mod tests {
         let mut ws =
             WebSocket::from_raw(MaybeTlsStream::Plain(tcp), Role::Server, &Config::default());
         assert!(
-            std::mem::size_of_val(&ws) <= 336,
+            std::mem::size_of_val(&ws) <= 344,
             "WebSocket is {} bytes",
             std::mem::size_of_val(&ws)
         );

@@ -1,16 +1,23 @@
 //! The sending half's state: encoder, outgoing buffer, close flag.
 
 use std::future::poll_fn;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tether_proto::{CloseFrame, Encoder, Message, PreparedMessage, ProtocolError, Role};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
+
+/// The largest frame header: 2 bytes, an 8-byte length, a 4-byte mask.
+const MAX_HEADER: usize = 14;
+
+/// Most chunks one batch is split into (see [`Writer::make_room`]).
+const MAX_SLICES: usize = 8;
 
 /// The sending state of a connection: encoder, outgoing buffer, close flag. The
 /// stream is passed to each write. Sending waits until the socket took the
@@ -19,28 +26,33 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub(crate) struct Writer {
     encoder: Encoder,
+    /// Full chunks of the queue, oldest first, written before `buf`: a batch
+    /// that outgrows its buffer continues in a new one instead of reallocating
+    /// (and copying) everything queued so far.
+    /// Boxed: most batches fit their first buffer, and every connection
+    /// carries this field.
+    #[allow(clippy::box_collection)] // a thin pointer instead of a `Vec`'s three words
+    sealed: Option<Box<Vec<Bytes>>>,
     buf: BytesMut,
     /// Queued bytes that trigger a write (`u32`s: every connection carries them).
     high_water: u32,
     /// Shared with the reader, which then bounds its wait for the peer's close.
     close_sent: Arc<AtomicBool>,
     shut_down: bool,
-    /// Size of the last batch written (see [`Writer::poll_flush`]).
-    batch_hint: u32,
-    /// Largest size the batch being written reached.
-    peak: u32,
+    /// How large the next batch's first buffer is (see [`BatchSize`]).
+    batch: BatchSize,
 }
 
 impl Writer {
     pub(crate) fn new(encoder: Encoder, high_water: usize) -> Self {
         Self {
             encoder,
+            sealed: None,
             buf: BytesMut::new(),
             high_water: u32::try_from(high_water).unwrap_or(u32::MAX),
             close_sent: Arc::default(),
             shut_down: false,
-            batch_hint: 0,
-            peak: 0,
+            batch: BatchSize::default(),
         }
     }
 
@@ -85,7 +97,7 @@ impl Writer {
             return Err(Error::AlreadyClosed);
         }
         let mask = self.mask();
-        self.reserve_batch();
+        self.make_room(prepared.message().len());
         self.encoder
             .encode_prepared(prepared, mask, &mut self.buf)?;
         Ok(())
@@ -106,6 +118,7 @@ impl Writer {
             return Err(ProtocolError::FragmentedControlFrame.into());
         }
         let mask = self.mask();
+        self.make_room(message.len());
         self.encoder
             .encode_fragment(message, first, fin, mask, &mut self.buf)?;
         self.flush_over_high_water(io).await
@@ -117,7 +130,7 @@ impl Writer {
             return Err(Error::AlreadyClosed);
         }
         let mask = self.mask();
-        self.reserve_batch();
+        self.make_room(message.len());
         self.encoder.encode(message, mask, &mut self.buf)?;
         if matches!(message, Message::Close(_)) {
             self.close_sent.store(true, Ordering::Release);
@@ -127,7 +140,17 @@ impl Writer {
 
     /// Whether the queue passed the high-water mark and should be written now.
     pub(crate) fn over_high_water(&self) -> bool {
-        self.buf.len() >= self.high_water as usize
+        self.queued() >= self.high_water as usize
+    }
+
+    /// Bytes queued and not yet written.
+    fn queued(&self) -> usize {
+        self.sealed().iter().map(Bytes::len).sum::<usize>() + self.buf.len()
+    }
+
+    /// The full chunks queued before `buf`.
+    fn sealed(&self) -> &[Bytes] {
+        self.sealed.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// Whether a message of `len` payload bytes fits under the high-water mark
@@ -135,9 +158,7 @@ impl Writer {
     /// full batch within the buffer reserved for it instead of reallocating
     /// it at twice the size for the one frame that crosses the mark.
     pub(crate) fn has_room_for(&self, len: usize) -> bool {
-        // The largest header: 2 bytes, an 8-byte length, a 4-byte mask.
-        const MAX_HEADER: usize = 14;
-        self.buf.is_empty() || self.buf.len() + len + MAX_HEADER <= self.high_water as usize
+        !self.has_pending() || self.queued() + len + MAX_HEADER <= self.high_water as usize
     }
 
     /// Writes the queue out if it passed the high-water mark.
@@ -164,44 +185,98 @@ impl Writer {
         cx: &mut Context<'_>,
     ) -> Poll<Result<()>> {
         // Bytes are only added between flushes, so the batch is at its largest
-        // when a flush starts.
-        self.peak = self
-            .peak
-            .max(u32::try_from(self.buf.len()).unwrap_or(u32::MAX));
-        while !self.buf.is_empty() {
-            let written = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf))?;
+        // when a flush starts. It passes the high-water mark by at most one
+        // message.
+        let most = self.high_water.saturating_mul(2);
+        self.batch.flushing(self.queued(), most);
+        while self.has_pending() {
+            let written = if self.sealed().is_empty() {
+                ready!(Pin::new(&mut *io).poll_write(cx, &self.buf))?
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let chunks = self.sealed().iter().map(|b| &b[..]);
+                let mut count = 0;
+                for (slot, chunk) in slices.iter_mut().zip(chunks.chain([&self.buf[..]])) {
+                    *slot = IoSlice::new(chunk);
+                    count += 1;
+                }
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?
+            };
             if written == 0 {
                 return Poll::Ready(Err(
                     std::io::Error::from(std::io::ErrorKind::WriteZero).into()
                 ));
             }
-            self.buf.advance(written);
+            self.consume(written);
         }
-        if self.buf.capacity() > 0 {
-            // An idle connection keeps no output buffer; the next batch starts
-            // with room for one like this one (a batch may pass the high-water
-            // mark by one message: room for that too, rather than reallocating
-            // and copying the whole batch for its last message).
-            let most = self.high_water.saturating_mul(2);
-            self.batch_hint = self.peak.min(most);
-            self.peak = 0;
-            self.buf = BytesMut::new();
-        }
+        // An idle connection keeps no output buffer (an empty one may still
+        // hold its allocation, even with no capacity left past its end).
+        self.buf = BytesMut::new();
+        self.sealed = None;
         ready!(Pin::new(io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
     }
 
-    /// Starts a batch with room for one as large as the last, rather than
-    /// growing the buffer step by step.
-    fn reserve_batch(&mut self) {
+    /// Makes room for a frame of about `payload` bytes. A batch starts with
+    /// room for the largest recent one ([`BatchSize`]); one that outgrows its buffer seals
+    /// it and continues in a new one at least as large as everything queued
+    /// so far (so a batch has few chunks), and the chunks go out in one
+    /// vectored write. Nothing queued is copied again.
+    fn make_room(&mut self, payload: usize) {
+        let frame = payload.saturating_add(self.header_len(payload));
         if self.buf.capacity() == 0 {
-            self.buf.reserve(self.batch_hint as usize);
+            self.buf.reserve(frame.max(self.batch.hint as usize));
+        } else if self.buf.capacity() - self.buf.len() < frame {
+            if self.sealed().len() + 1 >= MAX_SLICES {
+                // Rare (a batch of hundreds of times its first buffer): grow
+                // in place rather than write more slices than one call takes.
+                self.buf.reserve(frame);
+                return;
+            }
+            let next = frame.max(self.queued());
+            let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(next));
+            self.sealed
+                .get_or_insert_with(Box::default)
+                .push(full.freeze());
         }
+    }
+
+    /// The header length of an uncompressed frame of `payload` bytes.
+    fn header_len(&self, payload: usize) -> usize {
+        let length = match payload {
+            0..=125 => 0,
+            126..=0xffff => 2,
+            _ => 8,
+        };
+        let mask = if self.encoder.role() == Role::Client {
+            4
+        } else {
+            0
+        };
+        2 + length + mask
+    }
+
+    /// Drops `written` bytes from the front of the queue.
+    fn consume(&mut self, mut written: usize) {
+        if let Some(sealed) = &mut self.sealed {
+            let mut done = 0;
+            for chunk in sealed.iter_mut() {
+                if written < chunk.len() {
+                    chunk.advance(written);
+                    written = 0;
+                    break;
+                }
+                written -= chunk.len();
+                done += 1;
+            }
+            sealed.drain(..done);
+        }
+        self.buf.advance(written);
     }
 
     /// Whether fed bytes wait for a flush.
     pub(crate) fn has_pending(&self) -> bool {
-        !self.buf.is_empty()
+        !self.sealed().is_empty() || !self.buf.is_empty()
     }
 
     pub(crate) async fn send<W: AsyncWrite + Unpin>(
@@ -232,5 +307,135 @@ impl Writer {
             let _ = self.flush(io).await;
             let _ = io.shutdown().await;
         }
+    }
+}
+
+/// Sizes a batch's first buffer from the batches before it: the largest of the
+/// last 64 to 128, so batches of varying size rarely need a second chunk while
+/// one burst long ago stops costing a large buffer per batch.
+#[derive(Debug, Default)]
+struct BatchSize {
+    /// Room reserved for a new batch.
+    hint: u32,
+    /// Largest batch of the window in progress.
+    window: u32,
+    /// Batches in the window so far.
+    batches: u8,
+}
+
+impl BatchSize {
+    /// Batches per window.
+    const WINDOW: u8 = 64;
+
+    /// Notes a batch about to be written (again, if an earlier write of it
+    /// stopped short: it then counts twice, which only shortens the window).
+    fn flushing(&mut self, queued: usize, most: u32) {
+        if queued == 0 {
+            return;
+        }
+        let size = u32::try_from(queued).unwrap_or(u32::MAX).min(most);
+        self.window = self.window.max(size);
+        self.hint = self.hint.max(size);
+        self.batches += 1;
+        if self.batches == Self::WINDOW {
+            self.hint = self.window;
+            self.window = 0;
+            self.batches = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_proto::{Config, Decoder};
+
+    /// A socket that takes at most `per_call` bytes a write, across slices.
+    struct Trickle {
+        out: Vec<u8>,
+        per_call: usize,
+        vectored_calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.per_call);
+            self.out.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.vectored_calls += 1;
+            let mut left = self.per_call;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.out.extend_from_slice(&buf[..n]);
+                left -= n;
+            }
+            Poll::Ready(Ok(self.per_call - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn batch(seed: usize) -> Vec<Message> {
+        (0..40)
+            .map(|i| Message::binary(vec![(seed + i) as u8; (i * 97) % 3000]))
+            .collect()
+    }
+
+    /// A batch that outgrows its first buffer continues in new chunks, goes
+    /// out whole and in order however the socket splits the writes, and the
+    /// next batch like it fits one buffer.
+    #[tokio::test]
+    async fn a_batch_past_its_buffer_goes_out_whole_in_order() {
+        let mut writer = Writer::new(Encoder::new(Role::Server, None, 0), 1 << 20);
+        let mut socket = Trickle {
+            out: Vec::new(),
+            per_call: 1000,
+            vectored_calls: 0,
+        };
+        let mut sent = Vec::new();
+        for round in 0..3 {
+            for message in batch(round) {
+                writer.queue(&message).unwrap();
+                sent.push(message);
+            }
+            if round == 0 {
+                assert!(
+                    writer.sealed().len() > 1,
+                    "the first batch had no size to go by"
+                );
+            } else {
+                assert!(writer.sealed().is_empty(), "sized from the batch before");
+            }
+            writer.flush(&mut socket).await.unwrap();
+            assert!(!writer.has_pending());
+        }
+        assert!(socket.vectored_calls > 0);
+        let mut decoder = Decoder::new(Role::Client, Config::default(), None);
+        decoder.receive(&socket.out);
+        for message in sent {
+            assert_eq!(decoder.poll().unwrap(), Some(message));
+        }
+        assert_eq!(decoder.buffered(), 0);
     }
 }
