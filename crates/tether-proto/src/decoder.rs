@@ -44,6 +44,22 @@ struct Limits {
     max_fragments: usize,
 }
 
+/// Payloads up to this size are copied out of a shared read block rather than
+/// sliced from it (see [`Decoder::receive_bytes`]).
+const COPY_OUT_MAX: usize = 1024;
+
+/// See [`Decoder::take_payload`]; a function so it can borrow the buffer while
+/// the message in progress is borrowed too.
+fn take_payload(buf: &mut BytesMut, borrowed: bool, len: usize) -> BytesMut {
+    if borrowed && len <= COPY_OUT_MAX {
+        let own = BytesMut::from(&buf[..len]);
+        buf.advance(len);
+        own
+    } else {
+        buf.split_to(len)
+    }
+}
+
 /// Decodes one connection's incoming byte stream into [`Message`]s.
 #[derive(Debug)]
 pub struct Decoder {
@@ -56,6 +72,10 @@ pub struct Decoder {
     inflater: Option<Box<Inflater>>,
     /// A close frame was received or an error found: nothing more is decoded.
     finished: bool,
+    /// `buf` is a slice of a read block other connections' reads share
+    /// ([`Self::receive_bytes`]): a partial frame left in it is copied out
+    /// rather than keep the whole block alive while it waits.
+    borrowed: bool,
 }
 
 impl Decoder {
@@ -74,6 +94,7 @@ impl Decoder {
             message: None,
             inflater: inflater.map(Box::new),
             finished: false,
+            borrowed: false,
         }
     }
 
@@ -102,7 +123,32 @@ impl Decoder {
 
     /// Appends received bytes (for callers that do not read into [`Self::buffer_mut`]).
     pub fn receive(&mut self, data: &[u8]) {
+        if !self.buf.is_empty() && self.buf.capacity() - self.buf.len() < data.len() {
+            // The unconsumed tail of an earlier read (a partial frame) sits
+            // behind everything already handed out; growing that buffer in
+            // place would copy the consumed bytes too. Start a new one with
+            // just the tail.
+            let mut fresh = BytesMut::with_capacity(self.buf.len() + data.len());
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+            self.borrowed = false;
+        }
         self.buf.extend_from_slice(data);
+    }
+
+    /// Appends received bytes given as a buffer of their own, taken without a
+    /// copy when nothing is buffered (the usual case: a read that starts at a
+    /// frame boundary). `data` may be a slice of a larger block shared with
+    /// other buffers: messages over 1 KiB decoded from it share it too (keep
+    /// one for long and it keeps the block; copy it to let go), smaller ones
+    /// are copied out, and so is a partial frame left over (by [`Self::poll`]).
+    pub fn receive_bytes(&mut self, data: BytesMut) {
+        if self.buf.is_empty() {
+            self.buf = data;
+            self.borrowed = true;
+        } else {
+            self.receive(&data);
+        }
     }
 
     /// Decodes the next message or control frame. `Ok(None)` means more bytes are
@@ -118,11 +164,18 @@ impl Decoder {
             self.frame = None;
             self.message = None;
         }
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
-            // Everything was consumed: let go of the spare capacity, which may
-            // also keep a delivered message's allocation alive, so an idle
-            // connection holds no input buffer.
-            self.buf = BytesMut::new();
+        if self.buf.is_empty() {
+            if self.buf.capacity() > 0 || self.borrowed {
+                // Everything was consumed: let go of the spare capacity, which
+                // may also keep a delivered message's allocation alive, so an
+                // idle connection holds no input buffer.
+                self.buf = BytesMut::new();
+                self.borrowed = false;
+            }
+        } else if self.borrowed && matches!(result, Ok(None)) {
+            // Waiting for the rest of a frame: keep just its start.
+            self.buf = BytesMut::from(&self.buf[..]);
+            self.borrowed = false;
         }
         result
     }
@@ -198,7 +251,7 @@ impl Decoder {
             return Ok(None);
         }
         self.buf.advance(header_len);
-        let mut payload = self.buf.split_to(len);
+        let mut payload = self.take_payload(len);
         if let Some(key) = key {
             apply_mask(&mut payload, key, 0);
         }
@@ -328,10 +381,18 @@ impl Decoder {
         Ok(frame.done == frame.len)
     }
 
+    /// Takes the next `len` buffered bytes as a payload. A small one taken
+    /// from a shared read block gets an allocation of its own: a copy that
+    /// costs about what sharing does, and a kept message then holds its own
+    /// bytes, not the block.
+    fn take_payload(&mut self, len: usize) -> BytesMut {
+        take_payload(&mut self.buf, self.borrowed, len)
+    }
+
     fn finish_frame(&mut self, frame: FrameState) -> Result<Option<Message>, ProtocolError> {
         let opcode = frame.header.opcode;
         if opcode.is_control() {
-            let payload = self.buf.split_to(frame.len).freeze();
+            let payload = self.take_payload(frame.len).freeze();
             return Ok(Some(match opcode {
                 OpCode::Ping => Message::Ping(payload),
                 OpCode::Pong => Message::Pong(payload),
@@ -344,7 +405,7 @@ impl Decoder {
         }
         let message = self.message.as_mut().expect("message in progress");
         if !message.compressed {
-            let payload = self.buf.split_to(frame.len);
+            let payload = take_payload(&mut self.buf, self.borrowed, frame.len);
             if message.payload.is_empty() {
                 // The first (often only) frame: keep its bytes without copying.
                 message.payload = payload;
@@ -479,6 +540,45 @@ mod tests {
                 "{bytes:02x?}"
             );
         }
+    }
+
+    #[test]
+    fn adopts_a_read_block_and_copies_out_small_payloads_and_a_partial_frame() {
+        let large = vec![7u8; COPY_OUT_MAX + 1];
+        let second = masked(0x82, b"second message");
+        let split = 5;
+        let mut block = BytesMut::from(&masked(0x82, &large)[..]);
+        block.extend_from_slice(&masked(0x82, b"small"));
+        block.extend_from_slice(&second[..split]);
+        let range = block.as_ptr_range();
+        let mut decoder = server();
+        decoder.receive_bytes(block);
+        let Ok(Some(Message::Binary(payload))) = decoder.poll() else {
+            panic!("the whole frame decodes");
+        };
+        assert_eq!(payload, large);
+        assert!(range.contains(&payload.as_ptr()), "taken without a copy");
+        let Ok(Some(Message::Binary(payload))) = decoder.poll() else {
+            panic!("the whole frame decodes");
+        };
+        assert_eq!(&payload[..], b"small");
+        assert!(
+            !range.contains(&payload.as_ptr()),
+            "a small payload is its own"
+        );
+        assert!(matches!(decoder.poll(), Ok(None)));
+        assert_eq!(decoder.buffered(), split);
+        assert!(
+            !range.contains(&decoder.buffer_mut().as_ptr()),
+            "the partial frame no longer holds the block"
+        );
+        decoder.receive_bytes(BytesMut::from(&second[split..]));
+        assert_eq!(
+            decoder.poll().unwrap(),
+            Some(Message::Binary(Bytes::from_static(b"second message")))
+        );
+        assert!(matches!(decoder.poll(), Ok(None)));
+        assert_eq!(decoder.buffered(), 0);
     }
 
     #[test]

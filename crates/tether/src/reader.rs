@@ -8,20 +8,29 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{BufMut, BytesMut};
 use tether_proto::{Decoder, Message, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
 
 use crate::error::Result;
+
+/// Reads shorter than this are copied into the decoder and leave the read
+/// block free: copying a few hundred bytes costs about what sharing does, and a
+/// kept message from a short read should not hold a block many times its size.
+const COPY_READ_MAX: usize = 4 << 10;
 
 /// Largest single read reservation while a big frame is in progress.
 const MAX_READ_RESERVE: usize = 1 << 20;
 
 thread_local! {
-    /// Where reads land when a connection has nothing partial buffered. A
-    /// `poll_read` borrows it only for the call, so every connection served by
-    /// this thread shares it.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where reads land, shared by the connections of a thread, so one waiting
+    /// for input holds no read buffer. A long read is handed to the decoder as
+    /// it lies, without a copy (see [`Decoder::receive_bytes`]); once every
+    /// message read into the block is gone it is reused from its start, while
+    /// some are kept, reads move on to a new one.
+    static BLOCK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// The receiving state of a connection: decoder, end-of-stream and the close
@@ -142,8 +151,8 @@ impl Reader {
 
     /// Reads more bytes into the decoder; returns how many (0: EOF).
     ///
-    /// Reads go into this thread's scratch buffer and only the bytes that
-    /// arrived are appended to the decoder's, so a connection waiting for input
+    /// Reads go into this thread's read block and the bytes that arrived are
+    /// handed to the decoder as they lie, so a connection waiting for input
     /// holds no read buffer (idle connections stay small) while one read can
     /// still take a large burst. A frame larger than a chunk is read straight
     /// into the decoder's buffer, reserved for it.
@@ -173,20 +182,23 @@ impl Reader {
             return polled.map_ok(|()| filled);
         }
         let decoder = &mut self.decoder;
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            if scratch.len() < chunk {
-                scratch.resize(chunk, 0);
-            }
-            let mut buf = ReadBuf::new(&mut scratch[..chunk]);
-            match Pin::new(io).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => {
-                    decoder.receive(buf.filled());
-                    Poll::Ready(Ok(buf.filled().len()))
+        BLOCK.with(|block| {
+            let mut block = block.borrow_mut();
+            // Reclaims the block when nothing read into it is alive any more,
+            // or starts a new one.
+            block.reserve(chunk);
+            let polled = poll_read_buf(Pin::new(io), cx, &mut (&mut *block).limit(chunk));
+            match polled {
+                Poll::Ready(Ok(read)) if read >= COPY_READ_MAX => {
+                    decoder.receive_bytes(block.split());
                 }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(_)) => {
+                    decoder.receive(&block);
+                    block.clear();
+                }
+                _ => {}
             }
+            polled
         })
     }
 
