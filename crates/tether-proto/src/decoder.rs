@@ -558,6 +558,15 @@ mod tests {
         };
         assert_eq!(payload, large);
         assert!(range.contains(&payload.as_ptr()), "taken without a copy");
+        let kept = crate::PreparedMessage::new(Message::Binary(payload)).unwrap();
+        let Message::Binary(kept) = kept.message() else {
+            unreachable!()
+        };
+        assert!(
+            !range.contains(&kept.as_ptr()),
+            "a prepared message owns its bytes"
+        );
+        assert_eq!(kept, &large);
         let Ok(Some(Message::Binary(payload))) = decoder.poll() else {
             panic!("the whole frame decodes");
         };

@@ -36,6 +36,26 @@ impl Message {
         matches!(self, Self::Text(_) | Self::Binary(_))
     }
 
+    /// The message with a payload that holds no buffer beyond its own bytes:
+    /// copied when it is a slice of a larger shared buffer (a long read's block,
+    /// see `Decoder::receive_bytes`), as it is when kept for long.
+    pub fn detached(self) -> Self {
+        fn own(bytes: Bytes) -> Bytes {
+            if bytes.is_unique() {
+                bytes
+            } else {
+                Bytes::copy_from_slice(&bytes)
+            }
+        }
+        match self {
+            Self::Text(t) => Self::Text(Utf8Bytes::from_validated(own(t.into_bytes()))),
+            Self::Binary(b) => Self::Binary(own(b)),
+            Self::Ping(b) => Self::Ping(own(b)),
+            Self::Pong(b) => Self::Pong(own(b)),
+            Self::Close(frame) => Self::Close(frame),
+        }
+    }
+
     /// Payload length in bytes.
     pub fn len(&self) -> usize {
         match self {

@@ -42,11 +42,13 @@ struct Inner {
 
 impl PreparedMessage {
     /// Prepares a data message. Control frames are rejected: they are tiny and
-    /// belong to one connection.
+    /// belong to one connection. A payload that is a slice of a larger shared
+    /// buffer is copied ([`Message::detached`]): a prepared message is kept
+    /// while many connections send it, and should keep only its own bytes.
     pub fn new(message: Message) -> Option<Self> {
         message.is_data().then(|| Self {
             inner: Arc::new(Inner {
-                message,
+                message: message.detached(),
                 compressed: Default::default(),
                 plain: OnceLock::new(),
             }),

@@ -139,16 +139,23 @@ impl Writer {
     }
 
     /// Whether the queue passed the high-water mark and should be written now.
+    #[inline]
     pub(crate) fn over_high_water(&self) -> bool {
         self.queued() >= self.high_water as usize
     }
 
     /// Bytes queued and not yet written.
+    #[inline]
     fn queued(&self) -> usize {
-        self.sealed().iter().map(Bytes::len).sum::<usize>() + self.buf.len()
+        let sealed = match &self.sealed {
+            None => 0,
+            Some(chunks) => chunks.iter().map(Bytes::len).sum(),
+        };
+        self.buf.len() + sealed
     }
 
     /// The full chunks queued before `buf`.
+    #[inline]
     fn sealed(&self) -> &[Bytes] {
         self.sealed.as_deref().map_or(&[], Vec::as_slice)
     }
@@ -157,6 +164,7 @@ impl Writer {
     /// (an empty queue takes any message). Checking before queueing keeps a
     /// full batch within the buffer reserved for it instead of reallocating
     /// it at twice the size for the one frame that crosses the mark.
+    #[inline]
     pub(crate) fn has_room_for(&self, len: usize) -> bool {
         !self.has_pending() || self.queued() + len + MAX_HEADER <= self.high_water as usize
     }
@@ -222,11 +230,21 @@ impl Writer {
     /// it and continues in a new one at least as large as everything queued
     /// so far (so a batch has few chunks), and the chunks go out in one
     /// vectored write. Nothing queued is copied again.
+    #[inline]
     fn make_room(&mut self, payload: usize) {
         let frame = payload.saturating_add(self.header_len(payload));
+        if self.buf.capacity() - self.buf.len() < frame {
+            self.grow(frame);
+        }
+    }
+
+    /// [`Self::make_room`] when the buffer is short of `frame` bytes: once a
+    /// batch, and again each time it outgrows a chunk.
+    #[inline(never)]
+    fn grow(&mut self, frame: usize) {
         if self.buf.capacity() == 0 {
             self.buf.reserve(frame.max(self.batch.hint as usize));
-        } else if self.buf.capacity() - self.buf.len() < frame {
+        } else {
             if self.sealed().len() + 1 >= MAX_SLICES {
                 // Rare (a batch of hundreds of times its first buffer): grow
                 // in place rather than write more slices than one call takes.
@@ -242,6 +260,7 @@ impl Writer {
     }
 
     /// The header length of an uncompressed frame of `payload` bytes.
+    #[inline]
     fn header_len(&self, payload: usize) -> usize {
         let length = match payload {
             0..=125 => 0,
@@ -270,13 +289,18 @@ impl Writer {
                 done += 1;
             }
             sealed.drain(..done);
+            if sealed.is_empty() {
+                // `has_pending` reads a present list as bytes waiting.
+                self.sealed = None;
+            }
         }
         self.buf.advance(written);
     }
 
     /// Whether fed bytes wait for a flush.
+    #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        !self.sealed().is_empty() || !self.buf.is_empty()
+        !self.buf.is_empty() || self.sealed.is_some()
     }
 
     pub(crate) async fn send<W: AsyncWrite + Unpin>(
