@@ -40,8 +40,9 @@ pub struct Config {
     ///
     /// A read of 4 KiB or more is decoded where it landed, so a message over
     /// 1 KiB from it shares that buffer: one kept for long keeps up to a chunk
-    /// alive (copy it, `Bytes::copy_from_slice`, to let go). Smaller messages
-    /// and shorter reads are copied and hold nothing shared.
+    /// alive (copy it, `Message::detached`, to let go; a `PreparedMessage`
+    /// does). Smaller messages and shorter reads are copied and hold nothing
+    /// shared.
     pub read_chunk: usize,
     /// Queued outgoing bytes that trigger a write when messages are fed without
     /// flushing. Default: [`DEFAULT_WRITE_BUFFER_SIZE`].
