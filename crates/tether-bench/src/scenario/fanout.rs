@@ -41,6 +41,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     }
     let publisher = Publisher::connect(&dialer, mode, origin, options.size).await?;
     publisher.warm_up(&feed.ready, n, options.timeout).await?;
+    tracing::debug!(subscribers = n, "subscribers ready, publishing");
     let meter = Meter::start_with(feed.deliveries.clone(), options.server_pid, meter_progress);
     let budget = Budget::new(options.duration, options.messages);
     let published = publisher.run(options.rate, &budget).await?;
