@@ -36,6 +36,16 @@ impl Encoder {
         self.role
     }
 
+    /// Whether a data message of `len` payload bytes goes out as its plain
+    /// (unmasked, uncompressed) frame: the server side, below the
+    /// compression threshold or without compression. Such a frame is the same
+    /// bytes on every connection, so a sender may copy one framed elsewhere
+    /// ([`PreparedMessage::plain_frame_into`]).
+    #[inline]
+    pub fn sends_plain(&self, len: usize) -> bool {
+        self.role == Role::Server && (self.deflater.is_none() || len < self.threshold as usize)
+    }
+
     /// Appends `message` to `out` as one frame. A client passes a fresh random
     /// masking key per frame in `mask` (RFC 6455 §5.3); a server passes `None`.
     pub fn encode(

@@ -14,8 +14,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
+use crate::config::Role;
+use crate::encoder::Encoder;
 use crate::message::Message;
 use crate::utf8::Utf8Bytes;
 
@@ -32,12 +34,17 @@ pub struct PreparedMessage {
     inner: Arc<Inner>,
 }
 
+/// The fields a plain send reads (the frame and the message's length) come
+/// first and share a cache line or two: a broadcast walks thousands of these
+/// per subscriber, so their size is what it costs in cache. The compressed
+/// frames, which most messages never get, live behind one pointer.
 #[derive(Debug)]
+#[repr(C)]
 struct Inner {
-    message: Message,
-    compressed: [OnceLock<Bytes>; WINDOWS],
     /// The unmasked, uncompressed frame (small messages only).
     plain: OnceLock<Bytes>,
+    message: Message,
+    compressed: OnceLock<Box<[OnceLock<Bytes>; WINDOWS]>>,
 }
 
 impl PreparedMessage {
@@ -48,9 +55,9 @@ impl PreparedMessage {
     pub fn new(message: Message) -> Option<Self> {
         message.is_data().then(|| Self {
             inner: Arc::new(Inner {
-                message: message.detached(),
-                compressed: Default::default(),
                 plain: OnceLock::new(),
+                message: message.detached(),
+                compressed: OnceLock::new(),
             }),
         })
     }
@@ -72,17 +79,35 @@ impl PreparedMessage {
 
     /// The compressed frame for a window of 2^`window_bits`, if already built.
     pub(crate) fn compressed_frame(&self, window_bits: u8) -> Option<&Bytes> {
-        self.inner.compressed[slot(window_bits)].get()
+        self.inner.compressed.get()?[slot(window_bits)].get()
     }
 
     /// Stores the compressed frame for a window of 2^`window_bits` and returns
     /// the stored one (another connection may have raced us to it; both are
     /// valid encodings of the same message).
     pub(crate) fn store_compressed(&self, window_bits: u8, frame: Bytes) -> &Bytes {
-        self.inner.compressed[slot(window_bits)].get_or_init(|| frame)
+        self.inner.compressed.get_or_init(Default::default)[slot(window_bits)].get_or_init(|| frame)
     }
 
     /// The uncompressed server frame, if already built.
+    /// Frames this message as a server sends it uncompressed, at the end of
+    /// `arena`, and splits the frame off: a broadcast lays the frames of
+    /// consecutive messages side by side this way, so a member sending a run
+    /// of them reads one stretch of memory. `None` for a payload over the
+    /// plain-frame limit (8 KiB), which senders frame themselves.
+    pub fn plain_frame_into(&self, arena: &mut BytesMut) -> Option<Bytes> {
+        if self.message().len() > PLAIN_CACHE_LIMIT {
+            return None;
+        }
+        if let Some(frame) = self.plain_frame() {
+            return Some(frame.clone());
+        }
+        Encoder::new(Role::Server, None, 0)
+            .encode(self.message(), None, arena)
+            .ok()?;
+        Some(arena.split().freeze())
+    }
+
     pub(crate) fn plain_frame(&self) -> Option<&Bytes> {
         self.inner.plain.get()
     }
@@ -105,5 +130,36 @@ fn slot(window_bits: u8) -> usize {
 impl From<Utf8Bytes> for PreparedMessage {
     fn from(text: Utf8Bytes) -> Self {
         Self::text(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_part_stays_small_and_the_plain_frame_comes_first() {
+        // A broadcast ring and a channel's history hold thousands of these;
+        // with the compressed frames inline it was 360 bytes.
+        let size = std::mem::size_of::<Inner>();
+        assert!(size <= 104, "{size} bytes");
+        assert_eq!(std::mem::offset_of!(Inner, plain), 0);
+    }
+
+    #[test]
+    fn plain_frames_are_laid_out_in_the_arena_one_after_the_other() {
+        let mut arena = BytesMut::with_capacity(64);
+        let one = PreparedMessage::text("one");
+        let two = PreparedMessage::binary(vec![2u8; 3]);
+        let first = one.plain_frame_into(&mut arena).unwrap();
+        let second = two.plain_frame_into(&mut arena).unwrap();
+        assert_eq!(&first[..], b"\x81\x03one");
+        assert_eq!(&second[..], b"\x82\x03\x02\x02\x02");
+        assert_eq!(
+            first.as_ptr() as usize + first.len(),
+            second.as_ptr() as usize
+        );
+        let large = PreparedMessage::binary(vec![0u8; PLAIN_CACHE_LIMIT + 1]);
+        assert!(large.plain_frame_into(&mut arena).is_none());
     }
 }

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use bytes::{Bytes, BytesMut};
 use tether_proto::PreparedMessage;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -44,7 +45,8 @@ pub struct BroadcastConfig {
     /// Messages the ring keeps: how far behind a member may fall before it has
     /// lagged. Default 4096.
     pub capacity: usize,
-    /// Payload bytes the ring keeps; older messages are let go beyond this even
+    /// Bytes the ring keeps (payloads, and the frames of messages up to 8 KiB,
+    /// which it keeps beside them); older messages are let go beyond this even
     /// within `capacity`, so large messages cannot pin unbounded memory.
     /// Default 64 MiB. The newest message is always kept.
     pub max_bytes: usize,
@@ -114,9 +116,16 @@ struct Shared<T> {
     senders: AtomicUsize,
 }
 
+/// A message in the ring. What a member reads to send it (its length and
+/// plain frame) is here, not behind the message's pointer: a member walks
+/// thousands of entries per burst.
 #[derive(Debug)]
 struct Entry<T> {
     message: PreparedMessage,
+    /// The server's uncompressed frame, in the ring's arena (small messages).
+    frame: Option<Bytes>,
+    /// Payload bytes.
+    len: usize,
     tag: T,
     /// Members that have yet to send it.
     remaining: usize,
@@ -129,8 +138,11 @@ struct Ring<T> {
     members: usize,
     /// Sequence number of `messages[0]`.
     first: u64,
-    /// Payload bytes in `messages`.
+    /// Bytes held by `messages`: payloads and plain frames.
     bytes: usize,
+    /// Where the plain frames of new messages are laid out, one after the
+    /// other (see [`Ring::frame`]).
+    arena: BytesMut,
     config: BroadcastConfig,
     /// Members waiting for the next message; emptied (and woken) by each send.
     waiting: Vec<Waker>,
@@ -157,12 +169,39 @@ impl<T> Ring<T> {
             if oldest.remaining > 0 && !over {
                 break;
             }
-            self.bytes -= oldest.message.message().len();
+            self.bytes -= oldest.len + oldest.frame.as_ref().map_or(0, Bytes::len);
             self.messages.pop_front();
             self.first += 1;
         }
+        if self.messages.is_empty() {
+            // A quiet group keeps no arena between messages.
+            self.arena = BytesMut::new();
+        }
+    }
+
+    /// The plain frame of `message` (`len` payload bytes), laid out after the
+    /// previous message's. Consecutive frames share a chunk, so a member
+    /// copying a run of them reads memory in order instead of chasing a
+    /// pointer per message. A chunk is sized by what the ring holds: small for
+    /// a group whose members keep up, up to [`ARENA_CHUNK_MAX`] in a burst.
+    fn frame(&mut self, message: &PreparedMessage, len: usize) -> Option<Bytes> {
+        let needed = len + MAX_PLAIN_HEADER;
+        if self.arena.capacity() - self.arena.len() < needed {
+            let chunk = (self.bytes + needed)
+                .clamp(ARENA_CHUNK_MIN, ARENA_CHUNK_MAX)
+                .max(needed);
+            self.arena = BytesMut::with_capacity(chunk);
+        }
+        message.plain_frame_into(&mut self.arena)
     }
 }
+
+/// Largest header of a plain frame the arena holds (payloads up to 8 KiB).
+const MAX_PLAIN_HEADER: usize = 4;
+/// Smallest arena chunk.
+const ARENA_CHUNK_MIN: usize = 512;
+/// Largest arena chunk.
+const ARENA_CHUNK_MAX: usize = 64 << 10;
 
 impl<T> Shared<T> {
     fn ring(&self) -> MutexGuard<'_, Ring<T>> {
@@ -199,6 +238,7 @@ impl<T> Broadcast<T> {
                     members: 0,
                     first: 0,
                     bytes: 0,
+                    arena: BytesMut::new(),
                     config,
                     waiting: Vec::new(),
                     stale: 0,
@@ -213,12 +253,16 @@ impl<T> Broadcast<T> {
     /// Sends `message` with its `tag` to every member (see
     /// [`send`](Broadcast::send)).
     pub fn send_tagged(&self, message: PreparedMessage, tag: T) {
+        let len = message.message().len();
         let waiting = {
             let mut ring = self.shared.ring();
-            ring.bytes += message.message().len();
+            let frame = ring.frame(&message, len);
+            ring.bytes += len + frame.as_ref().map_or(0, Bytes::len);
             let remaining = ring.members;
             ring.messages.push_back(Entry {
                 message,
+                frame,
+                len,
                 tag,
                 remaining,
             });
@@ -362,14 +406,14 @@ impl<T> Subscription<T> {
     }
 
     /// Frames the pending messages numbered below `until` into `batch`, calling
-    /// `on_each` with each message and its tag, until the next one would not
-    /// fit under the batch's high-water mark or none is left. Nothing is
-    /// written: the caller flushes.
+    /// `on_each` with each message's payload length and tag, until the next
+    /// one would not fit under the batch's high-water mark or none is left.
+    /// Nothing is written: the caller flushes.
     pub fn queue_into<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         batch: &mut crate::Batch<'_, S>,
         until: u64,
-        mut on_each: impl FnMut(&PreparedMessage, &T),
+        mut on_each: impl FnMut(usize, &T),
     ) -> Result<Queued> {
         let mut ring = self.shared.ring();
         if let Some(ended) = self.ended(&ring) {
@@ -383,15 +427,19 @@ impl<T> Subscription<T> {
         let end = until.min(ring.head()).saturating_sub(ring.first) as usize;
         let mut progress = Queued::CaughtUp;
         for entry in ring.messages.range_mut(start..end.max(start)) {
-            if !batch.has_room_for(entry.message.message().len()) {
+            if !batch.has_room_for(entry.len) {
                 progress = Queued::Full;
                 break;
             }
-            if let Err(e) = batch.queue_prepared(&entry.message) {
+            let queued = match &entry.frame {
+                Some(frame) => batch.queue_plain(&entry.message, entry.len, frame),
+                None => batch.queue_prepared(&entry.message),
+            };
+            if let Err(e) = queued {
                 ring.trim();
                 return Err(e);
             }
-            on_each(&entry.message, &entry.tag);
+            on_each(entry.len, &entry.tag);
             entry.remaining -= 1;
             self.next += 1;
         }
@@ -479,6 +527,20 @@ mod tests {
         let (_, writer) = WebSocket::from_raw(server, Role::Server, &config).split();
         let (reader, _) = WebSocket::from_raw(client, Role::Client, &config).split();
         (writer, reader)
+    }
+
+    /// A server-side writer that compresses messages of `threshold` bytes or
+    /// more (no context takeover), and the raw stream it writes to.
+    fn compressing_pair(threshold: usize) -> (WsWriter<DuplexStream>, DuplexStream) {
+        use tether_proto::deflate::Deflater;
+        use tether_proto::{Decoder, Encoder};
+        let (server, client) = tokio::io::duplex(1 << 20);
+        let config = Config::default();
+        let encoder = Encoder::new(Role::Server, Some(Deflater::new(1, 15, true)), threshold);
+        let decoder = Decoder::new(Role::Server, config.protocol.clone(), None);
+        let (_, writer) =
+            WebSocket::from_parts(server, decoder, encoder, &config, None, true).split();
+        (writer, client)
     }
 
     fn text(n: usize) -> PreparedMessage {
@@ -613,6 +675,60 @@ mod tests {
         assert_eq!(group.len(), 1, "the older one is let go");
         group.send(PreparedMessage::binary(vec![0u8; 64]));
         assert_eq!(group.len(), 1, "the newest is always kept");
+    }
+
+    #[tokio::test]
+    async fn small_frames_lie_side_by_side_and_each_member_sends_what_it_negotiated() {
+        let group = Broadcast::default();
+        let (plain_writer, mut plain_reader) = pair();
+        let (deflate_writer, mut deflate_stream) = compressing_pair(64);
+        let mut plain = group.subscribe();
+        let mut deflating = group.subscribe();
+        let big = "compressible ".repeat(10);
+        let texts = ["a".to_owned(), big.clone(), "b".to_owned(), big.clone()];
+        for text in &texts {
+            group.send(PreparedMessage::text(text.clone()));
+        }
+        {
+            let ring = group.shared.ring();
+            let frames: Vec<&Bytes> = ring.messages.iter().flat_map(|e| &e.frame).collect();
+            assert_eq!(frames.len(), 4, "all are small enough for the arena");
+            for pair in frames.windows(2) {
+                let end = pair[0].as_ptr() as usize + pair[0].len();
+                assert_eq!(end, pair[1].as_ptr() as usize, "one after the other");
+            }
+            assert_eq!(&frames[0][..], b"\x81\x01a", "a server's plain frame");
+        }
+        for (member, writer) in [
+            (&mut plain, &plain_writer),
+            (&mut deflating, &deflate_writer),
+        ] {
+            let mut batch = writer.batch().await;
+            let mut lens = Vec::new();
+            member
+                .queue_into(&mut batch, u64::MAX, |len, _| lens.push(len))
+                .unwrap();
+            batch.flush().await.unwrap();
+            assert_eq!(lens, texts.iter().map(String::len).collect::<Vec<_>>());
+        }
+        assert_eq!(read_texts(&mut plain_reader, 4).await, texts);
+        // The compressing member sent the small text from the arena and the
+        // large one compressed (RSV1), much shorter than its plain frame.
+        drop(deflate_writer);
+        let mut raw = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut deflate_stream, &mut raw)
+            .await
+            .unwrap();
+        assert_eq!(&raw[..3], b"\x81\x01a");
+        assert_eq!(raw[3], 0xc1, "FIN, RSV1, text");
+        assert!(raw.len() < 2 * big.len(), "{} bytes", raw.len());
+        assert_eq!(group.len(), 0, "messages are let go once sent");
+        assert_eq!(group.shared.ring().bytes, 0);
+        assert_eq!(
+            group.shared.ring().arena.capacity(),
+            0,
+            "an empty ring keeps no arena"
+        );
     }
 
     #[tokio::test]

@@ -205,6 +205,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Batch<'_, S> {
         self.side.writer.queue_prepared(prepared)
     }
 
+    /// Queues `prepared` (of `len` payload bytes) by copying `frame`, its
+    /// plain frame, when this connection sends it plain (see
+    /// [`PreparedMessage::plain_frame_into`]); otherwise as
+    /// [`queue_prepared`](Self::queue_prepared).
+    #[inline]
+    pub(crate) fn queue_plain(
+        &mut self,
+        prepared: &PreparedMessage,
+        len: usize,
+        frame: &[u8],
+    ) -> Result<()> {
+        self.side.writer.queue_plain(prepared, len, frame)
+    }
+
     /// Whether the queue passed the writer's high-water mark and should be
     /// flushed before more is queued.
     pub fn over_high_water(&self) -> bool {

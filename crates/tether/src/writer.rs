@@ -56,6 +56,7 @@ impl Writer {
         }
     }
 
+    #[inline]
     pub(crate) fn close_sent(&self) -> bool {
         self.close_sent.load(Ordering::Acquire)
     }
@@ -100,6 +101,27 @@ impl Writer {
         self.make_room(prepared.message().len());
         self.encoder
             .encode_prepared(prepared, mask, &mut self.buf)?;
+        Ok(())
+    }
+
+    /// Queues `prepared` (of `len` payload bytes) as `frame`, its plain frame
+    /// framed elsewhere, when this connection sends it plain; otherwise frames
+    /// it as [`Self::queue_prepared`] does.
+    #[inline]
+    pub(crate) fn queue_plain(
+        &mut self,
+        prepared: &PreparedMessage,
+        len: usize,
+        frame: &[u8],
+    ) -> Result<()> {
+        if !self.encoder.sends_plain(len) {
+            return self.queue_prepared(prepared);
+        }
+        if self.close_sent() {
+            return Err(Error::AlreadyClosed);
+        }
+        self.make_room(len);
+        self.buf.extend_from_slice(frame);
         Ok(())
     }
 

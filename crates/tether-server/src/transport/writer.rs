@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use tether::broadcast::{Ended, Queued as Progress};
-use tether::{Batch, PreparedMessage, WsWriter};
+use tether::{Batch, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::SlowConsumerPolicy;
@@ -63,9 +63,9 @@ struct Sent {
 }
 
 impl Sent {
-    fn add(&mut self, frame: &PreparedMessage) {
+    fn add(&mut self, len: usize) {
         self.messages += 1;
-        self.bytes += frame.message().len() as u64;
+        self.bytes += len as u64;
     }
 }
 
@@ -172,7 +172,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 self.flush(batch, following).await?;
             }
             batch.queue_prepared(&frame)?;
-            sent.add(&frame);
+            sent.add(frame.message().len());
             if let Some(position) = position {
                 replied.push(position);
             }
@@ -214,8 +214,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
             let reached = &mut follow.reached;
             let progress = follow
                 .subscription
-                .queue_into(batch, until, |frame, offset| {
-                    sent.add(frame);
+                .queue_into(batch, until, |len, offset| {
+                    sent.add(len);
                     if offset.is_some() {
                         *reached = *offset;
                     }
