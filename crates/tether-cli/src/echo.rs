@@ -215,7 +215,12 @@ fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> impl Future<Output = ()> {
                 break Err(e);
             }
         };
-        log_end(ws.get_ref().tcp().peer_addr().ok(), result);
+        // Asked of the socket only when it is logged (a system call per
+        // connection otherwise).
+        let peer = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| ws.get_ref().tcp().peer_addr().ok())
+            .flatten();
+        log_end(peer, result);
     }
 }
 

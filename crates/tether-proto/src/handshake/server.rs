@@ -1,6 +1,7 @@
 //! Server side: parse and validate the client's request, answer 101 or an error.
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::header::HeaderName;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::headers::{has_token, is_token};
 use super::{accept_key, WEBSOCKET_VERSION};
@@ -44,23 +45,29 @@ pub fn parse_request(
         httparse::Status::Complete(len) => len,
     };
     let malformed = |what: &str| HandshakeError::Malformed(what.to_owned());
-    let mut request = Request::builder()
-        .method(
-            Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
-                .map_err(|_| malformed("bad method"))?,
-        )
-        .uri(parsed.path.unwrap_or("/"))
-        .version(if parsed.version == Some(1) {
-            Version::HTTP_11
-        } else {
-            Version::HTTP_10
-        });
+    // Filled in place: `Request::builder` moves the whole request through
+    // each call, which was a visible share of a handshake's time.
+    let mut request = Request::new(());
+    *request.method_mut() = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+        .map_err(|_| malformed("bad method"))?;
+    *request.uri_mut() = parsed
+        .path
+        .unwrap_or("/")
+        .parse::<Uri>()
+        .map_err(|_| malformed("bad request target"))?;
+    *request.version_mut() = if parsed.version == Some(1) {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let headers = request.headers_mut();
+    headers.reserve(parsed.headers.len());
     for h in parsed.headers.iter() {
-        request = request.header(h.name, h.value);
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| malformed("bad header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| malformed("bad header value"))?;
+        headers.append(name, value);
     }
-    let request = request
-        .body(())
-        .map_err(|e| HandshakeError::Malformed(e.to_string()))?;
     Ok(Some((request, len)))
 }
 
