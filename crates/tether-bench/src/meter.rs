@@ -94,8 +94,8 @@ pub struct Meter {
     counter: Counter,
     started: Instant,
     server_pid: Option<u32>,
-    server_cpu: Option<f64>,
-    client_cpu: f64,
+    server_cpu: Option<procfs::CpuTime>,
+    client_cpu: Option<procfs::CpuTime>,
     stop: watch::Sender<bool>,
     sampler: tokio::task::JoinHandle<Vec<f64>>,
 }
@@ -134,8 +134,8 @@ impl Meter {
             counter,
             started: Instant::now(),
             server_pid,
-            server_cpu: server_pid.and_then(|pid| procfs::cpu_seconds(pid).ok()),
-            client_cpu: procfs::cpu_seconds(std::process::id()).unwrap_or(0.0),
+            server_cpu: server_pid.and_then(|pid| procfs::CpuTime::read(pid).ok()),
+            client_cpu: procfs::CpuTime::read(std::process::id()).ok(),
             stop,
             sampler,
         }
@@ -155,11 +155,16 @@ impl Meter {
     pub async fn finish(self) -> Measured {
         let elapsed = self.started.elapsed();
         let server_cpu_seconds = match (self.server_pid, self.server_cpu) {
-            (Some(pid), Some(before)) => procfs::cpu_seconds(pid).ok().map(|now| now - before),
+            (Some(pid), Some(before)) => procfs::CpuTime::read(pid)
+                .ok()
+                .map(|now| before.until(&now)),
             _ => None,
         };
-        let client_cpu_seconds =
-            procfs::cpu_seconds(std::process::id()).unwrap_or(0.0) - self.client_cpu;
+        let client_cpu_seconds = match (&self.client_cpu, procfs::CpuTime::read(std::process::id()))
+        {
+            (Some(before), Ok(now)) => before.until(&now),
+            _ => 0.0,
+        };
         let _ = self.stop.send(true);
         let timeline = self.sampler.await.unwrap_or_default();
         Measured {
