@@ -403,6 +403,21 @@ Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
     }
 
     #[test]
+    fn rejects_a_target_http_cannot_hold_with_400_and_keeps_repeated_headers() {
+        // httparse takes any visible characters as the target; `http::Uri`
+        // does not take an unclosed IPv6 host.
+        let head = b"GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n";
+        let err = parse_request(head, 16 << 10).unwrap_err();
+        assert_eq!(err.status(), Some(400));
+        assert!(err.to_string().contains("request target"), "{err}");
+        let head = b"GET / HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+        let (request, len) = parse_request(head, 16 << 10).unwrap().unwrap();
+        assert_eq!(len, head.len());
+        let values: Vec<_> = request.headers().get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"], "repeated headers are kept in order");
+    }
+
+    #[test]
     fn ignores_a_subprotocol_the_client_did_not_offer() {
         let offer = validate_request(&parse(RFC_REQUEST)).unwrap();
         let (response, _) = accept_response(&offer, Some("mqtt"), &DeflateConfig::default());
