@@ -49,6 +49,13 @@ pub struct Config {
     pub write_buffer_size: usize,
     /// Answer pings with pongs automatically. Default: `true`.
     pub auto_pong: bool,
+    /// Answer the peer's close frame as soon as it is read. Off, `recv` hands
+    /// the [`Message::Close`](crate::Message::Close) over unanswered: the
+    /// application may still send what it owes (replies to requests read
+    /// before the close, as RFC 6455 §5.5.1 allows), then answers with
+    /// [`WsWriter::close`](crate::WsWriter::close), which also ends TCP. It
+    /// must answer promptly: the peer waits for it. Default: `true`.
+    pub auto_close: bool,
 }
 
 impl Default for Config {
@@ -60,6 +67,7 @@ impl Default for Config {
             read_chunk: DEFAULT_READ_CHUNK,
             write_buffer_size: DEFAULT_WRITE_BUFFER_SIZE,
             auto_pong: true,
+            auto_close: true,
         }
     }
 }
@@ -122,6 +130,12 @@ impl Config {
     /// Sets [`Config::auto_pong`].
     pub fn auto_pong(mut self, on: bool) -> Self {
         self.auto_pong = on;
+        self
+    }
+
+    /// Sets [`Config::auto_close`].
+    pub fn auto_close(mut self, on: bool) -> Self {
+        self.auto_close = on;
         self
     }
 }

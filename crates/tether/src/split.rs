@@ -172,6 +172,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     }
 
     /// Sends a close frame; the reading half then receives the peer's answer.
+    /// After a close frame the reading half left unanswered
+    /// ([`Config::auto_close`](crate::Config::auto_close) off), this is the
+    /// answer, and it ends TCP.
     pub async fn close(&self, frame: Option<CloseFrame>) -> Result<()> {
         let mut batch = self.batch().await;
         let side = &mut *batch.side;

@@ -20,6 +20,8 @@ use crate::writer::Writer;
 pub(crate) struct Policy {
     pub(crate) role: Role,
     pub(crate) auto_pong: bool,
+    /// Answer the peer's close at once (else the application does, later).
+    pub(crate) auto_close: bool,
 }
 
 /// The stream as the automatic replies see it: somewhere to read from and
@@ -62,6 +64,11 @@ pub(crate) async fn settle<D: Duplex>(
                 pong(payload.clone(), flush, writer, io.write_half()).await?;
             }
             Ok(Some(Message::Ping(payload)))
+        }
+        Read::Message(Message::Close(frame)) if !policy.auto_close => {
+            // The application answers, once it sent what it still owes.
+            writer.peer_closed();
+            Ok(Some(Message::Close(frame)))
         }
         Read::Message(Message::Close(frame)) => {
             settle_close(frame, reader, writer, &mut io, policy).await
@@ -190,6 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             policy: Policy {
                 role,
                 auto_pong: config.auto_pong,
+                auto_close: config.auto_close,
             },
             protocol: protocol.map(String::into_boxed_str),
             compressed,
@@ -311,9 +319,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Starts the closing handshake and waits (up to the close timeout) for the
-    /// peer's close frame, discarding messages that arrive meanwhile.
+    /// peer's close frame, discarding messages that arrive meanwhile. After a
+    /// close frame left unanswered ([`Config::auto_close`] off), this is the
+    /// answer, and it ends TCP.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
         self.writer.send_close(&mut self.io, frame).await?;
+        if self.reader.close_received() {
+            return Ok(());
+        }
         let close_timeout = self.reader.close_timeout();
         let wait = async {
             loop {

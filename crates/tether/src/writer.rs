@@ -39,6 +39,9 @@ pub(crate) struct Writer {
     /// Shared with the reader, which then bounds its wait for the peer's close.
     close_sent: Arc<AtomicBool>,
     shut_down: bool,
+    /// The peer's close frame arrived and is not answered yet: our close frame
+    /// is the answer, and ends TCP.
+    peer_closed: bool,
     /// How large the next batch's first buffer is (see [`BatchSize`]).
     batch: BatchSize,
 }
@@ -52,6 +55,7 @@ impl Writer {
             high_water: u32::try_from(high_water).unwrap_or(u32::MAX),
             close_sent: Arc::default(),
             shut_down: false,
+            peer_closed: false,
             batch: BatchSize::default(),
         }
     }
@@ -343,7 +347,17 @@ impl Writer {
         if self.close_sent() {
             return Ok(());
         }
-        self.send(io, &Message::Close(frame)).await
+        self.send(io, &Message::Close(frame)).await?;
+        if self.peer_closed {
+            // Both close frames have passed: the closing handshake is over.
+            self.shutdown(io).await;
+        }
+        Ok(())
+    }
+
+    /// Notes that the peer's close frame arrived and waits for our answer.
+    pub(crate) fn peer_closed(&mut self) {
+        self.peer_closed = true;
     }
 
     /// Ends the TCP stream (FIN). Idempotent; errors are moot at this point.

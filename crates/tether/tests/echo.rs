@@ -303,3 +303,65 @@ async fn a_cancelled_send_leaves_the_stream_intact() {
     assert_eq!(first, Some(Message::text(big)));
     assert_eq!(second, Some(Message::text("after")));
 }
+
+/// With `auto_close` off, a server still owes replies to the requests it read
+/// before the client's close frame: they go out first, then its close answers
+/// the client's and ends TCP.
+#[tokio::test]
+async fn sends_what_it_owes_before_answering_a_deferred_close() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let config = Config::default().auto_close(false);
+        let ws = tether::accept_with(tcp, &config, |_, _| Ok(tether::Accept::default()))
+            .await
+            .unwrap();
+        let (mut reader, writer) = ws.split();
+        let mut owed = Vec::new();
+        let close = loop {
+            match reader.recv().await.unwrap() {
+                Some(Message::Text(text)) => owed.push(format!("re: {text}")),
+                Some(Message::Close(frame)) => break frame.expect("a close code"),
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        for reply in owed {
+            writer.send(reply).await.unwrap();
+        }
+        writer
+            .close(Some(CloseFrame::new(close.code.0, "")))
+            .await
+            .unwrap();
+        assert_eq!(
+            reader.recv().await.unwrap(),
+            None,
+            "nothing after the close"
+        );
+    });
+    let (mut ws, _) = tether::connect(&format!("ws://{addr}/")).await.unwrap();
+    // Both requests and the close leave in one write.
+    ws.feed("one").await.unwrap();
+    ws.feed("two").await.unwrap();
+    ws.send(Message::Close(Some(CloseFrame::new(1000, "bye"))))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.recv())
+            .await
+            .expect("in time")
+            .unwrap()
+        {
+            Some(Message::Text(text)) => seen.push(text.to_string()),
+            Some(Message::Close(Some(frame))) => {
+                assert_eq!(frame.code, CloseCode(1000));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["re: one", "re: two"]);
+    assert_eq!(ws.recv().await.unwrap(), None);
+    server.await.unwrap();
+}
