@@ -68,8 +68,9 @@ pub struct Position {
 /// A frame taken from the queue, with the stream position it brings the client to.
 #[derive(Debug)]
 pub struct Queued {
-    /// The frame to write.
-    pub frame: PreparedMessage,
+    /// The frame to write; none for a bare change of the streams followed
+    /// (the stops a session queues as it ends).
+    pub frame: Option<PreparedMessage>,
     /// Set for publications and subscribe replies.
     pub position: Option<Arc<Position>>,
     /// Set for subscribe and unsubscribe replies on streamed channels.
@@ -78,7 +79,7 @@ pub struct Queued {
 
 #[derive(Debug)]
 struct Item {
-    frame: PreparedMessage,
+    frame: Option<PreparedMessage>,
     position: Option<Arc<Position>>,
     /// Publications may be dropped or conflated; replies never are.
     droppable: bool,
@@ -228,7 +229,7 @@ impl Outbox {
             return false;
         }
         let waiter = state.push(Item {
-            frame,
+            frame: Some(frame),
             position,
             droppable: false,
             key: None,
@@ -239,9 +240,35 @@ impl Outbox {
         true
     }
 
+    /// Queues a change to the streams the writer sends, with no frame and
+    /// whatever the queue's level (a session queues one per channel as it
+    /// ends, at most `max_subscriptions`), so the writer stops each stream
+    /// exactly where the session left the channel.
+    pub fn push_follow(&self, follow: Follow) {
+        let mut state = self.shared.state.lock().expect("outbox lock");
+        if state.closed {
+            return;
+        }
+        let waiter = state.push(Item {
+            frame: None,
+            position: None,
+            droppable: false,
+            key: None,
+            follow: Some(follow),
+        });
+        drop(state);
+        wake(waiter);
+    }
+
     /// Queues a publication without waiting. Returns false when something was
     /// lost: this frame (queue full, `disconnect` policy: the session is told to
     /// close) or an older one (dropped or conflated).
+    ///
+    /// Below capacity every publication is kept, whatever the policy: the
+    /// policies apply only past a full queue, so a subscriber within the limit
+    /// never loses one. Past it, `latest-per-key` replaces the queued
+    /// publication with the same key (or, with none, drops the oldest, like
+    /// `drop-oldest`).
     pub fn push_with(
         &self,
         frame: PreparedMessage,
@@ -254,41 +281,41 @@ impl Outbox {
             return false;
         }
         let item = Item {
-            frame,
+            frame: Some(frame),
             position,
             droppable: true,
             key,
             follow: None,
         };
-        if policy == SlowConsumerPolicy::LatestPerKey && item.key.is_some() {
-            // An older value for the same key still waiting is superseded.
-            if let Some(at) = state
-                .items
-                .iter()
-                .position(|queued| queued.droppable && queued.key == item.key)
-            {
-                state.items.remove(at);
-                let waiter = state.push(item);
-                drop(state);
-                wake(waiter);
-                return false;
-            }
-        }
         if state.items.len() < state.capacity {
             let waiter = state.push(item);
             drop(state);
             wake(waiter);
             return true;
         }
-        let oldest = state.items.iter().position(|queued| queued.droppable);
-        match (policy, oldest) {
-            (SlowConsumerPolicy::DropOldest | SlowConsumerPolicy::LatestPerKey, Some(at)) => {
+        let superseded = match policy {
+            SlowConsumerPolicy::Disconnect => None,
+            SlowConsumerPolicy::DropOldest => {
+                state.items.iter().position(|queued| queued.droppable)
+            }
+            SlowConsumerPolicy::LatestPerKey => {
+                let same_key = item.key.as_ref().and_then(|key| {
+                    state
+                        .items
+                        .iter()
+                        .position(|queued| queued.droppable && queued.key.as_ref() == Some(key))
+                });
+                same_key.or_else(|| state.items.iter().position(|queued| queued.droppable))
+            }
+        };
+        match superseded {
+            Some(at) => {
                 state.items.remove(at);
                 let waiter = state.push(item);
                 drop(state);
                 wake(waiter);
             }
-            _ => {
+            None => {
                 drop(state);
                 self.shared.overflow.trip();
             }
@@ -316,7 +343,7 @@ impl Outbox {
                 if state.items.len() < state.capacity {
                     let (frame, follow) = item.take().expect("not yet queued");
                     let waiter = state.push(Item {
-                        frame,
+                        frame: Some(frame),
                         position: None,
                         droppable: false,
                         key: None,
@@ -408,7 +435,7 @@ mod tests {
     }
 
     fn text(queued: Queued) -> String {
-        match queued.frame.message() {
+        match queued.frame.expect("a frame").message() {
             tether::Message::Text(text) => text.to_string(),
             other => panic!("not text: {other:?}"),
         }
@@ -439,13 +466,28 @@ mod tests {
     }
 
     #[test]
-    fn latest_per_key_conflates_queued_values() {
-        let (outbox, mut inbox, _) = Outbox::new(10);
+    fn latest_per_key_conflates_queued_values_once_full() {
+        let (outbox, mut inbox, overflow) = Outbox::new(3);
         let key = |k: &str| Some(Arc::<str>::from(k));
-        outbox.push_with(b("a1"), SlowConsumerPolicy::LatestPerKey, key("a"), None);
-        outbox.push_with(b("b1"), SlowConsumerPolicy::LatestPerKey, key("b"), None);
-        outbox.push_with(b("a2"), SlowConsumerPolicy::LatestPerKey, key("a"), None);
-        assert_eq!(drain(&mut inbox), ["b1", "a2"]);
+        let push = |s, k| outbox.push_with(b(s), SlowConsumerPolicy::LatestPerKey, key(k), None);
+        assert!(push("a1", "a") && push("b1", "b") && push("a2", "a"));
+        assert!(!push("b2", "b"), "full: b1 is superseded");
+        assert!(!push("c1", "c"), "full, no queued c: the oldest goes");
+        assert!(!overflow.flag.load(Ordering::Acquire));
+        assert_eq!(drain(&mut inbox), ["a2", "b2", "c1"]);
+    }
+
+    #[test]
+    fn latest_per_key_keeps_every_publication_below_capacity() {
+        let (outbox, mut inbox, _) = Outbox::new(1024);
+        let keys: Vec<Arc<str>> = (0..8).map(|k| format!("k{k}").into()).collect();
+        let published: Vec<String> = (0..600).map(|n| n.to_string()).collect();
+        for (n, text) in published.iter().enumerate() {
+            let frame = PreparedMessage::text(text.clone());
+            let key = Some(keys[n % keys.len()].clone());
+            assert!(outbox.push_with(frame, SlowConsumerPolicy::LatestPerKey, key, None));
+        }
+        assert_eq!(drain(&mut inbox), published);
     }
 
     #[tokio::test]
