@@ -137,9 +137,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
         }
     }
 
-    /// One burst: what the followed streams hold, then the queue (where a
-    /// subscribe reply starts a stream right after itself, and an unsubscribe
-    /// reply ends one right before itself).
+    /// One burst: what the followed streams hold, then what the queue held
+    /// when the burst began (where a subscribe reply starts a stream right
+    /// after itself, and an unsubscribe reply or a bare stop ends one right
+    /// before itself).
     async fn burst(
         &self,
         batch: &mut Batch<'_, S>,
@@ -149,15 +150,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
         replied: &mut Vec<Arc<Position>>,
         sent: &mut Sent,
     ) -> Result<(), Stop> {
-        for follow in following.iter_mut() {
-            self.forward(follow, batch, u64::MAX, sent).await?;
-        }
+        // The queue first: a stream is sent no further than a stop queued for
+        // it, even when the stream already holds what came after (the
+        // session's own leave, say).
         queue.take_all(burst);
-        for Queued {
-            frame,
-            position,
-            follow,
-        } in burst.drain(..)
+        let stops: Vec<(usize, Arc<str>, u64)> = burst
+            .iter()
+            .enumerate()
+            .filter_map(|(at, queued)| match &queued.follow {
+                Some(Follow::Stop { channel, until }) => Some((at, channel.clone(), *until)),
+                _ => None,
+            })
+            .collect();
+        let limit = |from: usize, channel: &str| {
+            stops
+                .iter()
+                .find(|(at, stopped, _)| *at >= from && **stopped == *channel)
+                .map_or(u64::MAX, |(_, _, until)| *until)
+        };
+        for follow in following.iter_mut() {
+            let until = limit(0, &follow.channel);
+            self.forward(follow, batch, until, sent).await?;
+        }
+        for (
+            at,
+            Queued {
+                frame,
+                position,
+                follow,
+            },
+        ) in burst.drain(..).enumerate()
         {
             if let Some(Follow::Stop { channel, until }) = &follow {
                 if let Some(at) = following.iter().position(|f| f.channel == *channel) {
@@ -168,11 +190,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                     self.forward(&mut stopped, batch, *until, sent).await?;
                 }
             }
-            if !batch.has_room_for(frame.message().len()) {
-                self.flush(batch, following).await?;
+            if let Some(frame) = frame {
+                if !batch.has_room_for(frame.message().len()) {
+                    self.flush(batch, following).await?;
+                }
+                batch.queue_prepared(&frame)?;
+                sent.add(frame.message().len());
             }
-            batch.queue_prepared(&frame)?;
-            sent.add(frame.message().len());
             if let Some(position) = position {
                 replied.push(position);
             }
@@ -183,6 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 policy,
             }) = follow
             {
+                let until = limit(at + 1, &channel);
                 following.retain(|f| f.channel != channel);
                 following.push(Following {
                     channel,
@@ -193,7 +218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                     closed: false,
                 });
                 let started = following.last_mut().expect("just pushed");
-                self.forward(started, batch, u64::MAX, sent).await?;
+                self.forward(started, batch, until, sent).await?;
             }
         }
         Ok(())
