@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine, inside the repository:
-#   - Python peers (kosoku for Autobahn, websockets for interop) in target/venv
+#   - Python peers (kosoku for Autobahn, websockets for interop, prometheus_client
+#     to parse /metrics) in target/venv
 #   - Node peer (ws) in tests/interop/node/node_modules
 #   - Debian's chromium and Playwright (playwright-core) in tests/e2e/node_modules
 # Safe to run again: it only installs what is missing.
@@ -11,6 +12,7 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -26,7 +28,7 @@ if [ ! -x target/venv/bin/python ]; then
   mkdir -p target
   python3 -m venv target/venv
 fi
-if ! target/venv/bin/python -c 'import kosoku, websockets' 2>/dev/null; then
+if ! target/venv/bin/python -c 'import kosoku, websockets, prometheus_client' 2>/dev/null; then
   target/venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 

@@ -24,6 +24,13 @@ pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CHANNEL_NAME: usize = 255;
 /// Default for [`ServerConfig::max_publish_size`], in bytes of JSON.
 pub const DEFAULT_MAX_PUBLISH_SIZE: usize = 64 << 10;
+/// Default for [`ServerConfig::max_data_depth`]: how deeply arrays and objects
+/// may nest in published `data`, far below what JSON parsers refuse (serde_json
+/// stops at 128 levels, the reply's envelope included).
+pub const DEFAULT_MAX_DATA_DEPTH: usize = 32;
+/// Default for [`ServerConfig::max_api_body`], in bytes: room for a
+/// [`DEFAULT_MAX_PUBLISH_SIZE`] publication and a long list of channels.
+pub const DEFAULT_MAX_API_BODY: usize = 1 << 20;
 /// Default for [`ServerConfig::ping_interval`]: well under the 60 s idle cut-off
 /// of common proxies and load balancers.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -135,6 +142,12 @@ pub struct ServerConfig {
     pub max_channel_name: usize,
     /// Largest published `data`, in bytes of JSON. Default: [`DEFAULT_MAX_PUBLISH_SIZE`].
     pub max_publish_size: usize,
+    /// Deepest nesting of arrays and objects in published `data`; deeper is
+    /// refused with error 100. Default: [`DEFAULT_MAX_DATA_DEPTH`].
+    pub max_data_depth: usize,
+    /// Largest HTTP API request body, in bytes; larger ones get 413.
+    /// Default: [`DEFAULT_MAX_API_BODY`].
+    pub max_api_body: usize,
     /// Key required by the HTTP API (`Authorization: apikey KEY`); `None` leaves
     /// the API open, for local use only. Default: `None`.
     pub api_key: Option<String>,
@@ -187,6 +200,8 @@ impl Default for ServerConfig {
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             max_channel_name: DEFAULT_MAX_CHANNEL_NAME,
             max_publish_size: DEFAULT_MAX_PUBLISH_SIZE,
+            max_data_depth: DEFAULT_MAX_DATA_DEPTH,
+            max_api_body: DEFAULT_MAX_API_BODY,
             api_key: None,
             allowed_origins: Vec::new(),
             ping_interval: DEFAULT_PING_INTERVAL,

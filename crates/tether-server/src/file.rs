@@ -20,6 +20,8 @@ pub struct FileConfig {
     idempotency_window_secs: Option<f64>,
     max_channel_name: Option<usize>,
     max_publish_size: Option<usize>,
+    max_data_depth: Option<usize>,
+    max_api_body: Option<usize>,
     max_message_size: Option<usize>,
     compression: Option<bool>,
     api_key: Option<String>,
@@ -136,6 +138,8 @@ impl FileConfig {
         secs(self.idempotency_window_secs, &mut config.idempotency_window);
         set(self.max_channel_name, &mut config.max_channel_name);
         set(self.max_publish_size, &mut config.max_publish_size);
+        set(self.max_data_depth, &mut config.max_data_depth);
+        set(self.max_api_body, &mut config.max_api_body);
         if let Some(size) = self.max_message_size {
             config.websocket = config
                 .websocket
@@ -207,6 +211,10 @@ idempotency_window_secs = {idem}
 max_channel_name = {name}
 # Largest published data, bytes of JSON.
 max_publish_size = {publish}
+# Deepest nesting of arrays and objects in published data (deeper: error 100).
+max_data_depth = {depth}
+# Largest HTTP API request body, bytes (larger: 413).
+max_api_body = {api_body}
 # Largest WebSocket message, bytes (a larger one closes with 1009).
 max_message_size = {message}
 # Offer permessage-deflate to clients that ask for it.
@@ -269,6 +277,8 @@ slow_consumer = "disconnect"
         idem = d.idempotency_window.as_secs_f64(),
         name = d.max_channel_name,
         publish = d.max_publish_size,
+        depth = d.max_data_depth,
+        api_body = d.max_api_body,
         message = d.websocket.protocol.max_message_size,
         ping = d.ping_interval.as_secs_f64(),
         pong = d.pong_timeout.as_secs_f64(),

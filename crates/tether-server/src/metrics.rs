@@ -28,8 +28,9 @@ pub struct Metrics {
     registry: Registry,
     /// Open WebSocket connections.
     pub connections: Gauge,
-    /// Connections accepted since start.
-    pub connections_total: Counter,
+    /// Connections accepted since start (`tether_connections_accepted_total`:
+    /// a family name of its own, apart from the gauge's).
+    pub connections_accepted: Counter,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
     /// Channels the hub holds (with subscribers, history or recent keys).
@@ -61,7 +62,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("tether");
         let metrics = Self {
             connections: Gauge::default(),
-            connections_total: Counter::default(),
+            connections_accepted: Counter::default(),
             subscriptions: Gauge::default(),
             channels: Gauge::default(),
             messages_in: Counter::default(),
@@ -83,9 +84,9 @@ impl Default for Metrics {
             metrics.connections.clone(),
         );
         registry.register(
-            "connections",
+            "connections_accepted",
             "Connections accepted",
-            metrics.connections_total.clone(),
+            metrics.connections_accepted.clone(),
         );
         registry.register(
             "subscriptions",

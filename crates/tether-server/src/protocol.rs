@@ -5,6 +5,7 @@
 //! holding `result` or `error`. Server-initiated messages carry `push` instead.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -164,12 +165,111 @@ impl Request {
 }
 
 /// One publication as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Publication {
     /// Strictly increasing within the channel's epoch, starting at 1.
     pub offset: u64,
-    /// The published JSON value.
+    /// The published JSON value, written out as it came in (never re-parsed).
     pub data: Box<RawValue>,
+}
+
+/// The result of `connect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connected {
+    /// This connection's client id, as presence shows it.
+    pub client: String,
+    /// The token's `sub`, when a token was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// The empty result (`ping`, `unsubscribe`, `POST /api/disconnect`): `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// The result of `subscribe`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The channel's current epoch.
+    pub epoch: Arc<str>,
+    /// The channel's newest offset when the subscription started: live
+    /// publications follow with offsets above it (and `publications` holds the
+    /// recovered ones up to it).
+    pub offset: u64,
+    /// Whether every missed publication is in `publications` (only when the
+    /// client asked to recover). `false`: reload state, history no longer covers
+    /// the gap or the epoch changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// Missed publications, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications: Vec<Publication>,
+}
+
+/// The result of a publish (client `publish` and `POST /api/publish`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// The offset the publication got (the original one for a repeated key).
+    pub offset: u64,
+    /// The channel's epoch.
+    pub epoch: Arc<str>,
+}
+
+/// One entry of a presence list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    /// The connection's client id.
+    pub client: String,
+    /// The user id from its token, if it authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// The result of `presence` (and `GET /api/presence/{channel}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceList {
+    /// Who is subscribed, sorted by client id.
+    pub clients: Vec<PresenceEntry>,
+}
+
+/// The result of `history` (and `GET /api/history/{channel}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// The channel's epoch.
+    pub epoch: Arc<str>,
+    /// The channel's newest offset.
+    pub offset: u64,
+    /// Retained publications, oldest first.
+    pub publications: Vec<Publication>,
+}
+
+/// How deeply `[` and `{` nest in a JSON text, which must be valid JSON (as
+/// a parsed [`RawValue`] is): a scan that never recurses, so it is safe on
+/// any depth.
+pub fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Server-initiated messages.
@@ -280,6 +380,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in order.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownOp,
+        ErrorCode::BadChannel,
+        ErrorCode::PermissionDenied,
+        ErrorCode::AlreadySubscribed,
+        ErrorCode::NotSubscribed,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::NotAvailable,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::BinaryNotSupported,
+        ErrorCode::Unauthorized,
+    ];
+
     /// The error body with the default message for this code.
     pub fn body(self, detail: impl std::fmt::Display) -> ErrorBody {
         ErrorBody {
@@ -287,30 +403,127 @@ impl ErrorCode {
             message: detail.to_string(),
         }
     }
+
+    /// The code with this number, if there is one.
+    pub fn from_number(number: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|code| *code as u16 == number)
+    }
+
+    /// The HTTP status the HTTP API answers this error with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::PermissionDenied => 403,
+            ErrorCode::NotAvailable => 404,
+            ErrorCode::MessageTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unauthorized => 401,
+            _ => 400,
+        }
+    }
 }
 
-/// Why the server closes a connection. Sent in a `disconnect` push and as the
-/// close reason; the number is also the WebSocket close code (4000–4999 range).
+impl ErrorBody {
+    /// The HTTP status for this error (400 for a number this server does not know).
+    pub fn http_status(&self) -> u16 {
+        ErrorCode::from_number(self.code).map_or(400, ErrorCode::http_status)
+    }
+}
+
+/// An HTTP API error answer: `{"error": {"code": 100, "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+/// One channel's outcome in `POST /api/broadcast`: `offset` and `epoch`, or
+/// `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastResult {
+    /// The channel.
+    pub channel: String,
+    /// The publication's offset, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The channel's epoch, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Arc<str>>,
+    /// Why this channel failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// The answer to `POST /api/broadcast`: one result per channel, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastResults {
+    /// Per channel.
+    pub results: Vec<BroadcastResult>,
+}
+
+/// One channel in `GET /api/channels`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Its name.
+    pub name: String,
+    /// How many connections are subscribed.
+    pub subscribers: usize,
+}
+
+/// The answer to `GET /api/channels`: channels with subscribers, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelList {
+    /// The channels.
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// Why the server closes a connection. Sent in a `disconnect` push, then as
+/// the WebSocket close code ([`DisconnectCode::close_code`]: the same number,
+/// but for shutdown and the rate limit, which use the standard codes).
 /// 4000–4499: reconnect is advised; 4500–4999: do not reconnect as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum DisconnectCode {
-    /// 4000: the server is shutting down or restarting.
+    /// 4000: the server is shutting down or restarting (close code 1001).
     Shutdown = 4000,
     /// 4001: the client could not keep up; it should reconnect and recover.
     SlowConsumer = 4001,
     /// 4002: no pong or message within the heartbeat timeout.
     NoPong = 4002,
-    /// 4500: the client broke the protocol repeatedly.
+    /// 4500: reserved for repeated protocol violations (not sent today:
+    /// WebSocket-level violations close with 1002, 1007 or 1009 alone).
     BadProtocol = 4500,
     /// 4501: disconnected through the HTTP API (`POST /api/disconnect`).
     Kicked = 4501,
+    /// 4502: the client went on past a whole burst of error-109 refusals
+    /// (close code 1008, policy violation).
+    RateLimited = 4502,
 }
 
 impl DisconnectCode {
     /// Whether a client should reconnect after this.
     pub fn reconnect(self) -> bool {
         (self as u16) < 4500
+    }
+
+    /// The WebSocket close code that ends the connection.
+    pub fn close_code(self) -> u16 {
+        match self {
+            DisconnectCode::Shutdown => 1001,
+            DisconnectCode::RateLimited => 1008,
+            other => other as u16,
+        }
+    }
+
+    /// The reason sent in the push and the close frame.
+    pub fn reason(self) -> &'static str {
+        match self {
+            DisconnectCode::Shutdown => "server shutting down",
+            DisconnectCode::SlowConsumer => "slow consumer",
+            DisconnectCode::NoPong => "no pong",
+            DisconnectCode::BadProtocol => "protocol violations",
+            DisconnectCode::Kicked => "disconnected by the server",
+            DisconnectCode::RateLimited => "rate limit exceeded",
+        }
     }
 }
 
@@ -360,6 +573,15 @@ mod tests {
         assert_eq!((err.id, err.error.code), (5, ErrorCode::BadRequest as u16));
         let err = Request::parse("not json").unwrap_err();
         assert_eq!((err.id, err.error.code), (0, ErrorCode::BadRequest as u16));
+    }
+
+    #[test]
+    fn measures_nesting_without_recursing_and_ignores_brackets_in_strings() {
+        assert_eq!(nesting_depth("1"), 0);
+        assert_eq!(nesting_depth(r#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(nesting_depth(r#"["[[[{", "\\\"]]]"]"#), 1);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(nesting_depth(&deep), 100_000);
     }
 
     #[test]

@@ -39,8 +39,11 @@ pub struct AppState {
 impl AppState {
     /// Fresh state for `config`, with the sender that starts shutdown. Fails when
     /// a configured verification key cannot be read.
-    pub fn new(config: ServerConfig) -> Result<(Self, watch::Sender<bool>), KeyError> {
+    pub fn new(mut config: ServerConfig) -> Result<(Self, watch::Sender<bool>), KeyError> {
         let verifier = Arc::new(Verifier::new(&config.auth)?);
+        // The WebSocket transport answers a client's close itself, once the
+        // replies to the requests read before it are out.
+        config.websocket.auto_close = false;
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
@@ -69,6 +72,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_key,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_api_body,
         ));
     Router::new()
         .route("/", get(demo::index))

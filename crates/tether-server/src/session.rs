@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::json;
 use tether::PreparedMessage;
 
 use crate::auth::{Identity, Verifier};
 use crate::config::{Access, ServerConfig};
 use crate::hub::{ClientId, Hub, Outbox};
-use crate::protocol::{Command, ErrorBody, ErrorCode, Reply, Request};
+use crate::protocol::{
+    Command, Connected, DisconnectCode, Empty, ErrorBody, ErrorCode, PresenceList, Reply, Request,
+};
 use crate::ratelimit::TokenBucket;
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
@@ -22,8 +23,9 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 pub enum Verdict {
     /// Keep the connection.
     Continue,
-    /// Close it with this WebSocket close code and reason.
-    Close(u16, &'static str),
+    /// End the session: say why with a `disconnect` push after the replies
+    /// already queued, then close.
+    Disconnect(DisconnectCode),
 }
 
 /// One connected client.
@@ -91,8 +93,8 @@ impl Session {
     }
 
     /// Applies the rate limit to one incoming frame: `Err` holds the verdict for a
-    /// refused one (error 109, or a close with 1008 once the client has ignored a
-    /// whole burst of refusals).
+    /// refused one (error 109, or a disconnect with 4502 once the client has
+    /// ignored a whole burst of refusals).
     async fn admit(&mut self, id: u64) -> Result<(), Verdict> {
         if self.bucket.take() {
             self.refused = 0;
@@ -101,7 +103,7 @@ impl Session {
         self.refused += 1;
         self.hub.metrics().rate_limited.inc();
         if self.refused > self.config.rate_burst {
-            return Err(Verdict::Close(1008, "rate limit exceeded"));
+            return Err(Verdict::Disconnect(DisconnectCode::RateLimited));
         }
         let error = ErrorCode::RateLimited.body(format!(
             "over {} requests per second",
@@ -161,15 +163,21 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, token: Option<String>) -> Result<serde_json::Value, ErrorBody> {
+    fn connect(&mut self, token: Option<String>) -> Result<Connected, ErrorBody> {
         match token {
             Some(token) => {
                 let identity = self.verifier.verify(&token)?;
-                let result = json!({ "client": &*self.id, "user": &identity.user });
+                let result = Connected {
+                    client: self.id.to_string(),
+                    user: Some(identity.user.clone()),
+                };
                 self.identity = Some(identity);
                 Ok(result)
             }
-            None if self.verifier.anonymous() => Ok(json!({ "client": &*self.id })),
+            None if self.verifier.anonymous() => Ok(Connected {
+                client: self.id.to_string(),
+                user: None,
+            }),
             None => Err(ErrorCode::Unauthorized.body("a token is required")),
         }
     }
@@ -197,16 +205,26 @@ impl Session {
         }
         let frame = match request.command {
             Command::Connect { token } => reply_frame(id, self.connect(token)),
-            Command::Ping => reply_frame(id, Ok(json!({}))),
+            Command::Ping => reply_frame(id, Ok(Empty {})),
             Command::Subscribe { channel, recover } => {
                 if self.subscriptions.len() >= self.config.max_subscriptions {
-                    let error = ErrorCode::TooManySubscriptions
-                        .body(format!("at most {} subscriptions", self.config.max_subscriptions));
+                    let error = ErrorCode::TooManySubscriptions.body(format!(
+                        "at most {} subscriptions",
+                        self.config.max_subscriptions
+                    ));
                     reply_frame::<()>(id, Err(error))
                 } else {
                     // On success the hub queues the reply itself, ahead of live publications.
-                    let user: Option<Arc<str>> = self.identity.as_ref().map(|i| Arc::from(i.user.as_str()));
-                    match self.hub.subscribe(id, &channel, &self.id, user.as_ref(), &self.outbox, recover.as_ref()) {
+                    let user: Option<Arc<str>> =
+                        self.identity.as_ref().map(|i| Arc::from(i.user.as_str()));
+                    match self.hub.subscribe(
+                        id,
+                        &channel,
+                        &self.id,
+                        user.as_ref(),
+                        &self.outbox,
+                        recover.as_ref(),
+                    ) {
                         Ok(()) => {
                             self.subscriptions.insert(channel);
                             return;
@@ -219,33 +237,47 @@ impl Session {
                 let (result, stop) = match self.hub.unsubscribe(&channel, &self.id) {
                     Ok(stop) => {
                         self.subscriptions.remove(&channel);
-                        (Ok(json!({})), stop)
+                        (Ok(Empty {}), stop)
                     }
                     Err(error) => (Err(error), None),
                 };
-                let _ = self.outbox.reply_following(reply_frame(id, result), stop).await;
+                let _ = self
+                    .outbox
+                    .reply_following(reply_frame(id, result), stop)
+                    .await;
                 return;
             }
-            Command::Publish { channel, data, idempotency_key, key } => {
-                reply_frame(id, self.hub.publish(&channel, data, idempotency_key, key.as_deref()))
-            }
-            Command::Presence { channel } => {
-                reply_frame(id, self.hub.presence(&channel).map(|clients| json!({ "clients": clients })))
-            }
-            Command::History { channel, limit } => reply_frame(
+            Command::Publish {
+                channel,
+                data,
+                idempotency_key,
+                key,
+            } => reply_frame(
                 id,
-                self.hub.history(&channel, limit).map(|(epoch, offset, publications)| {
-                    json!({ "epoch": epoch, "offset": offset, "publications": publications })
-                }),
+                self.hub
+                    .publish(&channel, data, idempotency_key, key.as_deref()),
             ),
+            Command::Presence { channel } => reply_frame(
+                id,
+                self.hub
+                    .presence(&channel)
+                    .map(|clients| PresenceList { clients }),
+            ),
+            Command::History { channel, limit } => {
+                reply_frame(id, self.hub.history(&channel, limit))
+            }
         };
         self.send(frame).await;
     }
 
-    /// Leaves every channel (presence leave for each); call when the connection ends.
+    /// Leaves every channel (presence leave for each); call when the connection
+    /// ends. The writer stops each channel's stream where the session left it,
+    /// so the client is not sent what happened after, its own leave included.
     pub fn end(&mut self) {
         for channel in self.subscriptions.drain() {
-            let _ = self.hub.unsubscribe(&channel, &self.id);
+            if let Ok(Some(stop)) = self.hub.unsubscribe(&channel, &self.id) {
+                self.outbox.push_follow(stop);
+            }
         }
     }
 }

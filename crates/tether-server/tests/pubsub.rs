@@ -622,7 +622,7 @@ async fn refuses_a_flood_with_109_then_closes_with_1008() {
             break;
         }
     }
-    let (mut ok, mut limited, mut code) = (0, 0, None);
+    let (mut ok, mut limited, mut code, mut push) = (0, 0, None, None);
     let read = async {
         loop {
             let message = match client.ws.recv().await {
@@ -633,6 +633,10 @@ async fn refuses_a_flood_with_109_then_closes_with_1008() {
             match message {
                 Message::Text(text) => {
                     let reply: Value = serde_json::from_str(&text).unwrap();
+                    if reply.get("push").is_some() {
+                        push = Some(reply);
+                        continue;
+                    }
                     match reply["error"]["code"].as_u64() {
                         Some(109) => limited += 1,
                         None => ok += 1,
@@ -650,6 +654,11 @@ async fn refuses_a_flood_with_109_then_closes_with_1008() {
     assert_eq!(ok, 5, "the burst is served");
     assert!(limited >= 1, "then requests are refused with 109");
     assert_eq!(code, Some(1008), "and a client that keeps going is closed");
+    let push = push.expect("a disconnect push says why");
+    assert_eq!(
+        (&push["push"], &push["code"]),
+        (&json!("disconnect"), &json!(4502))
+    );
 }
 
 fn now() -> u64 {

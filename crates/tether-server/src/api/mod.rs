@@ -1,37 +1,53 @@
 //! The HTTP API: publish from back ends, inspect channels, health checks.
 
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::protocol::{ErrorBody, ErrorCode};
+use crate::protocol::{
+    ApiError, BroadcastResult, BroadcastResults, ChannelInfo, ChannelList, Empty, ErrorBody,
+    ErrorCode, PresenceList,
+};
 use crate::server::AppState;
 
-fn error(status: StatusCode, body: ErrorBody) -> Response {
-    (status, Json(json!({ "error": body }))).into_response()
+fn error(body: ErrorBody) -> Response {
+    let status = StatusCode::from_u16(body.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error_with(status, body)
 }
 
-fn status_for(body: &ErrorBody) -> StatusCode {
-    match body.code {
-        c if c == ErrorCode::PermissionDenied as u16 => StatusCode::FORBIDDEN,
-        c if c == ErrorCode::MessageTooLarge as u16 => StatusCode::PAYLOAD_TOO_LARGE,
-        c if c == ErrorCode::NotAvailable as u16 => StatusCode::NOT_FOUND,
-        _ => StatusCode::BAD_REQUEST,
-    }
+fn error_with(status: StatusCode, body: ErrorBody) -> Response {
+    (status, Json(ApiError { error: body })).into_response()
 }
 
-/// A JSON request body, or the 4xx answer for one that is not valid.
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+/// A request body read whole (up to [`ServerConfig::max_api_body`], else
+/// axum's rejection answers 413).
+///
+/// [`ServerConfig::max_api_body`]: crate::ServerConfig::max_api_body
+type Body = Result<Bytes, BytesRejection>;
 
-fn json_body<T>(body: JsonBody<T>) -> Result<T, Box<Response>> {
-    body.map(|Json(body)| body).map_err(|rejection| {
-        let message = ErrorCode::BadRequest.body(rejection.body_text());
-        Box::new(error(rejection.status(), message))
+/// Parses a request body as JSON whatever its `Content-Type` says: `curl -d`
+/// labels it a form, and refusing that with 415 helps nobody. Errors are 400
+/// (not JSON, or not this shape) and 413 (too large).
+fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, Box<Response>> {
+    let bytes = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::MessageTooLarge
+        } else {
+            ErrorCode::BadRequest
+        };
+        Box::new(error_with(status, code.body(rejection.body_text())))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let message = ErrorCode::BadRequest.body(format!("the body is not a valid request: {e}"));
+        Box::new(error(message))
     })
 }
 
@@ -43,7 +59,7 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if given.and_then(|v| v.strip_prefix("apikey ")) != Some(key.as_str()) {
-            return error(
+            return error_with(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::PermissionDenied.body("missing or wrong API key"),
             );
@@ -66,8 +82,8 @@ pub struct PublishBody {
 }
 
 /// `POST /api/publish`: `{"channel": "...", "data": ...}` → `{"offset": n, "epoch": "..."}`.
-pub async fn publish(State(state): State<AppState>, body: JsonBody<PublishBody>) -> Response {
-    let body = match json_body(body) {
+pub async fn publish(State(state): State<AppState>, body: Body) -> Response {
+    let body: PublishBody = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
@@ -78,7 +94,7 @@ pub async fn publish(State(state): State<AppState>, body: JsonBody<PublishBody>)
         body.key.as_deref(),
     ) {
         Ok(published) => Json(published).into_response(),
-        Err(e) => error(status_for(&e), e),
+        Err(e) => error(e),
     }
 }
 
@@ -92,20 +108,29 @@ pub struct BroadcastBody {
 
 /// `POST /api/broadcast`: the same data to many channels; one result per channel,
 /// in order, each `{"offset", "epoch"}` or `{"error"}`.
-pub async fn broadcast(State(state): State<AppState>, body: JsonBody<BroadcastBody>) -> Response {
-    let body = match json_body(body) {
+pub async fn broadcast(State(state): State<AppState>, body: Body) -> Response {
+    let body: BroadcastBody = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let results: Vec<_> = body
+    let results = body
         .channels
-        .iter()
-        .map(|channel| match state.hub.publish(channel, body.data.clone(), None, None) {
-            Ok(published) => json!({ "channel": channel, "offset": published.offset, "epoch": published.epoch }),
-            Err(e) => json!({ "channel": channel, "error": e }),
+        .into_iter()
+        .map(|channel| {
+            let outcome = state.hub.publish(&channel, body.data.clone(), None, None);
+            let (offset, epoch, error) = match outcome {
+                Ok(published) => (Some(published.offset), Some(published.epoch), None),
+                Err(error) => (None, None, Some(error)),
+            };
+            BroadcastResult {
+                channel,
+                offset,
+                epoch,
+                error,
+            }
         })
         .collect();
-    Json(json!({ "results": results })).into_response()
+    Json(BroadcastResults { results }).into_response()
 }
 
 /// Body of `POST /api/disconnect`.
@@ -116,15 +141,15 @@ pub struct DisconnectBody {
 }
 
 /// `POST /api/disconnect`: closes a client's connection (4501, no reconnect).
-pub async fn disconnect(State(state): State<AppState>, body: JsonBody<DisconnectBody>) -> Response {
-    let body = match json_body(body) {
+pub async fn disconnect(State(state): State<AppState>, body: Body) -> Response {
+    let body: DisconnectBody = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
     if state.sessions.kick(&body.client) {
-        Json(json!({})).into_response()
+        Json(Empty {}).into_response()
     } else {
-        error(
+        error_with(
             StatusCode::NOT_FOUND,
             ErrorCode::BadRequest.body(format!("no client {}", body.client)),
         )
@@ -133,20 +158,20 @@ pub async fn disconnect(State(state): State<AppState>, body: JsonBody<Disconnect
 
 /// `GET /api/channels`: channels with subscribers.
 pub async fn channels(State(state): State<AppState>) -> Response {
-    let channels: Vec<_> = state
+    let channels = state
         .hub
         .channels()
         .into_iter()
-        .map(|(name, subscribers)| json!({"name": name, "subscribers": subscribers}))
+        .map(|(name, subscribers)| ChannelInfo { name, subscribers })
         .collect();
-    Json(json!({ "channels": channels })).into_response()
+    Json(ChannelList { channels }).into_response()
 }
 
 /// `GET /api/presence/{channel}`.
 pub async fn presence(State(state): State<AppState>, Path(channel): Path<String>) -> Response {
     match state.hub.presence(&channel) {
-        Ok(clients) => Json(json!({ "clients": clients })).into_response(),
-        Err(e) => error(status_for(&e), e),
+        Ok(clients) => Json(PresenceList { clients }).into_response(),
+        Err(e) => error(e),
     }
 }
 
@@ -160,14 +185,15 @@ pub struct HistoryQuery {
 pub async fn history(
     State(state): State<AppState>,
     Path(channel): Path<String>,
-    Query(query): Query<HistoryQuery>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return error(ErrorCode::BadRequest.body(rejection.body_text())),
+    };
     match state.hub.history(&channel, query.limit) {
-        Ok((epoch, offset, publications)) => {
-            Json(json!({ "epoch": epoch, "offset": offset, "publications": publications }))
-                .into_response()
-        }
-        Err(e) => error(status_for(&e), e),
+        Ok(page) => Json(page).into_response(),
+        Err(e) => error(e),
     }
 }
 

@@ -23,44 +23,9 @@ pub use outbox::{
 
 use crate::config::{ServerConfig, SlowConsumerPolicy};
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorBody, ErrorCode, Publication, Push, Reply};
+use crate::protocol::{nesting_depth, ErrorBody, ErrorCode, HistoryPage, Publication, Push, Reply};
+pub use crate::protocol::{PresenceEntry, Published, Subscribed};
 use channel::{Channel, Subscriber};
-
-/// The result of a subscribe.
-#[derive(Debug, Serialize)]
-pub struct Subscribed {
-    /// The channel's current epoch.
-    pub epoch: Arc<str>,
-    /// The channel's newest offset.
-    pub offset: u64,
-    /// Whether every missed publication is in `publications` (only when the
-    /// client asked to recover). `false`: reload state, history no longer covers
-    /// the gap or the epoch changed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recovered: Option<bool>,
-    /// Missed publications, oldest first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub publications: Vec<Publication>,
-}
-
-/// One entry of a presence list.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PresenceEntry {
-    /// The connection's client id.
-    pub client: String,
-    /// The user id from its token, if it authenticated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-}
-
-/// The result of a publish.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Published {
-    /// The offset the publication got (the original one for a repeated key).
-    pub offset: u64,
-    /// The channel's epoch.
-    pub epoch: Arc<str>,
-}
 
 /// The channel registry.
 #[derive(Debug)]
@@ -172,6 +137,15 @@ impl Hub {
                 "data is {} bytes, the limit is {}",
                 data.get().len(),
                 self.config.max_publish_size
+            )));
+        }
+        // Whatever is accepted must be readable back by every client, and
+        // JSON parsers limit nesting (serde_json at 128, envelope included).
+        let depth = nesting_depth(data.get());
+        if depth > self.config.max_data_depth {
+            return Err(ErrorCode::BadRequest.body(format!(
+                "data nests {depth} levels deep, the limit is {}",
+                self.config.max_data_depth
             )));
         }
         let options = self.config.namespace_of(channel);
@@ -348,11 +322,7 @@ impl Hub {
     }
 
     /// Retained publications of `channel`, the newest `limit` of them.
-    pub fn history(
-        &self,
-        channel: &str,
-        limit: Option<usize>,
-    ) -> Result<(Arc<str>, u64, Vec<Publication>), ErrorBody> {
+    pub fn history(&self, channel: &str, limit: Option<usize>) -> Result<HistoryPage, ErrorBody> {
         self.validate_channel(channel)?;
         if self.config.namespace_of(channel).history_size == 0 {
             return Err(ErrorCode::NotAvailable.body("history is off for this namespace"));
@@ -368,7 +338,11 @@ impl Hub {
                     data: p.data.clone(),
                 })
                 .collect();
-            (state.epoch.clone(), state.offset, publications)
+            HistoryPage {
+                epoch: state.epoch.clone(),
+                offset: state.offset,
+                publications,
+            }
         }))
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use tether::{CloseCode, CloseFrame, HandshakeError, Message, WebSocket, WsWriter};
+use tether::{CloseFrame, HandshakeError, Message, WebSocket, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use std::net::SocketAddr;
@@ -94,19 +94,18 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
     }
 }
 
-fn disconnect_push(code: DisconnectCode, reason: &str, after: Option<Duration>) -> String {
-    disconnect_push_at(code, reason, after, BTreeMap::new())
+fn disconnect_push(code: DisconnectCode, after: Option<Duration>) -> String {
+    disconnect_push_at(code, after, BTreeMap::new())
 }
 
 fn disconnect_push_at(
     code: DisconnectCode,
-    reason: &str,
     after: Option<Duration>,
     positions: BTreeMap<&str, StreamPosition>,
 ) -> String {
     let push = Push::Disconnect {
         code: code as u16,
-        reason,
+        reason: code.reason(),
         reconnect: code.reconnect(),
         reconnect_after_ms: after.map(|d| d.as_millis() as u64),
         positions,
@@ -114,17 +113,30 @@ fn disconnect_push_at(
     serde_json::to_string(&push).expect("push serialises")
 }
 
-/// Sends a last text and a close frame, bounded by `timeout` (the socket may be
-/// full of a slow reader's backlog).
-async fn goodbye<S>(writer: &WsWriter<S>, text: String, close: CloseFrame, timeout: Duration)
+/// Sends the `disconnect` push and the close frame for `code`, bounded by
+/// `timeout` (the socket may be full of a slow reader's backlog).
+async fn goodbye<S>(writer: &WsWriter<S>, push: String, code: DisconnectCode, timeout: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let bye = async {
-        let _ = writer.send(text).await;
+        let _ = writer.send(push).await;
+        let close = CloseFrame::new(code.close_code(), code.reason());
         let _ = writer.close(Some(close)).await;
     };
     let _ = tokio::time::timeout(timeout, bye).await;
+}
+
+/// How a connection's read loop ended, which decides what is still sent.
+enum Ending {
+    /// The client sent a close frame: the replies to what it asked before it
+    /// are owed, then our close answers its own.
+    ClientClosed(Option<CloseFrame>),
+    /// The server ends the session: the replies already queued (the refusals
+    /// that explain it), then the `disconnect` push and the close.
+    Disconnect(DisconnectCode),
+    /// Nothing more can be sent, or all of it was.
+    Done,
 }
 
 /// Decrements the open-connection gauge when the session ends, however it ends.
@@ -170,7 +182,7 @@ pub async fn serve<S>(
 {
     let metrics = state.metrics.clone();
     metrics.connections.inc();
-    metrics.connections_total.inc();
+    metrics.connections_accepted.inc();
     let _open = scopeguard(metrics.clone());
     let config = state.config.clone();
     let (outbox, queue, overflow) = Outbox::new(config.outbound_queue);
@@ -203,8 +215,7 @@ pub async fn serve<S>(
     heartbeat.tick().await;
     let mut last_heard = Instant::now();
     let close_timeout = config.websocket.close_timeout;
-    let mut close_after_flush = None;
-    let reason = loop {
+    let (reason, ending) = loop {
         tokio::select! {
             message = reader.recv() => {
                 last_heard = Instant::now();
@@ -219,18 +230,20 @@ pub async fn serve<S>(
                     // connection should not carry the room its state needs.
                     Ok(Some(Message::Text(text))) => Box::pin(session.handle_text(&text)).await,
                     Ok(Some(Message::Binary(_))) => Box::pin(session.handle_binary()).await,
-                    Ok(Some(Message::Close(frame))) => break match frame {
-                        Some(frame) => format!("closed by client: {} {:?}", frame.code.0, frame.reason.as_str()),
-                        None => "closed by client".to_owned(),
-                    },
+                    Ok(Some(Message::Close(frame))) => {
+                        let reason = match &frame {
+                            Some(frame) => format!("closed by client: {} {:?}", frame.code.0, frame.reason.as_str()),
+                            None => "closed by client".to_owned(),
+                        };
+                        break (reason, Ending::ClientClosed(frame));
+                    }
                     Ok(Some(_)) => Verdict::Continue,
-                    Ok(None) => break "connection ended".to_owned(),
-                    Err(e) => break format!("connection failed: {e}"),
+                    Ok(None) => break ("connection ended".to_owned(), Ending::Done),
+                    Err(e) => break (format!("connection failed: {e}"), Ending::Done),
                 };
-                if let Verdict::Close(code, reason) = verdict {
-                    metrics.disconnect(code);
-                    close_after_flush = Some(CloseFrame::new(code, reason));
-                    break reason.to_owned();
+                if let Verdict::Disconnect(code) = verdict {
+                    metrics.disconnect(code as u16);
+                    break (code.reason().to_owned(), Ending::Disconnect(code));
                 }
             }
             _ = heartbeat.tick() => {
@@ -238,24 +251,21 @@ pub async fn serve<S>(
                     writer_task.abort();
                     let code = DisconnectCode::NoPong;
                     metrics.disconnect(code as u16);
-                    let close = CloseFrame::new(code as u16, "no pong");
-                    Box::pin(goodbye(&writer, disconnect_push(code, "no pong", None), close, close_timeout)).await;
-                    break "no pong within the heartbeat timeout".to_owned();
+                    Box::pin(goodbye(&writer, disconnect_push(code, None), code, close_timeout)).await;
+                    break ("no pong within the heartbeat timeout".to_owned(), Ending::Done);
                 }
                 let _ = Box::pin(writer.send(Message::Ping(bytes::Bytes::new()))).await;
             }
             _ = kicked.notified() => {
                 let code = DisconnectCode::Kicked;
                 metrics.disconnect(code as u16);
-                close_after_flush = Some(CloseFrame::new(code as u16, "disconnected by the server"));
-                break "disconnected through the API".to_owned();
+                break ("disconnected through the API".to_owned(), Ending::Disconnect(code));
             }
             _ = overflow.wait() => {
                 // The queue is full: stop writing it and tell the client to come back.
                 writer_task.abort();
                 let code = DisconnectCode::SlowConsumer;
                 metrics.disconnect(code as u16);
-                let close = CloseFrame::new(code as u16, "slow consumer");
                 let written = written.lock().expect("positions lock").clone();
                 let positions = written
                     .iter()
@@ -265,9 +275,9 @@ pub async fn serve<S>(
                         (&**channel, position)
                     })
                     .collect();
-                let push = disconnect_push_at(code, "slow consumer", None, positions);
-                Box::pin(goodbye(&writer, push, close, close_timeout)).await;
-                break "slow consumer".to_owned();
+                let push = disconnect_push_at(code, None, positions);
+                Box::pin(goodbye(&writer, push, code, close_timeout)).await;
+                break ("slow consumer".to_owned(), Ending::Done);
             }
             _ = stopping(&mut shutdown) => {
                 // Leave the channels first, so nothing new is queued, then let the
@@ -275,14 +285,13 @@ pub async fn serve<S>(
                 session.end();
                 let window = config.reconnect_window.as_millis().max(1) as u64;
                 let after = Duration::from_millis(rand::random::<u64>() % window);
-                let push = disconnect_push(DisconnectCode::Shutdown, "server shutting down", Some(after));
+                let push = disconnect_push(DisconnectCode::Shutdown, Some(after));
                 drop(session);
                 let flushed = Box::pin(tokio::time::timeout(config.shutdown_timeout, &mut writer_task)).await;
                 if flushed.is_err() {
                     writer_task.abort();
                 }
-                let close = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
-                Box::pin(goodbye(&writer, push, close, close_timeout)).await;
+                Box::pin(goodbye(&writer, push, DisconnectCode::Shutdown, close_timeout)).await;
                 // Wait briefly for the client's close frame, so it sees a clean close.
                 let _ = Box::pin(tokio::time::timeout(close_timeout, async { while let Ok(Some(_)) = reader.recv().await {} })).await;
                 let seconds = opened.elapsed().as_secs_f64();
@@ -291,31 +300,41 @@ pub async fn serve<S>(
             }
         }
     };
-    match close_after_flush {
-        Some(frame) => {
-            // Deliver the replies already queued (the refusals that explain the
-            // close), then close: leaving the channels lets the queue run dry.
-            drop(session);
-            // Boxed, like every rare path here: the connection's task stays small.
-            Box::pin(async {
-                if tokio::time::timeout(close_timeout, &mut writer_task)
-                    .await
-                    .is_err()
-                {
-                    writer_task.abort();
+    if let Ending::Done = ending {
+        writer_task.abort();
+    } else {
+        // Leaving the channels lets the queue run dry: the writer sends what
+        // is queued (every reply owed) and ends.
+        drop(session);
+        // Boxed, like every rare path here: the connection's task stays small.
+        Box::pin(async {
+            if tokio::time::timeout(close_timeout, &mut writer_task)
+                .await
+                .is_err()
+            {
+                writer_task.abort();
+            }
+            match ending {
+                Ending::ClientClosed(frame) => {
+                    // Our close answers the client's (echoing its code, RFC
+                    // 6455 §5.5.1) and ends TCP.
+                    let echo = frame.map(|frame| CloseFrame::new(frame.code.0, ""));
+                    let _ = tokio::time::timeout(close_timeout, writer.close(echo)).await;
                 }
-                let _ = tokio::time::timeout(close_timeout, writer.close(Some(frame))).await;
-                // Read (and discard) until the client's close frame: dropping the
-                // socket with unread input would reset it and could lose our close
-                // frame.
-                let _ = tokio::time::timeout(close_timeout, async {
-                    while let Ok(Some(_)) = reader.recv().await {}
-                })
-                .await;
-            })
-            .await;
-        }
-        None => writer_task.abort(),
+                Ending::Disconnect(code) => {
+                    goodbye(&writer, disconnect_push(code, None), code, close_timeout).await;
+                    // Read (and discard) until the client's close frame:
+                    // dropping the socket with unread input would reset it and
+                    // could lose our close frame.
+                    let _ = tokio::time::timeout(close_timeout, async {
+                        while let Ok(Some(_)) = reader.recv().await {}
+                    })
+                    .await;
+                }
+                Ending::Done => {}
+            }
+        })
+        .await;
     }
     let seconds = opened.elapsed().as_secs_f64();
     tracing::info!(%client, %peer, seconds, %reason, "connection closed");
