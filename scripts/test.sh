@@ -3,26 +3,49 @@
 # and lints, runs unit, integration and interop tests, replays the fuzz corpus,
 # runs the browser tests, the Autobahn TestSuite in both roles, and a short smoke
 # run of the comparison benchmark (benchmarks themselves are not part of CI).
+# Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+suite_start=$SECONDS
+stage_name=""
+stage_start=$SECONDS
+
+# Starts a stage, closing the one before with its duration.
+stage() {
+  end_stage
+  stage_name=$1
+  stage_start=$SECONDS
+  echo "== $stage_name"
+}
+
+end_stage() {
+  if [ -n "$stage_name" ]; then
+    echo "-- $stage_name: $((SECONDS - stage_start)) s"
+  fi
+}
+
+stage "install the test peers"
 scripts/setup.sh
 
-echo "== format and lints"
+stage "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== unit, integration and interop tests"
+stage "unit, integration and interop tests"
 cargo test --workspace
 
-echo "== fuzz corpus replay"
+stage "fuzz corpus replay"
 cargo run --quiet --release -p tether-fuzz --bin replay -- fuzz/corpus
 
-echo "== browser tests (Playwright + Chromium)"
+stage "browser tests (Playwright + Chromium)"
 scripts/e2e.sh
 
-echo "== Autobahn TestSuite"
+stage "Autobahn TestSuite"
 scripts/autobahn.sh
 
-echo "== comparison benchmark smoke run (builds the peers, one short run each)"
+stage "comparison benchmark smoke run (builds the peers, one short run each)"
 scripts/compare.sh --quick
+
+end_stage
+echo "== all tests passed in $((SECONDS - suite_start)) s"
