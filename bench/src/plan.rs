@@ -144,14 +144,12 @@ impl Measurement {
 pub fn serve_frame_len(channel: &str, offset: u64, size: usize) -> usize {
     let payload = "x".repeat(size.max(tether_bench::MIN_PAYLOAD));
     let data = serde_json::value::to_raw_value(&payload).expect("a string serialises");
-    let push = tether_server::protocol::Push::Publication {
-        channel,
+    let push = tether_protocol::Push::Publication {
+        channel: channel.into(),
         offset,
-        data: &data,
+        data: std::borrow::Cow::Borrowed(&data),
     };
-    serde_json::to_string(&push)
-        .expect("a push serialises")
-        .len()
+    push.to_json().len()
 }
 
 fn pick<T>(quick: bool, full: T, smoke: T) -> T {

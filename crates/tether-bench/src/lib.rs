@@ -40,19 +40,5 @@ pub use scenario::Scenario;
 /// sequence header (smaller `--size`s are raised to it).
 pub const MIN_PAYLOAD: usize = scenario::feed::HEADER;
 
-/// The runtime for a process that may use the cores it can see: a
-/// single-threaded one when that is one core (where work stealing only adds
-/// cross-thread hand-offs to every wake-up, which a load generator pinned to
-/// a core pays per message), a work-stealing one otherwise.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let one_core = std::thread::available_parallelism().map_or(true, |n| n.get() == 1);
-    if one_core {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
-}
+/// The runtime the load generator runs on (see [`tether::runtime`]).
+pub use tether::runtime;

@@ -62,6 +62,11 @@ pub struct Options {
     pub timeout: Duration,
     /// Show a progress bar on a terminal. Default: `true`.
     pub progress: bool,
+    /// Idle against `tether serve`: each connection subscribes to
+    /// [`Options::channel`] (and waits for the reply) instead of exchanging
+    /// one message, so the report is the memory of a subscribed idle session.
+    /// Default: `false`.
+    pub subscribe: bool,
 }
 
 impl Options {
@@ -83,6 +88,7 @@ impl Options {
             concurrency: DEFAULT_CONCURRENCY,
             timeout: DEFAULT_TIMEOUT,
             progress: true,
+            subscribe: false,
         }
     }
 

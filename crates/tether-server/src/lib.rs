@@ -2,7 +2,8 @@
 //! presence, a JSON wire protocol over WebSocket, and an HTTP API.
 //!
 //! # Layout
-//! - [`protocol`]: the wire types (requests, replies, pushes, error and disconnect codes).
+//! - [`protocol`]: the wire types (requests, replies, pushes, error and disconnect
+//!   codes), from the `tether-protocol` crate that clients share.
 //! - [`hub`]: channels, subscribers, history, presence; fan-out of shared frames.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ratelimit`]: the per-connection token bucket.
@@ -12,6 +13,7 @@
 //! - [`auth`]: JWT verification and channel claims.
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
 //! - [`demo`]: the embedded demo page (chat and live leaderboard).
+//! - [`state`]: what every handler shares ([`AppState`]).
 //! - [`server`]: the router and the serve loop.
 //! - [`config`]: settings and their defaults; [`file`]: the TOML file over them.
 
@@ -24,12 +26,15 @@ pub mod demo;
 pub mod file;
 pub mod hub;
 pub mod metrics;
-pub mod protocol;
 pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod transport;
 
+pub use tether_protocol as protocol;
+
 pub use config::{Access, NamespaceOptions, ServerConfig, SlowConsumerPolicy};
-pub use server::{router, run, AppState};
+pub use server::{router, run};
+pub use state::AppState;

@@ -1,4 +1,4 @@
-//! Wiring: the router, shared state, and the serve loop with graceful shutdown.
+//! Wiring: the router and the serve loop with graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,57 +8,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::api;
-use crate::auth::{KeyError, Verifier};
 use crate::config::ServerConfig;
 use crate::demo;
 use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::registry::Sessions;
+use crate::state::AppState;
 use crate::transport;
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// Settings.
-    pub config: Arc<ServerConfig>,
-    /// Channels and subscribers.
-    pub hub: Arc<Hub>,
-    /// Turns `true` when the server begins shutting down.
-    pub shutdown: watch::Receiver<bool>,
-    /// Live sessions, so shutdown can wait for them to flush.
-    pub sessions: Arc<Sessions>,
-    /// Counters, gauges and histograms for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// Token verification.
-    pub verifier: Arc<Verifier>,
-}
-
-impl AppState {
-    /// Fresh state for `config`, with the sender that starts shutdown. Fails when
-    /// a configured verification key cannot be read.
-    pub fn new(mut config: ServerConfig) -> Result<(Self, watch::Sender<bool>), KeyError> {
-        let verifier = Arc::new(Verifier::new(&config.auth)?);
-        // The WebSocket transport answers a client's close itself, once the
-        // replies to the requests read before it are out.
-        config.websocket.auto_close = false;
-        let config = Arc::new(config);
-        let (stop, shutdown) = watch::channel(false);
-        let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(config.clone(), metrics.clone()));
-        let state = Self {
-            hub,
-            config,
-            shutdown,
-            sessions: Arc::default(),
-            metrics,
-            verifier,
-        };
-        Ok((state, stop))
-    }
-}
 
 /// The HTTP routes: demo, WebSocket endpoint, API, health.
 pub fn router(state: AppState) -> Router {

@@ -44,19 +44,7 @@ pub struct Session {
 }
 
 fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> PreparedMessage {
-    let reply = match result {
-        Ok(result) => Reply {
-            id,
-            result: Some(result),
-            error: None,
-        },
-        Err(error) => Reply {
-            id,
-            result: None,
-            error: Some(error),
-        },
-    };
-    crate::hub::frame(&reply)
+    crate::hub::frame(&Reply::new(id, result))
 }
 
 impl Session {

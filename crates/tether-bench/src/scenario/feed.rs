@@ -10,6 +10,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tether_protocol::{Command, Reply, Request, Subscribed};
 
 use tether::Message;
 use tokio::sync::watch;
@@ -53,20 +54,27 @@ impl Mode {
         let Mode::Tether { channel } = self else {
             return Ok(());
         };
-        let request = serde_json::json!({"id": 1, "op": "subscribe", "channel": channel});
-        ws.send(request.to_string()).await?;
+        let request = Request::new(
+            1,
+            Command::Subscribe {
+                channel: channel.clone(),
+                recover: None,
+            },
+        );
+        ws.send(request.to_json()).await?;
         let reply = async {
             loop {
                 match ws.recv().await? {
-                    Some(Message::Text(text)) => {
-                        let value: serde_json::Value = serde_json::from_str(&text)
+                    // Pushes (join, leave) may come first; the reply has id 1.
+                    Some(Message::Text(text)) if text.starts_with("{\"id\":") => {
+                        let reply: Reply<Subscribed> = serde_json::from_str(&text)
                             .map_err(|e| BenchError::Protocol(e.to_string()))?;
-                        if value["id"] == 1 {
-                            return match value.get("error") {
-                                Some(error) => Err(BenchError::Protocol(format!(
+                        if reply.id == 1 {
+                            return match reply.into_result() {
+                                Err(error) => Err(BenchError::Protocol(format!(
                                     "subscribe to {channel:?} refused: {error}"
                                 ))),
-                                None => Ok(()),
+                                Ok(_) => Ok(()),
                             };
                         }
                     }
@@ -85,8 +93,14 @@ impl Mode {
         match self {
             Mode::Bare => body.to_owned(),
             Mode::Tether { channel } => {
-                serde_json::json!({"id": seq + 2, "op": "publish", "channel": channel, "data": body})
-                    .to_string()
+                let data = serde_json::value::to_raw_value(body).expect("a string serialises");
+                let command = Command::Publish {
+                    channel: channel.clone(),
+                    data,
+                    idempotency_key: None,
+                    key: None,
+                };
+                Request::new(seq + 2, command).to_json()
             }
         }
     }

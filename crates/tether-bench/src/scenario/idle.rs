@@ -1,5 +1,6 @@
 //! `idle`: opens connections and holds them, each after one small exchange
-//! (so the server has read from it, as from any real client), and reports the
+//! (so the server has read from it, as from any real client) or, with
+//! `subscribe`, after subscribing to a `tether serve` channel, and reports the
 //! server's memory per connection when given its PID.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,8 +34,16 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         let (dialer, counter) = (dialer.clone(), meter.counter());
         let (size, timeout) = (options.size, options.timeout);
+        let subscribe = options
+            .subscribe
+            .then(|| subscribe_request(&options.channel));
         opening.spawn(async move {
-            let result = open(&dialer, size, timeout, &counter).await;
+            let first = match subscribe {
+                Some(request) => Message::text(request),
+                None if size > 0 => Message::text("x".repeat(size)),
+                None => Message::Pong(bytes::Bytes::new()),
+            };
+            let result = open(&dialer, first, timeout, &counter).await;
             drop(permit);
             result
         });
@@ -99,10 +108,20 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         .detail("closed early", closed.load(Ordering::Relaxed) as f64))
 }
 
-/// Opens one connection and, when `size` > 0, exchanges one message on it.
+/// `tether serve`'s subscribe request for `channel`.
+fn subscribe_request(channel: &str) -> String {
+    let command = tether_protocol::Command::Subscribe {
+        channel: channel.to_owned(),
+        recover: None,
+    };
+    tether_protocol::Request::new(1, command).to_json()
+}
+
+/// Opens one connection and, unless `first` is a pong (nothing to say),
+/// sends it and waits for the answer.
 async fn open(
     dialer: &Dialer,
-    size: usize,
+    first: Message,
     timeout: Duration,
     counter: &Counter,
 ) -> Result<(Connection, Duration)> {
@@ -111,8 +130,8 @@ async fn open(
         .await
         .map_err(|_| BenchError::Protocol("handshake timed out".into()))??;
     let took = started.elapsed();
-    if size > 0 {
-        ws.send(Message::text("x".repeat(size))).await?;
+    if first.is_data() {
+        ws.send(first).await?;
         let reply = tokio::time::timeout(timeout, async {
             loop {
                 match ws.recv().await {

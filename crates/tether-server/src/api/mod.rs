@@ -8,14 +8,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use crate::protocol::{
-    ApiError, BroadcastResult, BroadcastResults, ChannelInfo, ChannelList, Empty, ErrorBody,
-    ErrorCode, PresenceList,
+use crate::protocol::api::{
+    ApiError, BroadcastBody, BroadcastResult, BroadcastResults, ChannelInfo, ChannelList,
+    DisconnectBody, HistoryQuery, PublishBody,
 };
-use crate::server::AppState;
+use crate::protocol::{Empty, ErrorBody, ErrorCode, PresenceList};
+use crate::state::AppState;
 
 fn error(body: ErrorBody) -> Response {
     let status = StatusCode::from_u16(body.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -68,19 +67,6 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     next.run(request).await
 }
 
-/// Body of `POST /api/publish`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishBody {
-    channel: String,
-    data: Box<RawValue>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-    /// Conflation key for `latest-per-key` namespaces.
-    #[serde(default)]
-    key: Option<String>,
-}
-
 /// `POST /api/publish`: `{"channel": "...", "data": ...}` → `{"offset": n, "epoch": "..."}`.
 pub async fn publish(State(state): State<AppState>, body: Body) -> Response {
     let body: PublishBody = match json_body(body) {
@@ -96,14 +82,6 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> Response {
         Ok(published) => Json(published).into_response(),
         Err(e) => error(e),
     }
-}
-
-/// Body of `POST /api/broadcast`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BroadcastBody {
-    channels: Vec<String>,
-    data: Box<RawValue>,
 }
 
 /// `POST /api/broadcast`: the same data to many channels; one result per channel,
@@ -131,13 +109,6 @@ pub async fn broadcast(State(state): State<AppState>, body: Body) -> Response {
         })
         .collect();
     Json(BroadcastResults { results }).into_response()
-}
-
-/// Body of `POST /api/disconnect`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DisconnectBody {
-    client: String,
 }
 
 /// `POST /api/disconnect`: closes a client's connection (4501, no reconnect).
@@ -173,12 +144,6 @@ pub async fn presence(State(state): State<AppState>, Path(channel): Path<String>
         Ok(clients) => Json(PresenceList { clients }).into_response(),
         Err(e) => error(e),
     }
-}
-
-/// Query of `GET /api/history/{channel}`.
-#[derive(Debug, Deserialize)]
-pub struct HistoryQuery {
-    limit: Option<usize>,
 }
 
 /// `GET /api/history/{channel}?limit=N`.

@@ -162,9 +162,9 @@ impl Hub {
                 }
             }
             let bytes = frame(&Push::Publication {
-                channel,
+                channel: channel.into(),
                 offset: state.offset + 1,
-                data: &data,
+                data: std::borrow::Cow::Borrowed(&data),
             });
             let offset = state.append(data, idempotency_key, options.history_size);
             let position = state.position();
@@ -228,18 +228,14 @@ impl Hub {
                 recovered,
                 publications,
             };
-            let reply = frame(&Reply {
-                id: request_id,
-                result: Some(result),
-                error: None,
-            });
+            let reply = frame(&Reply::new(request_id, Ok(result)));
             // The others hear of the join; the joiner's stream starts after it.
             if presence {
                 state.broadcast(
                     &frame(&Push::Join {
-                        channel,
-                        client,
-                        user: user.map(|u| &**u),
+                        channel: channel.into(),
+                        client: (&**client).into(),
+                        user: user.map(|u| (&**u).into()),
                     }),
                     options.slow_consumer,
                     None,
@@ -287,9 +283,9 @@ impl Hub {
         if options.presence {
             state.broadcast(
                 &frame(&Push::Leave {
-                    channel,
-                    client,
-                    user: subscriber.user.as_deref(),
+                    channel: channel.into(),
+                    client: (&**client).into(),
+                    user: subscriber.user.as_deref().map(Into::into),
                 }),
                 options.slow_consumer,
                 None,

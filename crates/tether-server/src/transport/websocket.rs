@@ -2,6 +2,7 @@
 //! reader loop and one writer task per connection, with heartbeats and graceful
 //! shutdown.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,8 @@ use super::writer::{Writer, Written};
 use crate::hub::Outbox;
 use crate::protocol::{DisconnectCode, Push, StreamPosition};
 use crate::registry::{Refusal, SessionGuard};
-use crate::server::AppState;
 use crate::session::{Session, Verdict};
+use crate::state::AppState;
 
 fn refuse(error: HandshakeError) -> Response {
     tracing::debug!(%error, "refused WebSocket handshake");
@@ -101,16 +102,16 @@ fn disconnect_push(code: DisconnectCode, after: Option<Duration>) -> String {
 fn disconnect_push_at(
     code: DisconnectCode,
     after: Option<Duration>,
-    positions: BTreeMap<&str, StreamPosition>,
+    positions: BTreeMap<Cow<'_, str>, StreamPosition>,
 ) -> String {
     let push = Push::Disconnect {
         code: code as u16,
-        reason: code.reason(),
+        reason: code.reason().into(),
         reconnect: code.reconnect(),
         reconnect_after_ms: after.map(|d| d.as_millis() as u64),
         positions,
     };
-    serde_json::to_string(&push).expect("push serialises")
+    push.to_json()
 }
 
 /// Sends the `disconnect` push and the close frame for `code`, bounded by
@@ -272,7 +273,7 @@ pub async fn serve<S>(
                     .filter(|(channel, _)| session.is_subscribed(channel))
                     .map(|(channel, at)| {
                         let position = StreamPosition { offset: at.offset, epoch: at.epoch.to_string() };
-                        (&**channel, position)
+                        (Cow::Borrowed(&**channel), position)
                     })
                     .collect();
                 let push = disconnect_push_at(code, None, positions);
