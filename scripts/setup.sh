@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine, inside the repository:
 #   - Python peers (kosoku for Autobahn, websockets for interop, prometheus_client
-#     to parse /metrics) in target/venv
+#     to parse /metrics, jsonschema to check messages against the protocol schema) in target/venv
 #   - Node peer (ws) in tests/interop/node/node_modules
 #   - Debian's chromium and Playwright (playwright-core) in tests/e2e/node_modules
 # Safe to run again: it only installs what is missing.
@@ -28,7 +28,7 @@ if [ ! -x target/venv/bin/python ]; then
   mkdir -p target
   python3 -m venv target/venv
 fi
-if ! target/venv/bin/python -c 'import kosoku, websockets, prometheus_client' 2>/dev/null; then
+if ! target/venv/bin/python -c 'import kosoku, websockets, prometheus_client, jsonschema' 2>/dev/null; then
   target/venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 
