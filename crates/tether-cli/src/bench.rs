@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// idle against `tether serve`: each connection subscribes to --channel
+    /// instead of exchanging one message (the memory of a subscribed session).
+    #[arg(long)]
+    subscribe: bool,
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -98,6 +102,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     options.channel = args.channel;
     options.concurrency = args.concurrency;
     options.in_flight = args.in_flight;
+    options.subscribe = args.subscribe;
     options.timeout = seconds(args.timeout, "timeout")?;
     let report = args.scenario.run(&options).await?;
     print!("{}", report.summary());

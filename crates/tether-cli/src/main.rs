@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         return echo::run(args);
     }
     // One thread when the process has one core.
-    let runtime = tether_bench::runtime()?;
+    let runtime = tether::runtime()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Config(_) | Command::Echo(_) => Ok(()),

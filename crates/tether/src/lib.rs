@@ -29,6 +29,7 @@
 //! - `reader` / `writer`: socket reads into the decoder, encoder output to the socket.
 //! - [`stream`]: plain-or-TLS stream; [`tls`]: rustls configuration helpers.
 //! - [`config`]: timeouts, buffer sizes and protocol limits; [`error`]: errors.
+//! - [`runtime`](mod@runtime): the tokio runtime for a process of WebSocket connections.
 
 #![deny(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 mod reader;
+pub mod runtime;
 mod split;
 pub mod stream;
 pub mod tls;
@@ -50,6 +52,7 @@ pub use broadcast::{Broadcast, BroadcastConfig, Subscription};
 pub use config::Config;
 pub use connect::{connect, ClientBuilder};
 pub use error::{Error, Result};
+pub use runtime::runtime;
 pub use split::{Batch, WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use tether_proto::{
