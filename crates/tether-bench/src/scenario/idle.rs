@@ -71,10 +71,19 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     for mut ws in held {
         let closed = closed.clone();
         holding.spawn(async move {
-            let result = tokio::time::timeout_at(until.into(), ws.recv()).await;
-            match result {
+            // Messages may come (pings; presence pushes on a subscribed
+            // channel); only the end of the connection counts.
+            let ended = async {
+                loop {
+                    match ws.recv().await {
+                        Ok(Some(Message::Close(_))) | Ok(None) | Err(_) => return,
+                        Ok(Some(_)) => {}
+                    }
+                }
+            };
+            match tokio::time::timeout_at(until.into(), ended).await {
                 Err(_) => Some(ws),
-                Ok(_) => {
+                Ok(()) => {
                     closed.fetch_add(1, Ordering::Relaxed);
                     None
                 }
