@@ -32,11 +32,13 @@ pub enum ErrorCode {
     /// 111: a token is required, or the one given is malformed, expired or
     /// wrongly signed.
     Unauthorized = 111,
+    /// 112: the engine holding channels' state could not answer; retry later.
+    Unavailable = 112,
 }
 
 impl ErrorCode {
     /// Every code, in order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownOp,
         ErrorCode::BadChannel,
@@ -49,6 +51,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::BinaryNotSupported,
         ErrorCode::Unauthorized,
+        ErrorCode::Unavailable,
     ];
 
     /// The error body for this code with `detail` as its message.
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Unavailable => 503,
             _ => 400,
         }
     }

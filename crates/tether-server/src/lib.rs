@@ -4,7 +4,9 @@
 //! # Layout
 //! - [`protocol`]: the wire types (requests, replies, pushes, error and disconnect
 //!   codes), from the `tether-protocol` crate that clients share.
-//! - [`hub`]: channels, subscribers, history, presence; fan-out of shared frames.
+//! - [`hub`]: this node's channels: local subscribers, their streams, delivery order.
+//! - [`engine`]: what channels share across nodes (offsets, history, presence,
+//!   fan-out); [`engine::memory`] is the default.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`registry`]: live sessions, connection limits, disconnect by id.
@@ -23,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod file;
 pub mod hub;
 pub mod metrics;

@@ -10,7 +10,7 @@ use tether::PreparedMessage;
 
 use crate::auth::{Identity, Verifier};
 use crate::config::{Access, ServerConfig};
-use crate::hub::{ClientId, Hub, Outbox};
+use crate::hub::{ClientId, Hub, Left, Outbox};
 use crate::protocol::{
     Command, Connected, DisconnectCode, Empty, ErrorBody, ErrorCode, PresenceList, Reply, Request,
 };
@@ -205,14 +205,18 @@ impl Session {
                     // On success the hub queues the reply itself, ahead of live publications.
                     let user: Option<Arc<str>> =
                         self.identity.as_ref().map(|i| Arc::from(i.user.as_str()));
-                    match self.hub.subscribe(
-                        id,
-                        &channel,
-                        &self.id,
-                        user.as_ref(),
-                        &self.outbox,
-                        recover.as_ref(),
-                    ) {
+                    match self
+                        .hub
+                        .subscribe(
+                            id,
+                            &channel,
+                            &self.id,
+                            user.as_ref(),
+                            &self.outbox,
+                            recover.as_ref(),
+                        )
+                        .await
+                    {
                         Ok(()) => {
                             self.subscriptions.insert(channel);
                             return;
@@ -222,17 +226,16 @@ impl Session {
                 }
             }
             Command::Unsubscribe { channel } => {
-                let (result, stop) = match self.hub.unsubscribe(&channel, &self.id) {
-                    Ok(stop) => {
+                match self.hub.leave(&channel, &self.id) {
+                    Ok(mut left) => {
                         self.subscriptions.remove(&channel);
-                        (Ok(Empty {}), stop)
+                        let stop = left.stop.take();
+                        let reply = reply_frame(id, Ok(Empty {}));
+                        let _ = self.outbox.reply_following(reply, stop).await;
+                        self.hub.announce_leave(&channel, &self.id, left).await;
                     }
-                    Err(error) => (Err(error), None),
-                };
-                let _ = self
-                    .outbox
-                    .reply_following(reply_frame(id, result), stop)
-                    .await;
+                    Err(error) => self.send(reply_frame::<()>(id, Err(error))).await,
+                }
                 return;
             }
             Command::Publish {
@@ -243,16 +246,18 @@ impl Session {
             } => reply_frame(
                 id,
                 self.hub
-                    .publish(&channel, data, idempotency_key, key.as_deref()),
+                    .publish(&channel, data, idempotency_key, key.as_deref())
+                    .await,
             ),
             Command::Presence { channel } => reply_frame(
                 id,
                 self.hub
                     .presence(&channel)
+                    .await
                     .map(|clients| PresenceList { clients }),
             ),
             Command::History { channel, limit } => {
-                reply_frame(id, self.hub.history(&channel, limit))
+                reply_frame(id, self.hub.history(&channel, limit).await)
             }
         };
         self.send(frame).await;
@@ -261,17 +266,43 @@ impl Session {
     /// Leaves every channel (presence leave for each); call when the connection
     /// ends. The writer stops each channel's stream where the session left it,
     /// so the client is not sent what happened after, its own leave included.
-    pub fn end(&mut self) {
-        for channel in self.subscriptions.drain() {
-            if let Ok(Some(stop)) = self.hub.unsubscribe(&channel, &self.id) {
-                self.outbox.push_follow(stop);
+    pub async fn end(&mut self) {
+        for (channel, left) in self.leave_all() {
+            self.hub.announce_leave(&channel, &self.id, left).await;
+        }
+    }
+
+    /// Leaves every channel here at once, queueing the stream stops; returns
+    /// what the others still have to be told.
+    fn leave_all(&mut self) -> Vec<(String, Left)> {
+        let mut announcements = Vec::new();
+        for channel in std::mem::take(&mut self.subscriptions) {
+            if let Ok(mut left) = self.hub.leave(&channel, &self.id) {
+                if let Some(stop) = left.stop.take() {
+                    self.outbox.push_follow(stop);
+                }
+                announcements.push((channel, left));
             }
         }
+        announcements
     }
 }
 
 impl Drop for Session {
+    /// A session dropped without [`Session::end`] (its task was aborted, say)
+    /// still leaves: at once here, and the others are told from a task.
     fn drop(&mut self) {
-        self.end();
+        let announcements = self.leave_all();
+        if announcements.is_empty() {
+            return;
+        }
+        let (hub, client) = (self.hub.clone(), self.id.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for (channel, left) in announcements {
+                    hub.announce_leave(&channel, &client, left).await;
+                }
+            });
+        }
     }
 }

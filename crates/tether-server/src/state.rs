@@ -41,7 +41,7 @@ impl AppState {
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(config.clone(), metrics.clone()));
+        let hub = Hub::new(config.clone(), metrics.clone());
         let state = Self {
             hub,
             config,

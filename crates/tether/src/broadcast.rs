@@ -413,6 +413,20 @@ impl<T> Subscription<T> {
         &mut self,
         batch: &mut crate::Batch<'_, S>,
         until: u64,
+        on_each: impl FnMut(usize, &T),
+    ) -> Result<Queued> {
+        self.queue_filtered_into(batch, until, |_| true, on_each)
+    }
+
+    /// [`queue_into`](Self::queue_into), passing over (as sent) the messages
+    /// whose tag `keep` refuses: what a member already got some other way,
+    /// such as the publications a recovery read from history.
+    #[inline]
+    pub fn queue_filtered_into<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        batch: &mut crate::Batch<'_, S>,
+        until: u64,
+        mut keep: impl FnMut(&T) -> bool,
         mut on_each: impl FnMut(usize, &T),
     ) -> Result<Queued> {
         let mut ring = self.shared.ring();
@@ -427,19 +441,21 @@ impl<T> Subscription<T> {
         let end = until.min(ring.head()).saturating_sub(ring.first) as usize;
         let mut progress = Queued::CaughtUp;
         for entry in ring.messages.range_mut(start..end.max(start)) {
-            if !batch.has_room_for(entry.len) {
-                progress = Queued::Full;
-                break;
+            if keep(&entry.tag) {
+                if !batch.has_room_for(entry.len) {
+                    progress = Queued::Full;
+                    break;
+                }
+                let queued = match &entry.frame {
+                    Some(frame) => batch.queue_plain(&entry.message, entry.len, frame),
+                    None => batch.queue_prepared(&entry.message),
+                };
+                if let Err(e) = queued {
+                    ring.trim();
+                    return Err(e);
+                }
+                on_each(entry.len, &entry.tag);
             }
-            let queued = match &entry.frame {
-                Some(frame) => batch.queue_plain(&entry.message, entry.len, frame),
-                None => batch.queue_prepared(&entry.message),
-            };
-            if let Err(e) = queued {
-                ring.trim();
-                return Err(e);
-            }
-            on_each(entry.len, &entry.tag);
             entry.remaining -= 1;
             self.next += 1;
         }
@@ -594,6 +610,26 @@ mod tests {
         group.send(text(2));
         tokio::spawn(async move { subscription.forward_to(&writer).await });
         assert_eq!(read_texts(&mut reader, 1).await, ["2"]);
+    }
+
+    #[tokio::test]
+    async fn passes_over_what_a_member_already_has() {
+        let group: Broadcast<u64> = Broadcast::default();
+        let (writer, mut reader) = pair();
+        let mut member = group.subscribe();
+        for n in [1, 2, 7, 3, 9] {
+            group.send_tagged(text(n as usize), n);
+        }
+        let mut batch = writer.batch().await;
+        let mut seen = Vec::new();
+        let progress = member
+            .queue_filtered_into(&mut batch, u64::MAX, |n| *n > 2, |_, n| seen.push(*n))
+            .unwrap();
+        batch.flush().await.unwrap();
+        drop(batch);
+        assert_eq!((progress, seen), (Queued::CaughtUp, vec![7, 3, 9]));
+        assert_eq!(read_texts(&mut reader, 3).await, ["7", "3", "9"]);
+        assert_eq!((member.pending(), group.len()), (0, 0), "all let go");
     }
 
     #[test]

@@ -73,12 +73,16 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> Response {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    match state.hub.publish(
-        &body.channel,
-        body.data,
-        body.idempotency_key,
-        body.key.as_deref(),
-    ) {
+    match state
+        .hub
+        .publish(
+            &body.channel,
+            body.data,
+            body.idempotency_key,
+            body.key.as_deref(),
+        )
+        .await
+    {
         Ok(published) => Json(published).into_response(),
         Err(e) => error(e),
     }
@@ -91,23 +95,23 @@ pub async fn broadcast(State(state): State<AppState>, body: Body) -> Response {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let results = body
-        .channels
-        .into_iter()
-        .map(|channel| {
-            let outcome = state.hub.publish(&channel, body.data.clone(), None, None);
-            let (offset, epoch, error) = match outcome {
-                Ok(published) => (Some(published.offset), Some(published.epoch), None),
-                Err(error) => (None, None, Some(error)),
-            };
-            BroadcastResult {
-                channel,
-                offset,
-                epoch,
-                error,
-            }
-        })
-        .collect();
+    let mut results = Vec::with_capacity(body.channels.len());
+    for channel in body.channels {
+        let outcome = state
+            .hub
+            .publish(&channel, body.data.clone(), None, None)
+            .await;
+        let (offset, epoch, error) = match outcome {
+            Ok(published) => (Some(published.offset), Some(published.epoch), None),
+            Err(error) => (None, None, Some(error)),
+        };
+        results.push(BroadcastResult {
+            channel,
+            offset,
+            epoch,
+            error,
+        });
+    }
     Json(BroadcastResults { results }).into_response()
 }
 
@@ -140,7 +144,7 @@ pub async fn channels(State(state): State<AppState>) -> Response {
 
 /// `GET /api/presence/{channel}`.
 pub async fn presence(State(state): State<AppState>, Path(channel): Path<String>) -> Response {
-    match state.hub.presence(&channel) {
+    match state.hub.presence(&channel).await {
         Ok(clients) => Json(PresenceList { clients }).into_response(),
         Err(e) => error(e),
     }
@@ -156,7 +160,7 @@ pub async fn history(
         Ok(Query(query)) => query,
         Err(rejection) => return error(ErrorCode::BadRequest.body(rejection.body_text())),
     };
-    match state.hub.history(&channel, query.limit) {
+    match state.hub.history(&channel, query.limit).await {
         Ok(page) => Json(page).into_response(),
         Err(e) => error(e),
     }

@@ -1,17 +1,25 @@
-//! Channels and their subscribers: publish with offsets, history and recovery,
-//! presence. The hub knows nothing of transports: it pushes ready-made frames
-//! into each connection's [`Outbox`].
+//! This node's side of channels: its local subscribers and their streams, and
+//! the order in which each subscriber gets its replies and publications. What
+//! the channels share across nodes (offsets, epochs, history, idempotency,
+//! presence, fan-out) is the [`Engine`]'s; the hub calls it and receives its
+//! fan-out as the engine's [`Fanout`]. The hub names no transport: it pushes
+//! frames into each session's [`Outbox`] or the channel's [`Stream`].
 //!
-//! Each publication is serialised once into a [`PreparedMessage`]; every
-//! subscriber's queue gets a clone of it, and its frame (compressed too, for
-//! connections that compress each message on its own) is built once by the first
-//! connection that writes it.
+//! Each publication is serialised once into a [`PreparedMessage`]: one push
+//! into the channel's stream, which every subscriber's writer reads (WebSocket
+//! writers copy its frame, framed once).
+//!
+//! Subscribing does not hold a lock across the engine: the subscriber starts
+//! buffering live publications first (its place in the stream, or a held
+//! list), then history is read since its position, and the two are merged by
+//! offset behind the reply, with no gap and no duplicate, wherever the
+//! history lives.
 
 mod channel;
 mod outbox;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -22,18 +30,22 @@ pub use outbox::{
 };
 
 use crate::config::{ServerConfig, SlowConsumerPolicy};
+use crate::engine::{Engine, Event, Fanout, HistoryQuery, MemoryEngine, NewPublication, Retention};
 use crate::metrics::Metrics;
-use crate::protocol::{nesting_depth, ErrorBody, ErrorCode, HistoryPage, Publication, Push, Reply};
-pub use crate::protocol::{PresenceEntry, Published, Subscribed};
-use channel::{Channel, Subscriber};
+use crate::protocol::{
+    nesting_depth, ErrorBody, ErrorCode, HistoryPage, PresenceEntry, Published, Push, Reply,
+    StreamPosition, Subscribed,
+};
+use channel::{LocalChannel, Subscriber};
 
-/// The channel registry.
+/// This node's channels and their local subscribers.
 #[derive(Debug)]
 pub struct Hub {
     config: Arc<ServerConfig>,
     metrics: Arc<Metrics>,
+    engine: Arc<dyn Engine>,
     // A std Mutex: critical sections are short and never await.
-    channels: Mutex<HashMap<String, Arc<Mutex<Channel>>>>,
+    channels: Mutex<HashMap<String, Arc<Mutex<LocalChannel>>>>,
 }
 
 /// Serialises a server message into a shareable text frame.
@@ -41,14 +53,34 @@ pub(crate) fn frame<T: Serialize>(value: &T) -> PreparedMessage {
     PreparedMessage::text(serde_json::to_string(value).expect("protocol types serialise"))
 }
 
+/// What leaving a channel left to do: the stream stop to queue with the reply.
+#[derive(Debug)]
+pub struct Left {
+    /// For a streamed channel, where the session's writer stops sending it.
+    pub stop: Option<Follow>,
+    presence: bool,
+}
+
 impl Hub {
-    /// An empty hub.
-    pub fn new(config: Arc<ServerConfig>, metrics: Arc<Metrics>) -> Self {
-        Self {
+    /// A hub on the in-memory engine.
+    pub fn new(config: Arc<ServerConfig>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_engine(config, metrics, |fanout| {
+            Arc::new(MemoryEngine::new(fanout))
+        })
+    }
+
+    /// A hub on the engine `engine` builds, given where to fan out to.
+    pub fn with_engine(
+        config: Arc<ServerConfig>,
+        metrics: Arc<Metrics>,
+        engine: impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|hub: &Weak<Hub>| Self {
             config,
             metrics,
+            engine: engine(hub.clone() as Weak<dyn Fanout>),
             channels: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The server's metrics.
@@ -68,14 +100,27 @@ impl Hub {
         }
     }
 
-    /// Runs `f` on the channel `name` (created if new), with its lock held and
-    /// its history expired by age.
-    fn with_channel<R>(&self, name: &str, f: impl FnOnce(&mut Channel) -> R) -> R {
-        let options = self.config.namespace_of(name);
-        let ttl = options.history_ttl;
+    /// What the engine keeps of `channel`, by its namespace.
+    fn retention(&self, channel: &str) -> Retention {
+        let options = self.config.namespace_of(channel);
+        Retention {
+            history_size: options.history_size,
+            history_ttl: options.history_ttl,
+            idempotency_window: self.config.idempotency_window,
+        }
+    }
+
+    /// Runs `f` on the local channel `name` (created if new) with its lock
+    /// held; returns the channel too.
+    fn with_local<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut LocalChannel) -> R,
+    ) -> (Arc<Mutex<LocalChannel>>, R) {
         // Conflating needs a queue per subscriber; every other policy reads
         // from the channel's stream, as deep as a connection's queue.
-        let stream = (options.slow_consumer != SlowConsumerPolicy::LatestPerKey)
+        let stream = (self.config.namespace_of(name).slow_consumer
+            != SlowConsumerPolicy::LatestPerKey)
             .then_some(self.config.outbound_queue);
         loop {
             let shared = {
@@ -85,46 +130,51 @@ impl Hub {
                     Some(shared) => shared.clone(),
                     None => channels
                         .entry(name.to_owned())
-                        .or_insert_with(|| Arc::new(Mutex::new(Channel::new(name, stream))))
+                        .or_insert_with(|| Arc::new(Mutex::new(LocalChannel::new(name, stream))))
                         .clone(),
                 }
             };
             let mut state = shared.lock().expect("channel lock");
             // A sweep may have forgotten it between the lookup and the lock.
             if !state.removed {
-                state.expire(ttl, std::time::Instant::now());
-                return f(&mut state);
+                let result = f(&mut state);
+                drop(state);
+                return (shared, result);
             }
         }
     }
 
-    /// Forgets channels with no subscribers, history or live idempotency keys,
-    /// after expiring history by age; returns how many are left. The server
-    /// calls it periodically so transient channels do not accumulate.
-    pub fn sweep(&self) -> usize {
-        let now = std::time::Instant::now();
-        let mut channels = self.channels.lock().expect("hub lock");
-        channels.retain(|name, shared| {
-            let mut state = shared.lock().expect("channel lock");
-            state.expire(self.config.namespace_of(name).history_ttl, now);
-            let idle = state.is_idle(self.config.idempotency_window, now);
-            state.removed = idle;
-            !idle
-        });
-        self.metrics.channels.set(channels.len() as i64);
-        channels.len()
-    }
-
-    fn existing(&self, name: &str) -> Option<Arc<Mutex<Channel>>> {
+    fn existing(&self, name: &str) -> Option<Arc<Mutex<LocalChannel>>> {
         self.channels.lock().expect("hub lock").get(name).cloned()
     }
 
-    /// Publishes `data` to `channel`: assigns the next offset, retains it, and
-    /// queues it for every subscriber.
+    /// Forgets local channels without subscribers, and lets the engine forget
+    /// what has expired; returns how many channels the engine still holds.
+    /// The server calls it periodically so transient channels do not
+    /// accumulate.
+    pub fn sweep(&self) -> usize {
+        {
+            let mut channels = self.channels.lock().expect("hub lock");
+            channels.retain(|_, shared| {
+                let mut state = shared.lock().expect("channel lock");
+                state.removed = state.subscribers.is_empty();
+                !state.removed
+            });
+        }
+        // The engine asks about each of its channels under its own locks,
+        // which come before the hub's (as when it fans out).
+        let in_use = |name: &str| self.channels.lock().expect("hub lock").contains_key(name);
+        let held = self.engine.sweep(&|name| self.retention(name), &in_use);
+        self.metrics.channels.set(held as i64);
+        held
+    }
+
+    /// Publishes `data` to `channel`: the engine assigns the next offset,
+    /// retains it and fans it out to every subscriber.
     /// `idempotency_key` deduplicates retries; `key` names what the publication
     /// is about (a symbol, a player) for `latest-per-key` conflation, and defaults
     /// to the channel itself.
-    pub fn publish(
+    pub async fn publish(
         &self,
         channel: &str,
         data: Box<RawValue>,
@@ -148,201 +198,185 @@ impl Hub {
                 self.config.max_data_depth
             )));
         }
-        let options = self.config.namespace_of(channel);
-        let conflation: Option<Arc<str>> = (options.slow_consumer
-            == SlowConsumerPolicy::LatestPerKey)
-            .then(|| format!("{channel}\u{0}{}", key.unwrap_or_default()).into());
-        self.with_channel(channel, |state| {
-            if let Some(key) = &idempotency_key {
-                if let Some(offset) = state.seen_key(key, self.config.idempotency_window) {
-                    return Ok(Published {
-                        offset,
-                        epoch: state.epoch.clone(),
-                    });
-                }
-            }
-            let bytes = frame(&Push::Publication {
-                channel: channel.into(),
-                offset: state.offset + 1,
-                data: std::borrow::Cow::Borrowed(&data),
-            });
-            let offset = state.append(data, idempotency_key, options.history_size);
-            let position = state.position();
-            let started = std::time::Instant::now();
-            let dropped = state.broadcast(
-                &bytes,
-                options.slow_consumer,
-                conflation.as_ref(),
-                Some(&position),
-            );
-            self.metrics
-                .fanout_seconds
-                .observe(started.elapsed().as_secs_f64());
-            self.metrics.publications.inc();
-            self.metrics.queue_drops.inc_by(dropped);
-            Ok(Published {
-                offset,
-                epoch: state.epoch.clone(),
-            })
-        })
+        let publication = NewPublication {
+            data,
+            idempotency_key,
+            key: key.map(str::to_owned),
+        };
+        let started = std::time::Instant::now();
+        let published = self
+            .engine
+            .publish(channel, publication, self.retention(channel))
+            .await?;
+        self.metrics
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(published)
     }
 
-    /// Subscribes `client`. The reply (with any recovered publications) is queued
-    /// under the channel lock, so it precedes every live publication.
-    pub fn subscribe(
+    /// Subscribes `client`, recovering from `recover` if given. The reply
+    /// (with any recovered publications) is queued ahead of every live
+    /// publication that follows it.
+    pub async fn subscribe(
         &self,
         request_id: u64,
         channel: &str,
         client: &ClientId,
         user: Option<&Arc<str>>,
         outbox: &Outbox,
-        recover: Option<&crate::protocol::StreamPosition>,
+        recover: Option<&StreamPosition>,
     ) -> Result<(), ErrorBody> {
         self.validate_channel(channel)?;
         let options = self.config.namespace_of(channel);
-        let presence = options.presence;
-        self.with_channel(channel, |state| {
-            if state.subscribers.contains_key(client) {
-                return Err(ErrorCode::AlreadySubscribed.body(channel));
-            }
-            let (recovered, publications) = match recover {
-                None => (None, Vec::new()),
-                Some(position) if *position.epoch != *state.epoch => (Some(false), Vec::new()),
-                Some(position) => match state.since(position.offset) {
-                    Some(missed) => (
-                        Some(true),
-                        missed
-                            .into_iter()
-                            .map(|p| Publication {
-                                offset: p.offset,
-                                data: p.data,
-                            })
-                            .collect(),
-                    ),
-                    None => (Some(false), Vec::new()),
-                },
+        let (_, known) = self.with_local(channel, |state| state.subscribers.contains_key(client));
+        if known {
+            return Err(ErrorCode::AlreadySubscribed.body(channel));
+        }
+        // The others hear of the join; the joiner's stream starts after it.
+        if options.presence {
+            let entry = PresenceEntry {
+                client: client.to_string(),
+                user: user.map(|u| u.to_string()),
             };
-            let result = Subscribed {
-                epoch: state.epoch.clone(),
-                offset: state.offset,
-                recovered,
-                publications,
-            };
-            let reply = frame(&Reply::new(request_id, Ok(result)));
-            // The others hear of the join; the joiner's stream starts after it.
-            if presence {
-                state.broadcast(
-                    &frame(&Push::Join {
-                        channel: channel.into(),
-                        client: (&**client).into(),
-                        user: user.map(|u| (&**u).into()),
-                    }),
-                    options.slow_consumer,
-                    None,
-                    None,
-                );
-            }
-            let follow = state.stream.as_ref().map(|stream| Follow::Start {
-                channel: state.name.clone(),
-                epoch: state.epoch.clone(),
-                subscription: stream.subscribe(),
-                policy: options.slow_consumer,
-            });
-            outbox.push_reply(reply, Some(state.position()), follow);
+            self.engine.presence_add(channel, entry).await?;
+        }
+        // Buffer live: from here on the subscriber keeps what is published.
+        let (local, subscription) = self.with_local(channel, |state| {
             let subscriber = Subscriber {
                 outbox: outbox.clone(),
-                user: user.cloned(),
+                held: state.stream.is_none().then(Vec::new),
             };
             state.subscribers.insert(client.clone(), subscriber);
-            self.metrics.subscriptions.inc();
-            Ok(())
-        })
+            state.stream.as_ref().map(Stream::subscribe)
+        });
+        self.metrics.subscriptions.inc();
+        // Then read history since the position.
+        let query = HistoryQuery {
+            since: Some(recover.map_or(u64::MAX, |p| p.offset)),
+            limit: None,
+        };
+        let history = match self
+            .engine
+            .history(channel, query, self.retention(channel))
+            .await
+        {
+            Ok(history) => history,
+            Err(error) => {
+                if let Ok(left) = self.leave(channel, client) {
+                    self.announce_leave(channel, client, left).await;
+                }
+                return Err(error.into());
+            }
+        };
+        let recovered = recover.map(|p| *p.epoch == *history.epoch && history.complete);
+        let publications = if recovered == Some(true) {
+            history.publications
+        } else {
+            Vec::new()
+        };
+        let top = history.offset;
+        let result = Subscribed {
+            epoch: history.epoch.clone(),
+            offset: top,
+            recovered,
+            publications,
+        };
+        let reply = frame(&Reply::new(request_id, Ok(result)));
+        let position = Arc::new(Position {
+            channel: channel.into(),
+            offset: top,
+            epoch: history.epoch.clone(),
+        });
+        // Merge: the reply first, then what arrived meanwhile that history
+        // did not have (offsets above the reply's).
+        let mut state = local.lock().expect("channel lock");
+        let follow = subscription.map(|subscription| Follow::Start {
+            channel: state.name.clone(),
+            epoch: history.epoch.clone(),
+            subscription,
+            policy: options.slow_consumer,
+            after: top,
+        });
+        outbox.push_reply(reply, Some(position), follow);
+        let held = state
+            .subscribers
+            .get_mut(client)
+            .and_then(|subscriber| subscriber.held.take());
+        for held in held.into_iter().flatten() {
+            if held.offset.is_some_and(|offset| offset <= top) {
+                continue;
+            }
+            if !outbox.push_with(held.frame, options.slow_consumer, held.key, held.position) {
+                self.metrics.queue_drops.inc();
+            }
+        }
+        Ok(())
     }
 
-    /// Removes `client` from `channel`. For a streamed channel, returns the
-    /// [`Follow::Stop`] to queue with the reply: the client's writer sends what
-    /// was published before this, and nothing after.
-    pub fn unsubscribe(
-        &self,
-        channel: &str,
-        client: &ClientId,
-    ) -> Result<Option<Follow>, ErrorBody> {
+    /// Removes `client` from `channel` here, at once. For a streamed channel
+    /// the result holds the [`Follow::Stop`] to queue with the reply: the
+    /// client's writer sends what was published before this, and nothing
+    /// after. Then [`announce_leave`](Self::announce_leave) tells the others.
+    pub fn leave(&self, channel: &str, client: &ClientId) -> Result<Left, ErrorBody> {
         let Some(shared) = self.existing(channel) else {
             return Err(ErrorCode::NotSubscribed.body(channel));
         };
         let mut state = shared.lock().expect("channel lock");
-        let Some(subscriber) = state.subscribers.remove(client) else {
+        if state.subscribers.remove(client).is_none() {
             return Err(ErrorCode::NotSubscribed.body(channel));
-        };
+        }
         self.metrics.subscriptions.dec();
         let stop = state.stream.as_ref().map(|stream| Follow::Stop {
             channel: state.name.clone(),
             until: stream.head(),
         });
-        let options = self.config.namespace_of(channel);
-        if options.presence {
-            state.broadcast(
-                &frame(&Push::Leave {
-                    channel: channel.into(),
-                    client: (&**client).into(),
-                    user: subscriber.user.as_deref().map(Into::into),
-                }),
-                options.slow_consumer,
-                None,
-                None,
-            );
+        Ok(Left {
+            stop,
+            presence: self.config.namespace_of(channel).presence,
+        })
+    }
+
+    /// Removes `client` from the channel's presence, which tells the others.
+    pub async fn announce_leave(&self, channel: &str, client: &str, left: Left) {
+        if left.presence {
+            if let Err(error) = self.engine.presence_remove(channel, client).await {
+                tracing::warn!(%channel, %client, %error, "presence leave failed");
+            }
         }
-        Ok(stop)
     }
 
     /// Who is subscribed to `channel`, by client id.
-    pub fn presence(&self, channel: &str) -> Result<Vec<PresenceEntry>, ErrorBody> {
+    pub async fn presence(&self, channel: &str) -> Result<Vec<PresenceEntry>, ErrorBody> {
         self.validate_channel(channel)?;
         if !self.config.namespace_of(channel).presence {
             return Err(ErrorCode::NotAvailable.body("presence is off for this namespace"));
         }
-        let Some(shared) = self.existing(channel) else {
-            return Ok(Vec::new());
-        };
-        let state = shared.lock().expect("channel lock");
-        let mut clients: Vec<PresenceEntry> = state
-            .subscribers
-            .iter()
-            .map(|(client, subscriber)| PresenceEntry {
-                client: client.to_string(),
-                user: subscriber.user.as_deref().map(str::to_owned),
-            })
-            .collect();
-        clients.sort_by(|a, b| a.client.cmp(&b.client));
-        Ok(clients)
+        Ok(self.engine.presence_list(channel).await?)
     }
 
     /// Retained publications of `channel`, the newest `limit` of them.
-    pub fn history(&self, channel: &str, limit: Option<usize>) -> Result<HistoryPage, ErrorBody> {
+    pub async fn history(
+        &self,
+        channel: &str,
+        limit: Option<usize>,
+    ) -> Result<HistoryPage, ErrorBody> {
         self.validate_channel(channel)?;
         if self.config.namespace_of(channel).history_size == 0 {
             return Err(ErrorCode::NotAvailable.body("history is off for this namespace"));
         }
-        Ok(self.with_channel(channel, |state| {
-            let skip = limit.map_or(0, |limit| state.history.len().saturating_sub(limit));
-            let publications = state
-                .history
-                .iter()
-                .skip(skip)
-                .map(|p| Publication {
-                    offset: p.offset,
-                    data: p.data.clone(),
-                })
-                .collect();
-            HistoryPage {
-                epoch: state.epoch.clone(),
-                offset: state.offset,
-                publications,
-            }
-        }))
+        let query = HistoryQuery { since: None, limit };
+        let history = self
+            .engine
+            .history(channel, query, self.retention(channel))
+            .await?;
+        Ok(HistoryPage {
+            epoch: history.epoch,
+            offset: history.offset,
+            publications: history.publications,
+        })
     }
 
-    /// Names of channels that currently have subscribers.
+    /// Names of channels that currently have local subscribers, with how many.
     pub fn channels(&self) -> Vec<(String, usize)> {
         let channels = self.channels.lock().expect("hub lock");
         let mut list: Vec<(String, usize)> = channels
@@ -360,38 +394,228 @@ impl Hub {
     }
 }
 
+impl Fanout for Hub {
+    fn deliver(&self, channel: &str, event: Event<'_>) {
+        let Some(local) = self.existing(channel) else {
+            // Nobody here follows it: nothing to frame.
+            if matches!(event, Event::Publication { .. }) {
+                self.metrics.publications.inc();
+            }
+            return;
+        };
+        let options = self.config.namespace_of(channel);
+        let mut state = local.lock().expect("channel lock");
+        let dropped = match event {
+            Event::Publication {
+                offset,
+                epoch,
+                data,
+                key,
+            } => {
+                self.metrics.publications.inc();
+                let bytes = frame(&Push::Publication {
+                    channel: channel.into(),
+                    offset,
+                    data: std::borrow::Cow::Borrowed(data),
+                });
+                let (conflation, position) = if state.stream.is_some() {
+                    (None, None)
+                } else {
+                    let key: Arc<str> = format!("{channel}\u{0}{}", key.unwrap_or_default()).into();
+                    let position = Arc::new(Position {
+                        channel: state.name.clone(),
+                        offset,
+                        epoch: epoch.into(),
+                    });
+                    (Some(key), Some(position))
+                };
+                state.broadcast(
+                    &bytes,
+                    options.slow_consumer,
+                    conflation.as_ref(),
+                    Some(offset),
+                    position.as_ref(),
+                )
+            }
+            Event::Join(entry) | Event::Leave(entry) => {
+                let (client, user) = (entry.client.as_str(), entry.user.as_deref());
+                let push = if matches!(event, Event::Join(_)) {
+                    Push::Join {
+                        channel: channel.into(),
+                        client: client.into(),
+                        user: user.map(Into::into),
+                    }
+                } else {
+                    Push::Leave {
+                        channel: channel.into(),
+                        client: client.into(),
+                        user: user.map(Into::into),
+                    }
+                };
+                state.broadcast(&frame(&push), options.slow_consumer, None, None, None)
+            }
+        };
+        self.metrics.queue_drops.inc_by(dropped);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NamespaceOptions;
 
     fn data(n: u64) -> Box<RawValue> {
         RawValue::from_string(n.to_string()).unwrap()
     }
 
-    #[test]
-    fn sweep_forgets_only_channels_with_nothing_left_to_lose() {
-        let config = ServerConfig::default()
-            .namespace("tmp", NamespaceOptions::default().history_size(0))
-            .namespace("kept", NamespaceOptions::default().history_ttl(None));
+    fn texts(inbox: &mut Inbox) -> Vec<String> {
+        std::iter::from_fn(|| inbox.try_recv())
+            .filter_map(|queued| queued.frame)
+            .map(|frame| match frame.message() {
+                tether::Message::Text(text) => text.to_string(),
+                other => panic!("not text: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_conflating_subscriber_gets_the_reply_then_only_newer_publications() {
+        let config = ServerConfig::default().namespace(
+            "px",
+            crate::NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::LatestPerKey),
+        );
         let hub = Hub::new(Arc::new(config), Arc::default());
-        let first = hub.publish("tmp:a", data(1), None, None).unwrap();
-        hub.publish("tmp:b", data(1), Some("retry-me".into()), None)
+        for n in 1..=3 {
+            hub.publish("px:a", data(n), None, None).await.unwrap();
+        }
+        let (outbox, mut inbox, _) = Outbox::new(64);
+        let client: ClientId = "c1".into();
+        let position = StreamPosition {
+            offset: 1,
+            epoch: hub.history("px:a", None).await.unwrap().epoch.to_string(),
+        };
+        hub.subscribe(1, "px:a", &client, None, &outbox, Some(&position))
+            .await
             .unwrap();
-        hub.publish("kept:c", data(1), None, None).unwrap();
+        hub.publish("px:a", data(4), None, None).await.unwrap();
+        let got = texts(&mut inbox);
+        assert!(got[0].starts_with(r#"{"id":1,"result""#), "{got:?}");
+        assert!(got[0].contains(r#""recovered":true"#), "{got:?}");
+        assert!(got[0].contains(r#""offset":2"#) && got[0].contains(r#""offset":3"#));
+        assert_eq!(got.len(), 2, "then publication 4 only: {got:?}");
+        assert!(got[1].contains(r#""offset":4"#));
+    }
+
+    /// The memory engine, where a publication lands while a subscribe reads
+    /// history: after the subscriber started buffering, before the read.
+    #[derive(Debug)]
+    struct Racing {
+        inner: MemoryEngine,
+        raced: std::sync::atomic::AtomicBool,
+    }
+
+    impl Engine for Racing {
+        fn publish<'a>(
+            &'a self,
+            channel: &'a str,
+            publication: NewPublication,
+            retention: Retention,
+        ) -> crate::engine::EngineFuture<'a, Published> {
+            self.inner.publish(channel, publication, retention)
+        }
+        fn history<'a>(
+            &'a self,
+            channel: &'a str,
+            query: HistoryQuery,
+            retention: Retention,
+        ) -> crate::engine::EngineFuture<'a, crate::engine::History> {
+            if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let racer = NewPublication {
+                    data: data(99),
+                    idempotency_key: None,
+                    key: None,
+                };
+                drop(self.inner.publish(channel, racer, retention));
+            }
+            self.inner.history(channel, query, retention)
+        }
+        fn presence_add<'a>(
+            &'a self,
+            c: &'a str,
+            e: PresenceEntry,
+        ) -> crate::engine::EngineFuture<'a, ()> {
+            self.inner.presence_add(c, e)
+        }
+        fn presence_remove<'a>(
+            &'a self,
+            c: &'a str,
+            id: &'a str,
+        ) -> crate::engine::EngineFuture<'a, ()> {
+            self.inner.presence_remove(c, id)
+        }
+        fn presence_list<'a>(
+            &'a self,
+            c: &'a str,
+        ) -> crate::engine::EngineFuture<'a, Vec<PresenceEntry>> {
+            self.inner.presence_list(c)
+        }
+        fn sweep(&self, r: &dyn Fn(&str) -> Retention, u: &dyn Fn(&str) -> bool) -> usize {
+            self.inner.sweep(r, u)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_publication_racing_the_history_read_arrives_once() {
+        let config = ServerConfig::default().namespace(
+            "px",
+            crate::NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::LatestPerKey),
+        );
+        let hub = Hub::with_engine(Arc::new(config), Arc::default(), |fanout| {
+            Arc::new(Racing {
+                inner: MemoryEngine::new(fanout),
+                raced: Default::default(),
+            })
+        });
+        let (outbox, mut inbox, _) = Outbox::new(64);
+        let client: ClientId = "c1".into();
+        let first = hub.publish("px:a", data(1), None, None).await.unwrap();
+        let position = StreamPosition {
+            offset: 1,
+            epoch: first.epoch.to_string(),
+        };
+        hub.subscribe(1, "px:a", &client, None, &outbox, Some(&position))
+            .await
+            .unwrap();
+        hub.publish("px:a", data(3), None, None).await.unwrap();
+        let got = texts(&mut inbox);
+        assert!(got[0].contains(r#""recovered":true"#), "{got:?}");
+        assert!(
+            got[0].contains(r#""offset":2,"data":99"#),
+            "recovered: {got:?}"
+        );
+        let racer = got.iter().filter(|text| text.contains("99")).count();
+        assert_eq!(
+            racer, 1,
+            "the racing publication once, in the reply: {got:?}"
+        );
+        assert_eq!(got.len(), 2, "then publication 3: {got:?}");
+        assert!(got[1].contains(r#""offset":3"#));
+    }
+
+    #[tokio::test]
+    async fn sweep_forgets_local_channels_without_subscribers() {
+        let hub = Hub::new(Arc::new(ServerConfig::default()), Arc::default());
         let (outbox, _inbox, _) = Outbox::new(8);
         let client: ClientId = "c1".into();
-        hub.subscribe(1, "tmp:d", &client, None, &outbox, None)
+        hub.subscribe(1, "a", &client, None, &outbox, None)
+            .await
             .unwrap();
-        // tmp:a has no history and no subscriber; tmp:b's key is still live;
-        // kept:c has history; tmp:d has a subscriber.
-        assert_eq!(hub.sweep(), 3);
-        let again = hub.publish("tmp:a", data(2), None, None).unwrap();
-        assert_eq!(again.offset, 1, "a forgotten channel starts over");
-        assert_ne!(again.epoch, first.epoch, "with a new epoch");
-        let retried = hub
-            .publish("tmp:b", data(1), Some("retry-me".into()), None)
+        hub.subscribe(1, "b", &client, None, &outbox, None)
+            .await
             .unwrap();
-        assert_eq!(retried.offset, 1, "the idempotency key survived the sweep");
+        let left = hub.leave("b", &client).unwrap();
+        hub.announce_leave("b", &client, left).await;
+        hub.sweep();
+        assert_eq!(hub.channels(), [("a".to_owned(), 1)]);
+        assert!(hub.existing("b").is_none());
     }
 }

@@ -38,6 +38,9 @@ pub enum Follow {
         subscription: StreamSubscription,
         /// What to do when the subscriber falls more than the stream holds behind.
         policy: SlowConsumerPolicy,
+        /// Publications up to this offset came in the reply (from history):
+        /// the stream's copies of them are passed over.
+        after: u64,
     },
     /// Before the unsubscribe reply, send the channel's stream up to `until`
     /// (what was published before the unsubscribe), then stop.

@@ -283,7 +283,7 @@ pub async fn serve<S>(
             _ = stopping(&mut shutdown) => {
                 // Leave the channels first, so nothing new is queued, then let the
                 // writer flush what is queued before saying goodbye.
-                session.end();
+                Box::pin(session.end()).await;
                 let window = config.reconnect_window.as_millis().max(1) as u64;
                 let after = Duration::from_millis(rand::random::<u64>() % window);
                 let push = disconnect_push(DisconnectCode::Shutdown, Some(after));
@@ -303,10 +303,12 @@ pub async fn serve<S>(
     };
     if let Ending::Done = ending {
         writer_task.abort();
-    } else {
-        // Leaving the channels lets the queue run dry: the writer sends what
-        // is queued (every reply owed) and ends.
-        drop(session);
+    }
+    // Leaving the channels lets the queue run dry: the writer sends what is
+    // queued (every reply owed) and ends.
+    Box::pin(session.end()).await;
+    drop(session);
+    if !matches!(ending, Ending::Done) {
         // Boxed, like every rare path here: the connection's task stays small.
         Box::pin(async {
             if tokio::time::timeout(close_timeout, &mut writer_task)

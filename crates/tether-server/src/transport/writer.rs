@@ -31,6 +31,9 @@ struct Following {
     reached: Option<u64>,
     /// The stream is gone (its channel was dropped): stop following it.
     closed: bool,
+    /// Publications up to this offset reached the client in the subscribe
+    /// reply: passed over in the stream until one beyond it is sent (0: none).
+    after: u64,
 }
 
 /// Why the writer stopped early.
@@ -205,6 +208,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 epoch,
                 subscription,
                 policy,
+                after,
             }) = follow
             {
                 let until = limit(at + 1, &channel);
@@ -216,6 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                     policy,
                     reached: None,
                     closed: false,
+                    after,
                 });
                 let started = following.last_mut().expect("just pushed");
                 self.forward(started, batch, until, sent).await?;
@@ -237,14 +242,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
     ) -> Result<(), Stop> {
         loop {
             let reached = &mut follow.reached;
-            let progress = follow
-                .subscription
-                .queue_into(batch, until, |len, offset| {
-                    sent.add(len);
-                    if offset.is_some() {
-                        *reached = *offset;
-                    }
-                })?;
+            let on_each = |len, offset: &Option<u64>| {
+                sent.add(len);
+                if offset.is_some() {
+                    *reached = *offset;
+                }
+            };
+            let progress = if follow.after == 0 {
+                follow.subscription.queue_into(batch, until, on_each)?
+            } else {
+                let after = follow.after;
+                let fresh = |offset: &Option<u64>| !offset.is_some_and(|offset| offset <= after);
+                let progress = follow
+                    .subscription
+                    .queue_filtered_into(batch, until, fresh, on_each)?;
+                if follow.reached.is_some_and(|offset| offset > after) {
+                    // Offsets only grow: nothing further can be a copy.
+                    follow.after = 0;
+                }
+                progress
+            };
             match progress {
                 Progress::CaughtUp | Progress::Ended(Ended::Closed) => return Ok(()),
                 Progress::Full => self.flush(batch, std::slice::from_mut(follow)).await?,

@@ -1,0 +1,160 @@
+//! What a cluster of servers must share about channels: offsets and epochs,
+//! history, idempotency keys, presence, and the fan-out of every publication
+//! and presence event to each node's hub. The hub calls an [`Engine`]; the
+//! engine hands what it fans out to a [`Fanout`] (the hub). It knows nothing
+//! of sessions or transports.
+//!
+//! The boundary is async, so an engine that lives in another process (Redis)
+//! can answer without blocking a runtime thread. [`memory`] is the default:
+//! everything in this process.
+
+pub mod memory;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use crate::protocol::{ErrorBody, ErrorCode, PresenceEntry, Publication, Published};
+
+pub use memory::MemoryEngine;
+
+/// A boxed future an engine answers with.
+pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'a>>;
+
+/// Why an engine could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine (a remote store) could not be reached or timed out; the
+    /// request may be retried. Error 112 for the client.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<EngineError> for ErrorBody {
+    fn from(error: EngineError) -> Self {
+        ErrorCode::Unavailable.body(error)
+    }
+}
+
+/// How long a channel keeps what it is given: the namespace's history and
+/// idempotency settings, passed with each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Publications kept for history and recovery (0: none).
+    pub history_size: usize,
+    /// How long a publication stays in history (`None`: until pushed out).
+    pub history_ttl: Option<Duration>,
+    /// How long an idempotency key is remembered.
+    pub idempotency_window: Duration,
+}
+
+/// A publication to add to a channel.
+#[derive(Debug)]
+pub struct NewPublication {
+    /// The JSON data, kept verbatim.
+    pub data: Box<RawValue>,
+    /// A key that deduplicates retries within the idempotency window.
+    pub idempotency_key: Option<String>,
+    /// What the publication is about, for `latest-per-key` conflation.
+    pub key: Option<String>,
+}
+
+/// A read of a channel's stream position and history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only publications after this offset; `None`: from the oldest kept.
+    pub since: Option<u64>,
+    /// At most this many, the newest ones.
+    pub limit: Option<usize>,
+}
+
+/// A channel's position and retained publications.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The channel's epoch: it changes whenever its history is lost.
+    pub epoch: Arc<str>,
+    /// The newest offset (0 before the first publication).
+    pub offset: u64,
+    /// Publications after `since` (within `limit`), oldest first.
+    pub publications: Vec<Publication>,
+    /// Whether `publications` holds every publication after `since`: false
+    /// when history no longer reaches back that far, or `since` is ahead of
+    /// the channel.
+    pub complete: bool,
+}
+
+/// Something an engine fans out, as the hub receives it.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A new publication.
+    Publication {
+        /// Its offset.
+        offset: u64,
+        /// The channel's epoch.
+        epoch: &'a str,
+        /// The data, verbatim.
+        data: &'a RawValue,
+        /// Its conflation key, if the publisher gave one.
+        key: Option<&'a str>,
+    },
+    /// A client joined the channel.
+    Join(&'a PresenceEntry),
+    /// A client left the channel.
+    Leave(&'a PresenceEntry),
+}
+
+/// Where an engine delivers what it fans out: each node's hub. Called in
+/// offset order per channel, and never while the hub's own locks are held by
+/// the caller (the hub never calls an engine under them).
+pub trait Fanout: Send + Sync + Debug {
+    /// Delivers `event` on `channel` to this node's subscribers.
+    fn deliver(&self, channel: &str, event: Event<'_>);
+}
+
+/// The shared state of channels. See the module documentation.
+pub trait Engine: Send + Sync + Debug + 'static {
+    /// Assigns the next offset, keeps the publication in history, remembers
+    /// its idempotency key, and fans it out. A key already seen within the
+    /// window answers with the original offset and fans out nothing.
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        publication: NewPublication,
+        retention: Retention,
+    ) -> EngineFuture<'a, Published>;
+
+    /// The channel's epoch, newest offset and retained publications (see
+    /// [`HistoryQuery`]); history older than `retention` allows is dropped
+    /// first.
+    fn history<'a>(
+        &'a self,
+        channel: &'a str,
+        query: HistoryQuery,
+        retention: Retention,
+    ) -> EngineFuture<'a, History>;
+
+    /// Adds `entry` to the channel's presence (refreshing it if present) and,
+    /// when it is new, fans out its join.
+    fn presence_add<'a>(&'a self, channel: &'a str, entry: PresenceEntry) -> EngineFuture<'a, ()>;
+
+    /// Removes the client from the channel's presence and fans out its leave,
+    /// if it was there.
+    fn presence_remove<'a>(&'a self, channel: &'a str, client: &'a str) -> EngineFuture<'a, ()>;
+
+    /// Who is in the channel, sorted by client id.
+    fn presence_list<'a>(&'a self, channel: &'a str) -> EngineFuture<'a, Vec<PresenceEntry>>;
+
+    /// Forgets what has expired: history past its age (by `retention_of` the
+    /// channel), idempotency keys past their window, and channels with
+    /// nothing left that are not `in_use` (subscribed somewhere). Returns how
+    /// many channels it still holds.
+    fn sweep(
+        &self,
+        retention_of: &dyn Fn(&str) -> Retention,
+        in_use: &dyn Fn(&str) -> bool,
+    ) -> usize;
+}
