@@ -402,13 +402,16 @@ impl Inbox {
         if state.items.is_empty() {
             return;
         }
-        into.extend(state.items.drain(..).map(|item| Queued {
+        // Taken whole: an idle connection keeps no queue buffer, and the
+        // items move out of the lock.
+        let items = std::mem::take(&mut state.items);
+        drop(state);
+        self.shared.space.notify_waiters();
+        into.extend(items.into_iter().map(|item| Queued {
             frame: item.frame,
             position: item.position,
             follow: item.follow,
         }));
-        drop(state);
-        self.shared.space.notify_waiters();
     }
 
     /// The next frame if one is queued.

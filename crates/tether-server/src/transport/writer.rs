@@ -121,6 +121,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
             // Noted once the frames are in the writer's buffer: whatever
             // happens next, they go out before a disconnect push does.
             self.record(&mut replied, &mut following);
+            // Between bursts a connection holds no scratch buffers: most are
+            // idle, and a stream's publications need neither.
+            if burst.capacity() != 0 {
+                burst = Vec::new();
+            }
+            if replied.capacity() != 0 {
+                replied = Vec::new();
+            }
             self.metrics.messages_out.inc_by(sent.messages);
             self.metrics.bytes_out.inc_by(sent.bytes);
             let flushed = match result {
@@ -213,6 +221,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
             {
                 let until = limit(at + 1, &channel);
                 following.retain(|f| f.channel != channel);
+                // Most connections follow one channel: room for exactly that.
+                following.reserve_exact(1);
                 following.push(Following {
                     channel,
                     epoch,
