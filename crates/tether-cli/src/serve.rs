@@ -184,6 +184,8 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(secs) = args.reconnect_window {
         config.reconnect_window = seconds(secs, "reconnect-window")?;
     }
+    // Once, over the merged result: a file value and a flag can contradict.
+    config.validate()?;
     Ok(config)
 }
 

@@ -220,7 +220,117 @@ impl Default for ServerConfig {
     }
 }
 
+/// A setting that cannot work, named by its key as the configuration file
+/// spells it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} = {value}: {why}")]
+pub struct InvalidSetting {
+    /// The setting, e.g. `ping_interval_secs` or `namespaces.chat.history_ttl_secs`.
+    pub key: String,
+    /// The value it was given.
+    pub value: String,
+    /// What it must be instead.
+    pub why: String,
+}
+
+impl InvalidSetting {
+    /// `key` set to `value`, which is wrong because `why`.
+    pub fn new(
+        key: impl Into<String>,
+        value: impl std::fmt::Display,
+        why: impl Into<String>,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            value: value.to_string(),
+            why: why.into(),
+        }
+    }
+}
+
+/// Deepest nesting [`ServerConfig::max_data_depth`] may allow: what a client
+/// parsing with serde_json (128 levels) can read inside a reply's envelope.
+pub const MAX_DATA_DEPTH_LIMIT: usize = 120;
+
 impl ServerConfig {
+    /// Checks every setting once, before the server starts: the first one
+    /// that cannot work is named with its value. Zero durations where time
+    /// must pass, empty limits, and combinations that contradict each other
+    /// are refused.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let at_least_one = |key: &str, value: usize| {
+            if value == 0 {
+                Err(InvalidSetting::new(key, value, "must be at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+        let positive = |key: &str, value: Duration| {
+            if value.is_zero() {
+                Err(InvalidSetting::new(
+                    key,
+                    value.as_secs_f64(),
+                    "must be above 0 seconds",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("outbound_queue", self.outbound_queue)?;
+        at_least_one("max_subscriptions", self.max_subscriptions)?;
+        at_least_one("max_channel_name", self.max_channel_name)?;
+        at_least_one("max_publish_size", self.max_publish_size)?;
+        at_least_one("max_message_size", self.websocket.protocol.max_message_size)?;
+        at_least_one("max_data_depth", self.max_data_depth)?;
+        if self.max_data_depth > MAX_DATA_DEPTH_LIMIT {
+            return Err(InvalidSetting::new(
+                "max_data_depth",
+                self.max_data_depth,
+                format!(
+                    "at most {MAX_DATA_DEPTH_LIMIT}, or clients could not parse what is accepted"
+                ),
+            ));
+        }
+        if self.max_api_body < self.max_publish_size {
+            return Err(InvalidSetting::new(
+                "max_api_body",
+                self.max_api_body,
+                format!(
+                    "must be at least max_publish_size ({}), or the API could not publish what clients can",
+                    self.max_publish_size
+                ),
+            ));
+        }
+        positive("ping_interval_secs", self.ping_interval)?;
+        positive("pong_timeout_secs", self.pong_timeout)?;
+        positive("idempotency_window_secs", self.idempotency_window)?;
+        if !(self.rate_limit.is_finite() && self.rate_limit > 0.0) {
+            return Err(InvalidSetting::new(
+                "rate_limit",
+                self.rate_limit,
+                "must be a number above 0",
+            ));
+        }
+        if self.rate_burst == 0 {
+            return Err(InvalidSetting::new("rate_burst", 0, "must be at least 1"));
+        }
+        let namespaces = std::iter::once(("channels".to_owned(), &self.default_namespace)).chain(
+            self.namespaces
+                .iter()
+                .map(|(name, options)| (format!("namespaces.{name}"), options)),
+        );
+        for (section, options) in namespaces {
+            if options.history_ttl.is_some_and(|ttl| ttl.is_zero()) {
+                return Err(InvalidSetting::new(
+                    format!("{section}.history_ttl_secs"),
+                    0,
+                    "must be above 0 (leave it unset, or 0 in the file, for no age limit)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The options for `channel`, by its namespace (the part before the first `:`).
     pub fn namespace_of(&self, channel: &str) -> &NamespaceOptions {
         channel
@@ -349,5 +459,45 @@ impl NamespaceOptions {
     pub fn publish(mut self, access: Access) -> Self {
         self.publish = access;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn names_the_first_setting_that_cannot_work() {
+        let key = |config: ServerConfig| config.validate().unwrap_err().key;
+        assert_eq!(
+            key(ServerConfig::default().outbound_queue(0)),
+            "outbound_queue"
+        );
+        let silent = ServerConfig::default().heartbeat(Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(key(silent), "ping_interval_secs");
+        assert_eq!(
+            key(ServerConfig::default().rate_limit(f64::NAN, 10)),
+            "rate_limit"
+        );
+        let tight = ServerConfig {
+            max_api_body: 10,
+            ..ServerConfig::default()
+        };
+        let error = tight.validate().unwrap_err();
+        assert_eq!(error.key, "max_api_body");
+        assert!(
+            error
+                .to_string()
+                .starts_with("max_api_body = 10: must be at least"),
+            "{error}"
+        );
+        let ageless = NamespaceOptions::default().history_ttl(Some(Duration::ZERO));
+        let config = ServerConfig::default().namespace("chat", ageless);
+        assert_eq!(key(config), "namespaces.chat.history_ttl_secs");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{self, NamespaceOptions, ServerConfig};
+use crate::config::{self, InvalidSetting, NamespaceOptions, ServerConfig};
 
 /// The file's shape. Durations are in seconds.
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +74,9 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
+    /// A setting has a value that cannot work.
+    #[error("{0}")]
+    Invalid(#[from] InvalidSetting),
     /// It is not valid TOML for this schema.
     #[error("parsing {path}: {source}")]
     Parse {
@@ -85,10 +88,25 @@ pub enum FileError {
     },
 }
 
-fn secs(value: Option<f64>, into: &mut Duration) {
-    if let Some(secs) = value.filter(|s| s.is_finite() && *s >= 0.0) {
-        *into = Duration::from_secs_f64(secs);
+/// A number of seconds from the file: finite and not negative, or an error
+/// naming `key`.
+fn seconds(key: &str, secs: f64) -> Result<Duration, FileError> {
+    if (0.0..1e12).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(FileError::Invalid(InvalidSetting::new(
+            key,
+            secs,
+            "must be a number of seconds, 0 or more",
+        )))
     }
+}
+
+fn secs(key: &str, value: Option<f64>, into: &mut Duration) -> Result<(), FileError> {
+    if let Some(secs) = value {
+        *into = seconds(key, secs)?;
+    }
+    Ok(())
 }
 
 fn set<T>(value: Option<T>, into: &mut T) {
@@ -98,16 +116,18 @@ fn set<T>(value: Option<T>, into: &mut T) {
 }
 
 impl NamespaceFile {
-    fn apply(self, options: &mut NamespaceOptions) {
+    fn apply(self, section: &str, options: &mut NamespaceOptions) -> Result<(), FileError> {
         set(self.history_size, &mut options.history_size);
-        if let Some(secs) = self.history_ttl_secs.filter(|s| s.is_finite() && *s >= 0.0) {
+        if let Some(secs) = self.history_ttl_secs {
+            let ttl = seconds(&format!("{section}.history_ttl_secs"), secs)?;
             // 0: no age limit.
-            options.history_ttl = (secs > 0.0).then(|| Duration::from_secs_f64(secs));
+            options.history_ttl = (!ttl.is_zero()).then_some(ttl);
         }
         set(self.presence, &mut options.presence);
         set(self.subscribe, &mut options.subscribe);
         set(self.publish, &mut options.publish);
         set(self.slow_consumer, &mut options.slow_consumer);
+        Ok(())
     }
 }
 
@@ -135,7 +155,11 @@ impl FileConfig {
         set(self.listen, &mut config.listen);
         set(self.max_subscriptions, &mut config.max_subscriptions);
         set(self.outbound_queue, &mut config.outbound_queue);
-        secs(self.idempotency_window_secs, &mut config.idempotency_window);
+        secs(
+            "idempotency_window_secs",
+            self.idempotency_window_secs,
+            &mut config.idempotency_window,
+        )?;
         set(self.max_channel_name, &mut config.max_channel_name);
         set(self.max_publish_size, &mut config.max_publish_size);
         set(self.max_data_depth, &mut config.max_data_depth);
@@ -154,10 +178,26 @@ impl FileConfig {
             config.api_key = self.api_key;
         }
         set(self.allowed_origins, &mut config.allowed_origins);
-        secs(self.ping_interval_secs, &mut config.ping_interval);
-        secs(self.pong_timeout_secs, &mut config.pong_timeout);
-        secs(self.shutdown_timeout_secs, &mut config.shutdown_timeout);
-        secs(self.reconnect_window_secs, &mut config.reconnect_window);
+        secs(
+            "ping_interval_secs",
+            self.ping_interval_secs,
+            &mut config.ping_interval,
+        )?;
+        secs(
+            "pong_timeout_secs",
+            self.pong_timeout_secs,
+            &mut config.pong_timeout,
+        )?;
+        secs(
+            "shutdown_timeout_secs",
+            self.shutdown_timeout_secs,
+            &mut config.shutdown_timeout,
+        )?;
+        secs(
+            "reconnect_window_secs",
+            self.reconnect_window_secs,
+            &mut config.reconnect_window,
+        )?;
         set(self.rate_limit, &mut config.rate_limit);
         set(self.rate_burst, &mut config.rate_burst);
         set(self.max_connections, &mut config.max_connections);
@@ -165,10 +205,11 @@ impl FileConfig {
             self.max_connections_per_ip,
             &mut config.max_connections_per_ip,
         );
-        self.channels.apply(&mut config.default_namespace);
+        self.channels
+            .apply("channels", &mut config.default_namespace)?;
         for (name, file) in self.namespaces {
             let mut options = config.default_namespace.clone();
-            file.apply(&mut options);
+            file.apply(&format!("namespaces.{name}"), &mut options)?;
             config.namespaces.insert(name, options);
         }
         let read = |path: String| {
@@ -333,6 +374,46 @@ mod tests {
             scores.slow_consumer,
             config::SlowConsumerPolicy::LatestPerKey
         );
+    }
+
+    #[test]
+    fn names_a_negative_duration_instead_of_ignoring_it() {
+        let mut config = ServerConfig::default();
+        let file = FileConfig::parse("ping_interval_secs = -5\n", "t").unwrap();
+        let error = file.apply(&mut config).unwrap_err();
+        assert!(
+            error.to_string().starts_with("ping_interval_secs = -5:"),
+            "{error}"
+        );
+        let file = FileConfig::parse("[namespaces.chat]\nhistory_ttl_secs = -1\n", "t").unwrap();
+        let error = file.apply(&mut config).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("namespaces.chat.history_ttl_secs"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn docs_config_md_describes_every_setting_of_the_example() {
+        let docs = include_str!("../../../docs/CONFIG.md");
+        for line in example().lines() {
+            let line = line.trim_start_matches("# ");
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            if key.contains(' ') || key.starts_with('[') {
+                continue;
+            }
+            // The file spells durations `_secs` and key files `_file`;
+            // docs/CONFIG.md names the option (`ping_interval`, `rsa_public_key_pem`).
+            let option = key.trim_end_matches("_secs").trim_end_matches("_file");
+            let named = docs.contains(&format!("`{option}`"))
+                || docs.contains(&format!(".{option}`"))
+                || docs.contains(&format!(".{option}_pem`"));
+            assert!(named, "docs/CONFIG.md does not describe `{key}`");
+        }
     }
 
     #[test]

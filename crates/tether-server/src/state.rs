@@ -8,10 +8,21 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::auth::{KeyError, Verifier};
-use crate::config::ServerConfig;
+use crate::config::{InvalidSetting, ServerConfig};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::registry::Sessions;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting cannot work.
+    #[error("invalid setting: {0}")]
+    Invalid(#[from] InvalidSetting),
+    /// A token verification key could not be read.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -32,8 +43,9 @@ pub struct AppState {
 
 impl AppState {
     /// Fresh state for `config`, with the sender that starts shutdown. Fails when
-    /// a configured verification key cannot be read.
-    pub fn new(mut config: ServerConfig) -> Result<(Self, watch::Sender<bool>), KeyError> {
+    /// a setting cannot work or a configured verification key cannot be read.
+    pub fn new(mut config: ServerConfig) -> Result<(Self, watch::Sender<bool>), StartError> {
+        config.validate()?;
         let verifier = Arc::new(Verifier::new(&config.auth)?);
         // The WebSocket transport answers a client's close itself, once the
         // replies to the requests read before it are out.
