@@ -99,6 +99,36 @@ pub async fn run_peer_client(program: PathBuf, args: &[&str]) -> String {
     stdout
 }
 
+/// Runs a Python script of `tests/interop/python` with `args`, feeding it
+/// `input` on stdin; returns its output (killed if it is still running after
+/// 60 s).
+pub async fn run_python_script(
+    script: &str,
+    args: &[&std::path::Path],
+    input: &str,
+) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/interop/python").join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {script}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .await
+        .expect("the script reads its input");
+    drop(stdin);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} finishes in time"))
+        .expect("script output")
+}
+
 /// A tether server for peers: echoes on any path, and on `/close/CODE` closes
 /// right away with that code.
 #[derive(Debug)]

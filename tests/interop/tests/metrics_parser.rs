@@ -2,13 +2,9 @@
 //! `prometheus_client`), which refuses the whole exposition on any error, so
 //! a family registered twice or a malformed sample cannot pass unnoticed.
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use tether_interop::{python, repo_root};
+use tether_interop::run_python_script;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
 
 /// `GET path` over HTTP/1.1: (head, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
@@ -56,21 +52,7 @@ async fn the_metrics_exposition_parses_as_openmetrics() {
             .contains("content-type: application/openmetrics-text; version=1.0.0"),
         "{head}"
     );
-    let mut parser = Command::new(python())
-        .arg(repo_root().join("tests/interop/python/parse_metrics.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = parser.stdin.take().unwrap();
-    stdin.write_all(body.as_bytes()).await.unwrap();
-    drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(60), parser.wait_with_output())
-        .await
-        .expect("the parser finishes")
-        .unwrap();
+    let output = run_python_script("parse_metrics.py", &[], &body).await;
     let samples = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -3,15 +3,13 @@
 //! reply's result against its operation's result type: the schema the
 //! JavaScript client follows describes what the server really sends.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tether::Message;
-use tether_interop::{python, repo_root};
+use tether_interop::{repo_root, run_python_script};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::process::Command;
 
 /// A client that records what it sends and receives.
 struct Recorder {
@@ -139,22 +137,8 @@ async fn a_whole_session_matches_the_protocol_schema() {
         assert!(pushes.contains(&kind), "a {kind} push was seen: {pushes:?}");
     }
     let input: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    let mut checker = Command::new(python())
-        .arg(repo_root().join("tests/interop/python/check_schema.py"))
-        .arg(repo_root().join("docs/protocol.schema.json"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = checker.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(60), checker.wait_with_output())
-        .await
-        .expect("the checker finishes")
-        .unwrap();
+    let schema = repo_root().join("docs/protocol.schema.json");
+    let output = run_python_script("check_schema.py", &[&schema], &input).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
