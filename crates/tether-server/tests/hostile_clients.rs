@@ -223,19 +223,9 @@ async fn a_rate_limit_disconnect_is_explained_by_a_push_after_the_refusals() {
     assert_eq!(close.unwrap().code.0, 1008);
 }
 
-/// A raw HTTP request with the given Content-Type header line (or none).
+/// `POST /api/publish` with the given Content-Type header line (or none).
 async fn post(server: &common::Server, content_type: &str, body: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    let request = format!(
-        "POST /api/publish HTTP/1.1\r\nHost: test\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    common::http_raw(server.addr, "POST", "/api/publish", body, content_type).await
 }
 
 #[tokio::test]

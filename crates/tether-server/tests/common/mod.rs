@@ -120,21 +120,36 @@ pub async fn http(
     body: &str,
     headers: &str,
 ) -> (u16, Value) {
+    let head = format!("Content-Type: application/json\r\n{headers}");
+    let (status, body) = http_raw(addr, method, path, body, &head).await;
+    (
+        status,
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+    )
+}
+
+/// An HTTP/1.1 request with exactly the extra `headers` lines given (each
+/// ending in CRLF; no Content-Type unless there is one): (status, body text).
+pub async fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
         body.len()
     );
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    (
-        status,
-        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
-    )
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
 }
+
 /// A client with a tiny receive buffer and no compression, so a burst of
 /// publications backs up in the server's queue while it is not reading.
 pub async fn slow_client(server: &Server) -> WebSocket<TcpStream> {
