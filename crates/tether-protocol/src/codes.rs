@@ -34,11 +34,17 @@ pub enum ErrorCode {
     Unauthorized = 111,
     /// 112: the engine holding channels' state could not answer; retry later.
     Unavailable = 112,
+    /// 113: no such SSE or long-poll session (never opened, expired or
+    /// ended): open a new one.
+    UnknownSession = 113,
+    /// 114: a long-poll cursor (or SSE `Last-Event-ID`) the session cannot
+    /// resume from: ahead of what was sent, or behind what was acknowledged.
+    BadCursor = 114,
 }
 
 impl ErrorCode {
     /// Every code, in order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownOp,
         ErrorCode::BadChannel,
@@ -52,6 +58,8 @@ impl ErrorCode {
         ErrorCode::BinaryNotSupported,
         ErrorCode::Unauthorized,
         ErrorCode::Unavailable,
+        ErrorCode::UnknownSession,
+        ErrorCode::BadCursor,
     ];
 
     /// The error body for this code with `detail` as its message.
@@ -77,6 +85,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Unavailable => 503,
+            ErrorCode::UnknownSession => 404,
+            ErrorCode::BadCursor => 409,
             _ => 400,
         }
     }

@@ -14,12 +14,14 @@
 //! - [`push`]: [`Push`]es: publications, presence, disconnects.
 //! - [`codes`]: [`ErrorCode`] and [`DisconnectCode`], with HTTP and close-code maps.
 //! - [`api`]: the HTTP API's request and answer bodies.
+//! - [`http`]: the bodies of the SSE and long-polling transports.
 //! - [`schema`]: the JSON Schema of all of it (docs/protocol.schema.json).
 
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod codes;
+pub mod http;
 pub mod push;
 pub mod reply;
 pub mod request;

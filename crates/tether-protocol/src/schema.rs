@@ -10,6 +10,7 @@ use crate::api::{
     ApiError, BroadcastBody, BroadcastResults, ChannelList, DisconnectBody, HistoryQuery,
     PublishBody,
 };
+use crate::http::{Accepted, PollAnswer, SessionOpened};
 use crate::push::Push;
 use crate::reply::{Connected, Empty, HistoryPage, PresenceList, Published, Reply, Subscribed};
 use crate::request::Request;
@@ -43,6 +44,12 @@ pub fn schema() -> Value {
         },
         "errors": generator.subschema_for::<ApiError>(),
     });
+    let http = json!({
+        "POST /connection/longpoll": { "answer": generator.subschema_for::<SessionOpened>() },
+        "GET /connection/longpoll/{session}": { "answer": generator.subschema_for::<PollAnswer>() },
+        "POST /connection/session/{session}": { "answer": generator.subschema_for::<Accepted>() },
+        "GET /connection/sse": { "session event": { "$ref": "#/$defs/SessionOpened" } },
+    });
     let defs = generator.take_definitions(true);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -61,6 +68,7 @@ pub fn schema() -> Value {
             "ping": { "$ref": "#/$defs/Empty" },
         },
         "api": api,
+        "http": http,
     })
 }
 

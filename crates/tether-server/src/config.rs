@@ -48,6 +48,17 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10_000;
 /// Default for [`ServerConfig::reconnect_window`].
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
+/// Default [`HttpConfig::session_ttl`].
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30);
+/// Default [`HttpConfig::sse_heartbeat`]: well under the 60 s idle cut of
+/// nginx and most load balancers.
+pub const DEFAULT_SSE_HEARTBEAT: Duration = Duration::from_secs(15);
+/// Default [`HttpConfig::poll_timeout`]: below nginx's 60 s `proxy_read_timeout`.
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(25);
+/// Default [`HttpConfig::max_poll_bytes`].
+pub const DEFAULT_MAX_POLL_BYTES: usize = 1 << 20;
+/// Default [`HttpConfig::max_command_body`]: as large as a WebSocket message.
+pub const DEFAULT_MAX_COMMAND_BODY: usize = 1 << 20;
 
 /// What happens when a subscriber's queue is full.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -115,6 +126,40 @@ impl Default for NamespaceOptions {
             subscribe: Access::Anyone,
             publish: Access::Anyone,
             slow_consumer: SlowConsumerPolicy::Disconnect,
+        }
+    }
+}
+
+/// The HTTP fallback transports (Server-Sent Events and long-polling), whose
+/// sessions outlive the requests that carry them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// A session with no SSE stream or poll attached for this long ends and
+    /// leaves its channels. Default: [`DEFAULT_SESSION_TTL`].
+    pub session_ttl: Duration,
+    /// How often an idle SSE stream gets a comment line, so proxies do not
+    /// cut it. Default: [`DEFAULT_SSE_HEARTBEAT`].
+    pub sse_heartbeat: Duration,
+    /// How long a poll waits for messages before answering with none.
+    /// Default: [`DEFAULT_POLL_TIMEOUT`].
+    pub poll_timeout: Duration,
+    /// Most bytes of messages in one poll answer or SSE write (one message is
+    /// always sent whole). Default: [`DEFAULT_MAX_POLL_BYTES`].
+    pub max_poll_bytes: usize,
+    /// Largest command request body; larger ones get 413.
+    /// Default: [`DEFAULT_MAX_COMMAND_BODY`].
+    pub max_command_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: DEFAULT_SESSION_TTL,
+            sse_heartbeat: DEFAULT_SSE_HEARTBEAT,
+            poll_timeout: DEFAULT_POLL_TIMEOUT,
+            max_poll_bytes: DEFAULT_MAX_POLL_BYTES,
+            max_command_body: DEFAULT_MAX_COMMAND_BODY,
         }
     }
 }
@@ -187,6 +232,8 @@ pub struct ServerConfig {
     /// WebSocket settings (limits, compression, timeouts). Default:
     /// [`tether::Config::default`] with a 1 MiB message limit.
     pub websocket: tether::Config,
+    /// Server-Sent Events and long-polling. Default: [`HttpConfig::default`].
+    pub http: HttpConfig,
 }
 
 impl Default for ServerConfig {
@@ -216,6 +263,7 @@ impl Default for ServerConfig {
             websocket: tether::Config::default()
                 .max_message_size(1 << 20)
                 .max_frame_size(1 << 20),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -304,6 +352,17 @@ impl ServerConfig {
         positive("ping_interval_secs", self.ping_interval)?;
         positive("pong_timeout_secs", self.pong_timeout)?;
         positive("idempotency_window_secs", self.idempotency_window)?;
+        positive("http.session_ttl_secs", self.http.session_ttl)?;
+        positive("http.sse_heartbeat_secs", self.http.sse_heartbeat)?;
+        positive("http.poll_timeout_secs", self.http.poll_timeout)?;
+        at_least_one("http.max_command_body", self.http.max_command_body)?;
+        if self.http.max_poll_bytes < 1024 {
+            return Err(InvalidSetting::new(
+                "http.max_poll_bytes",
+                self.http.max_poll_bytes,
+                "must be at least 1024",
+            ));
+        }
         if !(self.rate_limit.is_finite() && self.rate_limit > 0.0) {
             return Err(InvalidSetting::new(
                 "rate_limit",

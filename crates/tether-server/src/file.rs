@@ -40,6 +40,18 @@ pub struct FileConfig {
     namespaces: HashMap<String, NamespaceFile>,
     #[serde(default)]
     auth: AuthFile,
+    #[serde(default)]
+    http: HttpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    session_ttl_secs: Option<f64>,
+    sse_heartbeat_secs: Option<f64>,
+    poll_timeout_secs: Option<f64>,
+    max_poll_bytes: Option<usize>,
+    max_command_body: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +217,24 @@ impl FileConfig {
             self.max_connections_per_ip,
             &mut config.max_connections_per_ip,
         );
+        let http = &mut config.http;
+        secs(
+            "http.session_ttl_secs",
+            self.http.session_ttl_secs,
+            &mut http.session_ttl,
+        )?;
+        secs(
+            "http.sse_heartbeat_secs",
+            self.http.sse_heartbeat_secs,
+            &mut http.sse_heartbeat,
+        )?;
+        secs(
+            "http.poll_timeout_secs",
+            self.http.poll_timeout_secs,
+            &mut http.poll_timeout,
+        )?;
+        set(self.http.max_poll_bytes, &mut http.max_poll_bytes);
+        set(self.http.max_command_body, &mut http.max_command_body);
         self.channels
             .apply("channels", &mut config.default_namespace)?;
         for (name, file) in self.namespaces {
@@ -311,6 +341,20 @@ slow_consumer = "disconnect"
 # rsa_public_key_file = "/etc/tether/rs256.pem"
 # ec_public_key_file = "/etc/tether/es256.pem"
 # anonymous = false
+
+# The HTTP fallbacks: Server-Sent Events (/connection/sse) and long-polling
+# (/connection/longpoll), whose sessions outlive each request.
+[http]
+# A session with no stream or poll attached for this long ends, seconds.
+session_ttl_secs = {session_ttl}
+# Comment line on an idle SSE stream, seconds (under proxies' idle cut).
+sse_heartbeat_secs = {heartbeat}
+# How long a poll waits for messages, seconds (below nginx's 60 s).
+poll_timeout_secs = {poll}
+# Most bytes of messages per poll answer or SSE write.
+max_poll_bytes = {poll_bytes}
+# Largest command body POSTed to a session, bytes (larger: 413).
+max_command_body = {command_body}
 "#,
         listen = d.listen,
         queue = d.outbound_queue,
@@ -331,6 +375,11 @@ slow_consumer = "disconnect"
         window = d.reconnect_window.as_secs_f64(),
         history = config::DEFAULT_HISTORY_SIZE,
         ttl = config::DEFAULT_HISTORY_TTL.as_secs_f64(),
+        session_ttl = d.http.session_ttl.as_secs_f64(),
+        heartbeat = d.http.sse_heartbeat.as_secs_f64(),
+        poll = d.http.poll_timeout.as_secs_f64(),
+        poll_bytes = d.http.max_poll_bytes,
+        command_body = d.http.max_command_body,
     )
 }
 

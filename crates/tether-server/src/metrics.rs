@@ -22,15 +22,24 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// Label for what carries a session.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    /// `websocket`, `sse` or `longpoll`.
+    pub transport: String,
+}
+
 /// Every metric the server keeps.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Open WebSocket connections.
-    pub connections: Gauge,
-    /// Connections accepted since start (`tether_connections_accepted_total`:
-    /// a family name of its own, apart from the gauge's).
-    pub connections_accepted: Counter,
+    /// Open sessions, by transport (a WebSocket connection, or an SSE or
+    /// long-poll session between its requests).
+    pub connections: Family<TransportLabel, Gauge>,
+    /// Sessions accepted since start, by transport
+    /// (`tether_connections_accepted_total`: a family name of its own, apart
+    /// from the gauge's).
+    pub connections_accepted: Family<TransportLabel, Counter>,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
     /// Channels the hub holds (with subscribers, history or recent keys).
@@ -61,8 +70,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tether");
         let metrics = Self {
-            connections: Gauge::default(),
-            connections_accepted: Counter::default(),
+            connections: Family::default(),
+            connections_accepted: Family::default(),
             subscriptions: Gauge::default(),
             channels: Gauge::default(),
             messages_in: Counter::default(),
@@ -80,12 +89,12 @@ impl Default for Metrics {
         };
         registry.register(
             "connections",
-            "Open WebSocket connections",
+            "Open sessions, by transport",
             metrics.connections.clone(),
         );
         registry.register(
             "connections_accepted",
-            "Connections accepted",
+            "Sessions accepted, by transport",
             metrics.connections_accepted.clone(),
         );
         registry.register(
@@ -156,6 +165,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a session opened on `transport`; the gauge goes down when the
+    /// returned guard is dropped, however the session ends.
+    pub fn open(self: &std::sync::Arc<Self>, transport: &str) -> OpenSession {
+        let label = TransportLabel {
+            transport: transport.to_owned(),
+        };
+        self.connections_accepted.get_or_create(&label).inc();
+        let gauge = self.connections.get_or_create(&label).clone();
+        gauge.inc();
+        OpenSession(gauge)
+    }
+
     /// Counts a refused handshake.
     pub fn reject(&self, reason: &str) {
         self.rejected_handshakes
@@ -180,5 +201,16 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+/// Held while a session is open: one in the `tether_connections` gauge of its
+/// transport.
+#[derive(Debug)]
+pub struct OpenSession(Gauge);
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

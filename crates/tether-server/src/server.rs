@@ -16,7 +16,8 @@ use crate::hub::Hub;
 use crate::state::AppState;
 use crate::transport;
 
-/// The HTTP routes: demo, WebSocket endpoint, API, health.
+/// The HTTP routes: demo, the transports (WebSocket, SSE, long-polling), API,
+/// health.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/publish", post(api::publish))
@@ -32,6 +33,21 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_api_body,
         ));
+    // The HTTP transports' requests, bounded like a WebSocket message.
+    let http = Router::new()
+        .route("/connection/sse", get(transport::sse::open))
+        .route("/connection/longpoll", post(transport::longpoll::open))
+        .route(
+            "/connection/longpoll/{session}",
+            get(transport::longpoll::poll).post(transport::longpoll::poll),
+        )
+        .route(
+            "/connection/session/{session}",
+            post(transport::commands::post).delete(transport::commands::close),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.http.max_command_body,
+        ));
     Router::new()
         .route("/", get(demo::index))
         .route("/app.js", get(demo::app))
@@ -41,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(api::ready))
         .route("/metrics", get(api::metrics))
         .merge(api)
+        .merge(http)
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ use crate::config::{InvalidSetting, ServerConfig};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::registry::Sessions;
+use crate::session::resumable::Resumables;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Token verification.
     pub verifier: Arc<Verifier>,
+    /// Sessions carried by SSE streams and long-polls, by key.
+    pub resumables: Arc<Resumables>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             sessions: Arc::default(),
             metrics,
             verifier,
+            resumables: Arc::default(),
         };
         Ok((state, stop))
     }

@@ -596,7 +596,7 @@ async fn exposes_prometheus_metrics() {
         .connect()
         .await;
     let samples = metrics(&server).await;
-    assert_eq!(samples["tether_connections"], 1.0);
+    assert_eq!(samples[r#"tether_connections{transport="websocket"}"#], 1.0);
     assert_eq!(samples["tether_subscriptions"], 1.0);
     assert_eq!(samples["tether_publications_total"], 1.0);
     assert!(samples["tether_messages_in_total"] >= 2.0);

@@ -463,6 +463,39 @@ impl<T> Subscription<T> {
         Ok(progress)
     }
 
+    /// Hands the pending messages numbered below `until` to `each`, passing
+    /// over (as sent) those whose tag `keep` refuses, until `each` answers
+    /// `false` (its sink is full: that message stays pending) or none is left.
+    /// For senders that are not WebSocket connections: an HTTP stream takes
+    /// the payload of the same shared message, without its framing.
+    pub fn take_each(
+        &mut self,
+        until: u64,
+        mut keep: impl FnMut(&T) -> bool,
+        mut each: impl FnMut(&PreparedMessage, &T) -> bool,
+    ) -> Queued {
+        let mut ring = self.shared.ring();
+        if let Some(ended) = self.ended(&ring) {
+            return match ended {
+                Ended::Closed => Queued::CaughtUp,
+                lagged => Queued::Ended(lagged),
+            };
+        }
+        let start = (self.next - ring.first) as usize;
+        let end = until.min(ring.head()).saturating_sub(ring.first) as usize;
+        let mut progress = Queued::CaughtUp;
+        for entry in ring.messages.range_mut(start..end.max(start)) {
+            if keep(&entry.tag) && !each(&entry.message, &entry.tag) {
+                progress = Queued::Full;
+                break;
+            }
+            entry.remaining -= 1;
+            self.next += 1;
+        }
+        ring.trim();
+        progress
+    }
+
     /// After [`Ended::Lagged`]: skips to the oldest message the ring still
     /// holds, for callers that would rather lose messages than the member.
     /// Returns how many were skipped.
@@ -598,6 +631,46 @@ mod tests {
         for (_, task) in members {
             assert_eq!(task.await.unwrap().unwrap(), Ended::Closed);
         }
+    }
+
+    #[test]
+    fn take_each_hands_over_payloads_until_the_sink_is_full() {
+        let group: Broadcast<u64> = Broadcast::default();
+        let mut subscription = group.subscribe();
+        for n in 1..=5u64 {
+            group.send_tagged(text(n as usize), n);
+        }
+        let mut got = Vec::new();
+        // Tag 2 is passed over as sent; the sink takes two, then is full.
+        let progress = subscription.take_each(
+            u64::MAX,
+            |tag| *tag != 2,
+            |message, tag| {
+                if got.len() == 2 {
+                    return false;
+                }
+                got.push((message.message().len(), *tag));
+                true
+            },
+        );
+        assert_eq!(progress, Queued::Full);
+        assert_eq!(got, vec![(1, 1), (1, 3)]);
+        assert_eq!(subscription.pending(), 2);
+        let mut rest = Vec::new();
+        let progress = subscription.take_each(
+            4,
+            |_| true,
+            |_, tag| {
+                rest.push(*tag);
+                true
+            },
+        );
+        assert_eq!(progress, Queued::CaughtUp);
+        assert_eq!(
+            rest,
+            vec![4],
+            "stops below `until` (sequence numbers count from 0)"
+        );
     }
 
     #[tokio::test]

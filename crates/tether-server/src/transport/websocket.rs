@@ -2,24 +2,23 @@
 //! reader loop and one writer task per connection, with heartbeats and graceful
 //! shutdown.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use tether::{CloseFrame, HandshakeError, Message, WebSocket, WsWriter};
+use tether::broadcast::Queued as Progress;
+use tether::{Batch, CloseFrame, HandshakeError, Message, PreparedMessage, WebSocket, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
-
-use super::writer::{Writer, Written};
-use crate::hub::Outbox;
-use crate::protocol::{DisconnectCode, Push, StreamPosition};
-use crate::registry::{Refusal, SessionGuard};
+use crate::hub::{Outbox, StreamSubscription};
+use crate::protocol::DisconnectCode;
+use crate::registry::SessionGuard;
+use crate::session::delivery::{Delivery, Written};
+use crate::session::lifecycle::{self, disconnect_push, Refused};
+use crate::session::sink::{Burst, Sink, SinkClosed};
 use crate::session::{Session, Verdict};
 use crate::state::AppState;
 
@@ -30,54 +29,16 @@ fn refuse(error: HandshakeError) -> Response {
 
 /// `GET /connection/websocket`.
 pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
-    let origin = request
-        .headers()
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    if !state.config.origin_allowed(origin) {
-        state.metrics.reject("origin");
-        let reason = format!("origin {} is not allowed", origin.unwrap_or_default());
-        return refuse(HandshakeError::Refused {
-            status: 403,
-            reason,
-        });
-    }
-    if *state.shutdown.borrow() {
-        state.metrics.reject("shutting_down");
-        return refuse(HandshakeError::Refused {
-            status: 503,
-            reason: "shutting down".into(),
-        });
-    }
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
-    let ip = peer.map(|peer| peer.ip());
-    let config = &state.config;
-    let guard =
-        match state
-            .sessions
-            .try_enter(ip, config.max_connections, config.max_connections_per_ip)
-        {
-            Ok(guard) => guard,
-            Err(Refusal::TooManyConnections) => {
-                state.metrics.reject("too_many_connections");
-                let reason = "too many connections".into();
-                return refuse(HandshakeError::Refused {
-                    status: 503,
-                    reason,
-                });
-            }
-            Err(Refusal::TooManyFromIp) => {
-                state.metrics.reject("too_many_from_ip");
-                let reason = "too many connections from this address".into();
-                return refuse(HandshakeError::Refused {
-                    status: 429,
-                    reason,
-                });
-            }
-        };
+    let guard = match lifecycle::admit(&state, request.headers(), peer.map(|peer| peer.ip())) {
+        Ok(guard) => guard,
+        Err(Refused { status, reason }) => {
+            return refuse(HandshakeError::Refused { status, reason })
+        }
+    };
     match tether::upgrade(&mut request, &state.config.websocket, None) {
         Ok((response, pending)) => {
             tokio::spawn(async move {
@@ -98,23 +59,41 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
     }
 }
 
-fn disconnect_push(code: DisconnectCode, after: Option<Duration>) -> String {
-    disconnect_push_at(code, after, BTreeMap::new())
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Sink for WsWriter<S> {
+    type Burst<'a>
+        = Batch<'a, S>
+    where
+        Self: 'a;
+
+    async fn burst(&self) -> Batch<'_, S> {
+        self.batch().await
+    }
 }
 
-fn disconnect_push_at(
-    code: DisconnectCode,
-    after: Option<Duration>,
-    positions: BTreeMap<Cow<'_, str>, StreamPosition>,
-) -> String {
-    let push = Push::Disconnect {
-        code: code as u16,
-        reason: code.reason().into(),
-        reconnect: code.reconnect(),
-        reconnect_after_ms: after.map(|d| d.as_millis() as u64),
-        positions,
-    };
-    push.to_json()
+/// The WebSocket burst: frames go into the socket's buffer, a channel's
+/// frames copied as the stream framed them once.
+impl<S: AsyncRead + AsyncWrite + Unpin> Burst for Batch<'_, S> {
+    fn has_room_for(&self, len: usize) -> bool {
+        Batch::has_room_for(self, len)
+    }
+
+    fn put(&mut self, frame: &PreparedMessage) -> Result<(), SinkClosed> {
+        Ok(self.queue_prepared(frame)?)
+    }
+
+    fn put_stream(
+        &mut self,
+        subscription: &mut StreamSubscription,
+        until: u64,
+        keep: impl FnMut(&Option<u64>) -> bool,
+        on_each: impl FnMut(usize, &Option<u64>),
+    ) -> Result<Progress, SinkClosed> {
+        Ok(subscription.queue_filtered_into(self, until, keep, on_each)?)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SinkClosed>> {
+        Batch::poll_flush(self, cx).map_err(SinkClosed::from)
+    }
 }
 
 /// Sends the `disconnect` push and the close frame for `code`, bounded by
@@ -141,19 +120,6 @@ enum Ending {
     Disconnect(DisconnectCode),
     /// Nothing more can be sent, or all of it was.
     Done,
-}
-
-/// Decrements the open-connection gauge when the session ends, however it ends.
-struct OpenConnection(std::sync::Arc<crate::metrics::Metrics>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connections.dec();
-    }
-}
-
-fn scopeguard(metrics: std::sync::Arc<crate::metrics::Metrics>) -> OpenConnection {
-    OpenConnection(metrics)
 }
 
 /// Removes the session from the kick registry when it ends.
@@ -185,9 +151,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let metrics = state.metrics.clone();
-    metrics.connections.inc();
-    metrics.connections_accepted.inc();
-    let _open = scopeguard(metrics.clone());
+    let _open = metrics.open("websocket");
     let config = state.config.clone();
     let (outbox, queue, overflow) = Outbox::new(config.outbound_queue);
     let compressed = ws.is_compressed();
@@ -206,8 +170,8 @@ pub async fn serve<S>(
     let _registered = Unregister(state.sessions.clone(), client.clone());
     let written = Written::default();
     let mut writer_task = tokio::spawn(
-        Writer {
-            socket: writer.clone(),
+        Delivery {
+            sink: writer.clone(),
             metrics: metrics.clone(),
             written: written.clone(),
             overflow: overflow.clone(),
@@ -270,16 +234,7 @@ pub async fn serve<S>(
                 writer_task.abort();
                 let code = DisconnectCode::SlowConsumer;
                 metrics.disconnect(code as u16);
-                let written = written.lock().expect("positions lock").clone();
-                let positions = written
-                    .iter()
-                    .filter(|(channel, _)| session.is_subscribed(channel))
-                    .map(|(channel, at)| {
-                        let position = StreamPosition { offset: at.offset, epoch: at.epoch.to_string() };
-                        (Cow::Borrowed(&**channel), position)
-                    })
-                    .collect();
-                let push = disconnect_push_at(code, None, positions);
+                let push = lifecycle::slow_consumer_push(&written, Some(&session));
                 Box::pin(goodbye(&writer, push, code, close_timeout)).await;
                 break ("slow consumer".to_owned(), Ending::Done);
             }
@@ -287,8 +242,7 @@ pub async fn serve<S>(
                 // Leave the channels first, so nothing new is queued, then let the
                 // writer flush what is queued before saying goodbye.
                 Box::pin(session.end()).await;
-                let window = config.reconnect_window.as_millis().max(1) as u64;
-                let after = Duration::from_millis(rand::random::<u64>() % window);
+                let after = lifecycle::reconnect_after(config.reconnect_window);
                 let push = disconnect_push(DisconnectCode::Shutdown, Some(after));
                 drop(session);
                 let flushed = Box::pin(tokio::time::timeout(config.shutdown_timeout, &mut writer_task)).await;

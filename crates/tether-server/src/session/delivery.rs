@@ -1,7 +1,10 @@
-//! A WebSocket connection's writer task: the replies (and conflated
-//! publications) from its queue, and the publications of every channel it
-//! follows straight from the channel's stream, framed into the socket buffer
-//! and written with one flush per burst.
+//! A session's delivery task: the replies (and conflated publications) from
+//! its queue, and the publications of every channel it follows straight from
+//! the channel's stream, in order, into its transport's [`Sink`] with one
+//! flush per burst. Here live the ordering rules (a stream starts right after
+//! its subscribe reply and stops right before its unsubscribe reply), the
+//! recorded positions a slow consumer resumes from, and the lag policy; the
+//! transports only carry what it writes.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -9,18 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use tether::broadcast::{Ended, Queued as Progress};
-use tether::{Batch, WsWriter};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::SlowConsumerPolicy;
 use crate::hub::{Follow, Inbox, Overflow, Position, Queued, StreamSubscription};
 use crate::metrics::Metrics;
 
-/// The stream position of the last frame written per channel, kept by the
-/// writer task so a slow consumer's disconnect can say where to resume.
-pub(crate) type Written = Arc<Mutex<HashMap<Arc<str>, Arc<Position>>>>;
+use super::sink::{Burst, Sink, SinkClosed};
 
-/// A channel stream the connection sends.
+/// The stream position of the last frame written per channel, kept by the
+/// delivery task so a slow consumer's disconnect can say where to resume.
+pub type Written = Arc<Mutex<HashMap<Arc<str>, Arc<Position>>>>;
+
+/// A channel stream the session sends.
 struct Following {
     channel: Arc<str>,
     epoch: Arc<str>,
@@ -36,26 +39,31 @@ struct Following {
     after: u64,
 }
 
-/// Why the writer stopped early.
+/// Why delivery stopped early.
 enum Stop {
-    /// The socket failed.
-    Socket,
+    /// The sink is gone.
+    Sink,
     /// A subscriber on a `disconnect` channel lagged: the overflow signal is up.
     Overflow,
 }
 
-impl From<tether::Error> for Stop {
-    fn from(_: tether::Error) -> Self {
-        Stop::Socket
+impl From<SinkClosed> for Stop {
+    fn from(_: SinkClosed) -> Self {
+        Stop::Sink
     }
 }
 
-/// What the writer task needs besides its queue and socket.
-pub(crate) struct Writer<S> {
-    pub(crate) socket: WsWriter<S>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) written: Written,
-    pub(crate) overflow: Arc<Overflow>,
+/// A session's delivery task: what it needs besides its queue.
+#[derive(Debug)]
+pub struct Delivery<K> {
+    /// Where it writes.
+    pub sink: K,
+    /// For the messages and bytes sent, and the drops.
+    pub metrics: Arc<Metrics>,
+    /// The positions it records.
+    pub written: Written,
+    /// Raised when a `disconnect`-policy subscriber lags.
+    pub overflow: Arc<Overflow>,
 }
 
 /// Counts of one burst, for the metrics.
@@ -72,11 +80,11 @@ impl Sent {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
-    /// Runs until the queue closes (the session ended), the socket fails, or a
+impl<K: Sink> Delivery<K> {
+    /// Runs until the queue closes (the session ended), the sink fails, or a
     /// subscriber lags on a `disconnect` channel (the overflow signal is raised
     /// and the session says goodbye).
-    pub(crate) async fn run(self, mut queue: Inbox) {
+    pub async fn run(self, mut queue: Inbox) {
         let mut following: Vec<Following> = Vec::new();
         let mut burst = Vec::new();
         // Positions of queued frames (subscribe replies, conflated
@@ -93,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                         Poll::Pending => {}
                     }
                 }
-                // A closed queue (the session ended) stops the writer, even
+                // A closed queue (the session ended) stops delivery, even
                 // with stream frames left: the client is going away.
                 match queue.poll_ready(cx) {
                     Poll::Ready(open) => Poll::Ready(open),
@@ -107,7 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
             }
             following.retain(|f| !f.closed);
             let mut sent = Sent::default();
-            let mut batch = self.socket.batch().await;
+            let mut batch = self.sink.burst().await;
             let result = self
                 .burst(
                     &mut batch,
@@ -118,7 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                     &mut sent,
                 )
                 .await;
-            // Noted once the frames are in the writer's buffer: whatever
+            // Noted once the frames are in the sink: whatever
             // happens next, they go out before a disconnect push does.
             self.record(&mut replied, &mut following);
             // Between bursts a connection holds no scratch buffers: most are
@@ -140,10 +148,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 // The session says goodbye (and aborts this task if the
                 // socket stays full).
                 Err(Stop::Overflow) => {
-                    let _ = batch.flush().await;
+                    let _ = poll_fn(|cx| batch.poll_flush(cx)).await;
                     return;
                 }
-                Err(Stop::Socket) => return,
+                Err(Stop::Sink) => return,
             }
         }
     }
@@ -154,7 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
     /// before itself).
     async fn burst(
         &self,
-        batch: &mut Batch<'_, S>,
+        batch: &mut K::Burst<'_>,
         queue: &mut Inbox,
         following: &mut Vec<Following>,
         burst: &mut Vec<Queued>,
@@ -205,7 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 if !batch.has_room_for(frame.message().len()) {
                     self.flush(batch, following).await?;
                 }
-                batch.queue_prepared(&frame)?;
+                batch.put(&frame)?;
                 sent.add(frame.message().len());
             }
             if let Some(position) = position {
@@ -246,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
     async fn forward(
         &self,
         follow: &mut Following,
-        batch: &mut Batch<'_, S>,
+        batch: &mut K::Burst<'_>,
         until: u64,
         sent: &mut Sent,
     ) -> Result<(), Stop> {
@@ -259,13 +267,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
                 }
             };
             let progress = if follow.after == 0 {
-                follow.subscription.queue_into(batch, until, on_each)?
+                batch.put_stream(&mut follow.subscription, until, |_| true, on_each)?
             } else {
                 let after = follow.after;
                 let fresh = |offset: &Option<u64>| !offset.is_some_and(|offset| offset <= after);
-                let progress = follow
-                    .subscription
-                    .queue_filtered_into(batch, until, fresh, on_each)?;
+                let progress = batch.put_stream(&mut follow.subscription, until, fresh, on_each)?;
                 if follow.reached.is_some_and(|offset| offset > after) {
                     // Offsets only grow: nothing further can be a copy.
                     follow.after = 0;
@@ -287,11 +293,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
         }
     }
 
-    /// Flushes `batch`. While the socket is full, a stream in `watched` on a
+    /// Flushes `batch`. While the sink is full, a stream in `watched` on a
     /// `disconnect` channel whose subscriber lagged ends the wait: the overflow
     /// signal goes up and the session disconnects the slow consumer, instead of
     /// the lag going unnoticed until the client reads again.
-    async fn flush(&self, batch: &mut Batch<'_, S>, watched: &mut [Following]) -> Result<(), Stop> {
+    async fn flush(&self, batch: &mut K::Burst<'_>, watched: &mut [Following]) -> Result<(), Stop> {
         poll_fn(|cx| {
             if let Poll::Ready(result) = batch.poll_flush(cx) {
                 return Poll::Ready(result.map_err(Stop::from));

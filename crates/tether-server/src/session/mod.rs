@@ -1,5 +1,18 @@
-//! A client's session: its subscriptions and the handling of its requests,
-//! independent of the transport that carries them.
+//! The session layer: one [`Session`] per client, whatever carries it.
+//!
+//! - This module: the session itself, its subscriptions and the handling of
+//!   its requests (exactly one reply each), with the rate limit and the
+//!   channel permissions of its token.
+//! - [`delivery`]: the task that sends what the session is owed, in order,
+//!   into a [`sink::Sink`]: its queue, the channel streams it follows, the
+//!   positions it reached, the lag policy.
+//! - [`sink`]: what a transport implements to be delivered to.
+//! - [`log`]: the numbered log that HTTP transports read from, so a broken
+//!   stream or a lost poll answer is sent again.
+//! - [`resumable`]: sessions that outlive their requests (SSE, long-polling):
+//!   unguessable ids, attach and detach, expiry after `session_ttl`.
+//! - [`lifecycle`]: admission and the `disconnect` push, shared by every
+//!   transport.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +28,12 @@ use crate::protocol::{
     Command, Connected, DisconnectCode, Empty, ErrorBody, ErrorCode, PresenceList, Reply, Request,
 };
 use crate::ratelimit::TokenBucket;
+
+pub mod delivery;
+pub mod lifecycle;
+pub mod log;
+pub mod resumable;
+pub mod sink;
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
@@ -170,7 +189,9 @@ impl Session {
         }
     }
 
-    async fn handle(&mut self, request: Request) {
+    /// Handles one parsed request (rate limit aside): exactly one reply is
+    /// queued for it.
+    pub async fn handle(&mut self, request: Request) {
         let id = request.id;
         // Reading presence and history needs what subscribing needs; leaving a
         // channel needs nothing.

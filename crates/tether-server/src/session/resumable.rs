@@ -1,0 +1,404 @@
+//! Sessions that outlive the requests carrying them: Server-Sent Events
+//! streams and long-polls come and go, the session stays.
+//!
+//! Each has an unguessable key (128 random bits, apart from the client id
+//! that presence shows others), lives in [`Resumables`], owns its
+//! [`Session`] (subscriptions, rate limit, token), one bounded queue and the
+//! [`EventLog`] its requests read. A driver task per session delivers into
+//! the log and ends the session on a kick, a slow-consumer or rate-limit
+//! disconnect, shutdown, an explicit close, or when nothing has been
+//! attached for `session_ttl`; its channels then get their `leave`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::delivery::{Delivery, Written};
+use super::lifecycle::{self, disconnect_push};
+use super::log::{EventLog, LogSink};
+use super::Session;
+use crate::hub::{Outbox, Overflow};
+use crate::protocol::DisconnectCode;
+use crate::registry::SessionGuard;
+use crate::state::AppState;
+
+/// What carries a resumable session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Server-Sent Events.
+    Sse,
+    /// HTTP long-polling.
+    LongPoll,
+}
+
+impl Kind {
+    /// The transport's name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sse => "sse",
+            Kind::LongPoll => "longpoll",
+        }
+    }
+}
+
+/// How a session was asked to end from outside its driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndRequest {
+    /// The client closed it: nothing more is sent.
+    Close,
+    /// The session itself decided (the rate limit): the replies queued, then
+    /// the `disconnect` push.
+    Disconnect(DisconnectCode),
+}
+
+#[derive(Debug)]
+struct Attach {
+    /// Counts attaches: the newest one is the session's stream or held poll.
+    generation: u64,
+    /// Requests attached now.
+    attached: usize,
+    /// When the last one left (or the session opened).
+    since: Instant,
+    /// Asked to end, not yet acted on.
+    end: Option<EndRequest>,
+}
+
+/// One resumable session.
+#[derive(Debug)]
+pub struct Resumable {
+    key: Arc<str>,
+    kind: Kind,
+    client: Arc<str>,
+    log: Arc<EventLog>,
+    /// `None` once the session has ended (its log may still be read).
+    session: tokio::sync::Mutex<Option<Session>>,
+    attach: Mutex<Attach>,
+    /// Attach, detach and end requests: the driver and attached requests
+    /// wait here.
+    changed: Notify,
+}
+
+impl Resumable {
+    /// The session's secret key, which its requests carry.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The client id others see in presence.
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    /// What carries it.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// What its requests read.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// The session, to handle requests with; `None` once it has ended.
+    pub async fn session(&self) -> tokio::sync::MutexGuard<'_, Option<Session>> {
+        self.session.lock().await
+    }
+
+    fn attach_state(&self) -> MutexGuard<'_, Attach> {
+        self.attach.lock().expect("attach lock")
+    }
+
+    /// Attaches a request (an SSE stream, a poll): it supersedes the one
+    /// attached before, which should end. Detached when dropped.
+    pub fn attach(self: &Arc<Self>) -> Attachment {
+        let generation = {
+            let mut attach = self.attach_state();
+            attach.generation += 1;
+            attach.attached += 1;
+            attach.generation
+        };
+        self.changed.notify_waiters();
+        Attachment {
+            resumable: self.clone(),
+            generation,
+        }
+    }
+
+    /// Asks the driver to end the session.
+    pub fn request_end(&self, why: EndRequest) {
+        self.attach_state().end.get_or_insert(why);
+        self.changed.notify_waiters();
+    }
+
+    /// When the session expires if nothing attaches first (`None` while
+    /// something is attached).
+    fn expiry(&self, ttl: Duration) -> Option<Instant> {
+        let attach = self.attach_state();
+        (attach.attached == 0).then(|| attach.since + ttl)
+    }
+}
+
+/// A request attached to a session; detaches when dropped.
+#[derive(Debug)]
+pub struct Attachment {
+    resumable: Arc<Resumable>,
+    generation: u64,
+}
+
+impl Attachment {
+    /// Resolves once a newer request has attached (or the session was asked
+    /// to end): at most one stream or poll per session is held.
+    pub async fn superseded(&self) {
+        loop {
+            let changed = self.resumable.changed.notified();
+            {
+                let attach = self.resumable.attach_state();
+                if attach.generation != self.generation || attach.end.is_some() {
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        {
+            let mut attach = self.resumable.attach_state();
+            attach.attached -= 1;
+            attach.since = Instant::now();
+        }
+        self.resumable.changed.notify_waiters();
+    }
+}
+
+/// The registry of resumable sessions, by key.
+#[derive(Debug, Default)]
+pub struct Resumables {
+    sessions: Mutex<HashMap<Arc<str>, Arc<Resumable>>>,
+}
+
+/// A fresh session key: 128 bits from the operating system's CSPRNG-seeded
+/// generator, as 32 hex digits.
+fn new_key() -> Arc<str> {
+    let bits: u128 = rand::random();
+    let mut key = String::with_capacity(32);
+    let _ = write!(key, "{bits:032x}");
+    key.into()
+}
+
+impl Resumables {
+    fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Resumable>>> {
+        self.sessions.lock().expect("resumables lock")
+    }
+
+    /// The session `key`, if it lives (its log may still hold its last
+    /// messages after it ended).
+    pub fn get(&self, key: &str) -> Option<Arc<Resumable>> {
+        self.map().get(key).cloned()
+    }
+
+    /// Sessions held (live, or ended with their last messages unread).
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+
+    fn remove(&self, key: &str) {
+        self.map().remove(key);
+    }
+
+    /// Opens a session carried by `kind`, admitted with `guard`, and starts
+    /// its driver.
+    pub fn open(state: &AppState, kind: Kind, guard: SessionGuard) -> Arc<Resumable> {
+        let config = &state.config;
+        let (outbox, inbox, overflow) = Outbox::new(config.outbound_queue);
+        let session = Session::new(
+            state.hub.clone(),
+            config.clone(),
+            state.verifier.clone(),
+            outbox,
+        );
+        let log = Arc::new(EventLog::new(
+            config.outbound_queue,
+            config.http.max_poll_bytes.saturating_mul(4),
+        ));
+        let resumable = Arc::new(Resumable {
+            key: new_key(),
+            kind,
+            client: session.id().into(),
+            log,
+            session: tokio::sync::Mutex::new(Some(session)),
+            attach: Mutex::new(Attach {
+                generation: 0,
+                attached: 0,
+                since: Instant::now(),
+                end: None,
+            }),
+            changed: Notify::new(),
+        });
+        state
+            .resumables
+            .map()
+            .insert(resumable.key.clone(), resumable.clone());
+        tracing::info!(client = %resumable.client, transport = kind.as_str(), "session open");
+        tokio::spawn(drive(
+            resumable.clone(),
+            state.clone(),
+            guard,
+            inbox,
+            overflow,
+        ));
+        resumable
+    }
+}
+
+/// Why a driver ended its session.
+enum Ending {
+    /// Nothing attached for `session_ttl`, or the client closed it: nobody
+    /// is listening, so nothing more is sent.
+    Quietly(&'static str),
+    /// The replies queued, then the `disconnect` push.
+    Disconnect(DisconnectCode),
+    /// A `disconnect`-policy subscriber lagged: the push says where to resume.
+    SlowConsumer,
+    /// The server is stopping: what is queued, then the push with advice.
+    Shutdown,
+}
+
+/// Resolves once shutdown has begun; never, if nobody can start it any more.
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one resumable session: delivery into its log, and its end.
+async fn drive(
+    resumable: Arc<Resumable>,
+    state: AppState,
+    guard: SessionGuard,
+    inbox: crate::hub::Inbox,
+    overflow: Arc<Overflow>,
+) {
+    let metrics = state.metrics.clone();
+    let _open = metrics.open(resumable.kind.as_str());
+    let config = state.config.clone();
+    let ttl = config.http.session_ttl;
+    let client = resumable.client.to_string();
+    let kicked = state.sessions.register(&client);
+    let written = Written::default();
+    let mut delivery = tokio::spawn(
+        Delivery {
+            sink: LogSink(resumable.log.clone()),
+            metrics: metrics.clone(),
+            written: written.clone(),
+            overflow: overflow.clone(),
+        }
+        .run(inbox),
+    );
+    let mut shutdown = state.shutdown.clone();
+    let opened = Instant::now();
+    let ending = loop {
+        let changed = resumable.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if let Some(end) = resumable.attach_state().end {
+            break match end {
+                EndRequest::Close => Ending::Quietly("closed by client"),
+                EndRequest::Disconnect(code) => Ending::Disconnect(code),
+            };
+        }
+        let expiry = resumable.expiry(ttl);
+        if expiry.is_some_and(|at| at <= Instant::now()) {
+            break Ending::Quietly("expired");
+        }
+        tokio::select! {
+            () = &mut changed => {}
+            () = sleep_until(expiry) => {}
+            () = kicked.notified() => break Ending::Disconnect(DisconnectCode::Kicked),
+            () = overflow.wait() => break Ending::SlowConsumer,
+            () = stopping(&mut shutdown) => break Ending::Shutdown,
+        }
+    };
+    state.sessions.unregister(&client);
+    let mut session = resumable.session.lock().await.take();
+    let last = match ending {
+        Ending::Quietly(_) => {
+            delivery.abort();
+            None
+        }
+        Ending::SlowConsumer => {
+            delivery.abort();
+            Some(lifecycle::slow_consumer_push(&written, session.as_ref()))
+        }
+        Ending::Disconnect(_) | Ending::Shutdown => {
+            // Leaving the channels lets the queue run dry into the log.
+            if let Some(session) = session.as_mut() {
+                session.end().await;
+            }
+            drop(session.take());
+            let timeout = match ending {
+                Ending::Shutdown => config.shutdown_timeout,
+                _ => config.websocket.close_timeout,
+            };
+            if tokio::time::timeout(timeout, &mut delivery).await.is_err() {
+                delivery.abort();
+            }
+            Some(match ending {
+                Ending::Disconnect(code) => disconnect_push(code, None),
+                _ => {
+                    let after = lifecycle::reconnect_after(config.reconnect_window);
+                    disconnect_push(DisconnectCode::Shutdown, Some(after))
+                }
+            })
+        }
+    };
+    if let Some(mut session) = session {
+        session.end().await;
+    }
+    let reason = match ending {
+        Ending::Quietly(reason) => reason,
+        Ending::Disconnect(code) => {
+            metrics.disconnect(code as u16);
+            code.reason()
+        }
+        Ending::SlowConsumer => {
+            metrics.disconnect(DisconnectCode::SlowConsumer as u16);
+            "slow consumer"
+        }
+        Ending::Shutdown => "server shutting down",
+    };
+    let told = last.is_some();
+    resumable.log.close_with(last.map(Bytes::from));
+    if told {
+        // Kept until the client has read its last message, or for as long
+        // as it would have been kept waiting for the client to come back.
+        let linger = match ending {
+            Ending::Shutdown => ttl.min(config.shutdown_timeout),
+            _ => ttl,
+        };
+        let _ = tokio::time::timeout(linger, resumable.log.drained()).await;
+    }
+    state.resumables.remove(&resumable.key);
+    drop(guard);
+    let seconds = opened.elapsed().as_secs_f64();
+    tracing::info!(%client, transport = resumable.kind.as_str(), seconds, reason, "session closed");
+}
