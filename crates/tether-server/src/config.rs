@@ -164,6 +164,38 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// Sets [`HttpConfig::session_ttl`].
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// Sets [`HttpConfig::sse_heartbeat`].
+    pub fn sse_heartbeat(mut self, every: Duration) -> Self {
+        self.sse_heartbeat = every;
+        self
+    }
+
+    /// Sets [`HttpConfig::poll_timeout`].
+    pub fn poll_timeout(mut self, timeout: Duration) -> Self {
+        self.poll_timeout = timeout;
+        self
+    }
+
+    /// Sets [`HttpConfig::max_poll_bytes`].
+    pub fn max_poll_bytes(mut self, bytes: usize) -> Self {
+        self.max_poll_bytes = bytes;
+        self
+    }
+
+    /// Sets [`HttpConfig::max_command_body`].
+    pub fn max_command_body(mut self, bytes: usize) -> Self {
+        self.max_command_body = bytes;
+        self
+    }
+}
+
 /// Everything `tether serve` can be told.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -432,6 +464,12 @@ impl ServerConfig {
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.ping_interval = interval;
         self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::http`].
+    pub fn http(mut self, http: HttpConfig) -> Self {
+        self.http = http;
         self
     }
 

@@ -11,7 +11,8 @@
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`registry`]: live sessions, connection limits, disconnect by id.
 //! - [`session`]: one client's requests and subscriptions, whatever the transport.
-//! - [`transport`]: the WebSocket transport (SSE and long-polling will join it).
+//! - [`transport`]: WebSocket, Server-Sent Events and long-polling, and the
+//!   POSTs that carry the HTTP transports' requests.
 //! - [`auth`]: JWT verification and channel claims.
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
 //! - [`demo`]: the embedded demo page (chat and live leaderboard).
@@ -38,6 +39,6 @@ pub mod transport;
 
 pub use tether_protocol as protocol;
 
-pub use config::{Access, NamespaceOptions, ServerConfig, SlowConsumerPolicy};
+pub use config::{Access, HttpConfig, NamespaceOptions, ServerConfig, SlowConsumerPolicy};
 pub use server::{router, run};
 pub use state::AppState;

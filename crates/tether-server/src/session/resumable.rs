@@ -150,16 +150,14 @@ pub struct Attachment {
 }
 
 impl Attachment {
-    /// Resolves once a newer request has attached (or the session was asked
-    /// to end): at most one stream or poll per session is held.
+    /// Resolves once a newer request has attached: at most one stream or
+    /// poll per session is held. (A session's end closes its log, which
+    /// ends the stream or answers the poll once its last message is out.)
     pub async fn superseded(&self) {
         loop {
             let changed = self.resumable.changed.notified();
-            {
-                let attach = self.resumable.attach_state();
-                if attach.generation != self.generation || attach.end.is_some() {
-                    return;
-                }
+            if self.resumable.attach_state().generation != self.generation {
+                return;
             }
             changed.await;
         }

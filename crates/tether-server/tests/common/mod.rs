@@ -2,6 +2,8 @@
 //! loopback port, a protocol client, a raw HTTP call, a slow reader.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod transports;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,6 +16,19 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Server {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    /// Begins a graceful shutdown (as SIGTERM does) and waits up to
+    /// `within` for the server to finish it.
+    pub async fn shut_down(mut self, within: Duration) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(within, &mut self.task)
+            .await
+            .expect("server stopped in time")
+            .unwrap();
+    }
 }
 
 impl Drop for Server {
@@ -25,12 +40,23 @@ impl Drop for Server {
 pub async fn start(config: ServerConfig) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        tether_server::run(listener, config, std::future::pending())
+        let shutdown = async {
+            // A dropped sender (the test ended) is not a shutdown.
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tether_server::run(listener, config, shutdown)
             .await
             .unwrap();
     });
-    Server { addr, task }
+    Server {
+        addr,
+        task,
+        stop: Some(stop),
+    }
 }
 
 /// A protocol client that sorts replies from pushes.
