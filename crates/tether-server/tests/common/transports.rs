@@ -60,6 +60,9 @@ enum Link {
         last_event_id: Arc<Mutex<Option<String>>>,
         /// While true, the stream is not read and no poll is made.
         paused: tokio::sync::watch::Sender<bool>,
+        /// Where every stream of the session sends, so a reconnect loses
+        /// nothing that was read before it.
+        tx: mpsc::UnboundedSender<Value>,
     },
 }
 
@@ -135,7 +138,7 @@ impl AnyClient {
                 let reader = tokio::spawn(poll_loop(
                     addr,
                     key.clone(),
-                    tx,
+                    tx.clone(),
                     last_event_id.clone(),
                     paused.subscribe(),
                 ));
@@ -146,6 +149,7 @@ impl AnyClient {
                     reader,
                     last_event_id,
                     paused,
+                    tx,
                 };
                 (link, opened["client"].as_str().map(str::to_owned))
             }
@@ -169,7 +173,7 @@ impl AnyClient {
             server.addr,
             path,
             headers,
-            tx,
+            tx.clone(),
             last_event_id.clone(),
             paused.subscribe(),
         )
@@ -181,6 +185,7 @@ impl AnyClient {
             reader,
             last_event_id,
             paused,
+            tx,
         };
         Ok(Self {
             transport: Transport::Sse,
@@ -341,10 +346,10 @@ impl AnyClient {
     pub async fn reconnect_sse(&mut self) -> Value {
         let Link::Http {
             addr,
-            incoming,
             reader,
             last_event_id,
             paused,
+            tx,
             ..
         } = &mut self.link
         else {
@@ -355,18 +360,16 @@ impl AnyClient {
         let header = id
             .map(|id| format!("Last-Event-ID: {id}\r\n"))
             .unwrap_or_default();
-        let (tx, rx) = mpsc::unbounded_channel();
         let (opened, task) = sse_stream(
             *addr,
             "/connection/sse",
             &header,
-            tx,
+            tx.clone(),
             last_event_id.clone(),
             paused.subscribe(),
         )
         .await
         .expect("stream reopens");
-        *incoming = rx;
         *reader = task;
         opened
     }
