@@ -150,6 +150,11 @@ pub struct HttpConfig {
     /// Largest command request body; larger ones get 413.
     /// Default: [`DEFAULT_MAX_COMMAND_BODY`].
     pub max_command_body: usize,
+    /// An SSE stream is ended by the server once it has written this many
+    /// bytes, and `EventSource` reconnects with `Last-Event-ID` (the session
+    /// goes on): for proxies that hold a response until it ends. 0: never.
+    /// Default: 0.
+    pub max_stream_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -160,6 +165,7 @@ impl Default for HttpConfig {
             poll_timeout: DEFAULT_POLL_TIMEOUT,
             max_poll_bytes: DEFAULT_MAX_POLL_BYTES,
             max_command_body: DEFAULT_MAX_COMMAND_BODY,
+            max_stream_bytes: 0,
         }
     }
 }
@@ -186,6 +192,12 @@ impl HttpConfig {
     /// Sets [`HttpConfig::max_poll_bytes`].
     pub fn max_poll_bytes(mut self, bytes: usize) -> Self {
         self.max_poll_bytes = bytes;
+        self
+    }
+
+    /// Sets [`HttpConfig::max_stream_bytes`].
+    pub fn max_stream_bytes(mut self, bytes: usize) -> Self {
+        self.max_stream_bytes = bytes;
         self
     }
 

@@ -52,6 +52,7 @@ struct HttpFile {
     poll_timeout_secs: Option<f64>,
     max_poll_bytes: Option<usize>,
     max_command_body: Option<usize>,
+    max_stream_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +236,7 @@ impl FileConfig {
         )?;
         set(self.http.max_poll_bytes, &mut http.max_poll_bytes);
         set(self.http.max_command_body, &mut http.max_command_body);
+        set(self.http.max_stream_bytes, &mut http.max_stream_bytes);
         self.channels
             .apply("channels", &mut config.default_namespace)?;
         for (name, file) in self.namespaces {
@@ -355,6 +357,9 @@ poll_timeout_secs = {poll}
 max_poll_bytes = {poll_bytes}
 # Largest command body POSTed to a session, bytes (larger: 413).
 max_command_body = {command_body}
+# End an SSE stream after this many bytes (EventSource resumes; 0: never),
+# for proxies that hold a response until it ends.
+max_stream_bytes = {stream_bytes}
 "#,
         listen = d.listen,
         queue = d.outbound_queue,
@@ -380,6 +385,7 @@ max_command_body = {command_body}
         poll = d.http.poll_timeout.as_secs_f64(),
         poll_bytes = d.http.max_poll_bytes,
         command_body = d.http.max_command_body,
+        stream_bytes = d.http.max_stream_bytes,
     )
 }
 

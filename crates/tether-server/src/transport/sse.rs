@@ -152,6 +152,8 @@ struct Streaming {
     done: bool,
     heartbeat: Duration,
     max_bytes: usize,
+    /// Bytes this stream may still write before it ends (`None`: no limit).
+    budget: Option<usize>,
 }
 
 fn stream(
@@ -176,6 +178,7 @@ fn stream(
         done: false,
         heartbeat: state.config.http.sse_heartbeat,
         max_bytes: state.config.http.max_poll_bytes,
+        budget: Some(state.config.http.max_stream_bytes).filter(|bytes| *bytes > 0),
     };
     let body = Body::from_stream(futures_util::stream::unfold(streaming, next_chunk));
     let mut response = (StatusCode::OK, body).into_response();
@@ -210,6 +213,12 @@ async fn next_chunk(mut s: Streaming) -> Option<(Result<Bytes, Infallible>, Stre
             s.cursor = read.cursor;
             s.done = read.ended;
             let chunk = events(s.resumable.key(), &read);
+            if let Some(budget) = &mut s.budget {
+                // Past its budget the stream ends after this write; the
+                // browser comes back with Last-Event-ID.
+                *budget = budget.saturating_sub(chunk.len());
+                s.done |= *budget == 0;
+            }
             return Some((Ok(chunk), s));
         }
         if read.ended {
