@@ -67,8 +67,11 @@ async fn the_metrics_exposition_parses_as_openmetrics() {
             .parse::<f64>()
             .unwrap()
     };
-    assert_eq!(value("tether_connections{}"), 1.0);
-    assert_eq!(value("tether_connections_accepted_total{}"), 1.0);
+    assert_eq!(value(r#"tether_connections{transport="websocket"}"#), 1.0);
+    assert_eq!(
+        value(r#"tether_connections_accepted_total{transport="websocket"}"#),
+        1.0
+    );
     assert_eq!(value("tether_subscriptions{}"), 1.0);
     assert!(value("tether_publications_total{}") >= 1.0);
     assert_eq!(
