@@ -72,3 +72,42 @@ async fn the_readme_publish_examples_work_as_written() {
         assert!(ack["result"]["offset"].as_u64().is_some(), "{out}");
     }
 }
+
+/// The ```sh block of docs/PROTOCOL.md that follows `heading`.
+fn protocol_block(heading: &str) -> String {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/PROTOCOL.md"
+    ))
+    .expect("docs/PROTOCOL.md");
+    let section = docs.split_once(heading).expect("the section").1;
+    let block = section.split_once("```sh\n").expect("a sh block").1;
+    block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_protocol_long_polling_example_runs_as_written() {
+    let (_serve, port) = common::spawn(&["serve"], Stdio::null()).await;
+    let script =
+        protocol_block("### Long-polling").replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let output = shell(&script).await;
+    let lines: Vec<Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{output}");
+    assert_eq!(lines[0]["messages"][0]["id"], 1, "{output}");
+    assert_eq!(lines[1]["accepted"], 1, "{output}");
+    let messages = lines[2]["messages"].as_array().unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["push"] == "publication" && m["data"]["headline"] == "hi"),
+        "{output}"
+    );
+    assert!(messages.iter().any(|m| m["id"] == 2), "{output}");
+}
