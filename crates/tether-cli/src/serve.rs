@@ -90,6 +90,16 @@ pub struct ServeArgs {
     /// [default: 5].
     #[arg(long, env = "TETHER_RECONNECT_WINDOW")]
     reconnect_window: Option<f64>,
+    /// Seconds an SSE or long-poll session lives with nothing attached
+    /// [default: 30].
+    #[arg(long, env = "TETHER_SESSION_TTL")]
+    session_ttl: Option<f64>,
+    /// Seconds a long-poll waits for messages [default: 25].
+    #[arg(long, env = "TETHER_POLL_TIMEOUT")]
+    poll_timeout: Option<f64>,
+    /// Seconds between comment lines on an idle SSE stream [default: 15].
+    #[arg(long, env = "TETHER_SSE_HEARTBEAT")]
+    sse_heartbeat: Option<f64>,
 }
 
 /// A non-negative, finite number of seconds.
@@ -183,6 +193,15 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(secs) = args.reconnect_window {
         config.reconnect_window = seconds(secs, "reconnect-window")?;
+    }
+    if let Some(secs) = args.session_ttl {
+        config.http.session_ttl = seconds(secs, "session-ttl")?;
+    }
+    if let Some(secs) = args.poll_timeout {
+        config.http.poll_timeout = seconds(secs, "poll-timeout")?;
+    }
+    if let Some(secs) = args.sse_heartbeat {
+        config.http.sse_heartbeat = seconds(secs, "sse-heartbeat")?;
     }
     // Once, over the merged result: a file value and a flag can contradict.
     config.validate()?;
