@@ -16,6 +16,8 @@ pub const DEFAULT_CHANNEL: &str = "bench";
 pub const DEFAULT_PUBLISH_RATE: f64 = 100.0;
 /// Default for [`Options::churn_rate`]: clients joining per second.
 pub const DEFAULT_CHURN_RATE: f64 = 50.0;
+/// Default for [`Options::poll_interval`].
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default for [`Options::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,6 +69,9 @@ pub struct Options {
     /// one message, so the report is the memory of a subscribed idle session.
     /// Default: `false`.
     pub subscribe: bool,
+    /// Transports: how often the short-polling subscribers poll.
+    /// Default: [`DEFAULT_POLL_INTERVAL`].
+    pub poll_interval: Duration,
 }
 
 impl Options {
@@ -89,6 +94,7 @@ impl Options {
             timeout: DEFAULT_TIMEOUT,
             progress: true,
             subscribe: false,
+            poll_interval: DEFAULT_POLL_INTERVAL,
         }
     }
 
@@ -161,6 +167,9 @@ impl Options {
         }
         if self.concurrency == 0 {
             return bad("--concurrency must be at least 1");
+        }
+        if self.poll_interval.is_zero() {
+            return bad("--poll-interval must be above 0");
         }
         if self.messages == Some(0) {
             return bad("--messages must be at least 1");

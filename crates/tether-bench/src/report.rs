@@ -27,6 +27,91 @@ pub struct ServerUsage {
     pub rss_per_connection_bytes: Option<f64>,
 }
 
+/// One transport's figures in the `transports` scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportRow {
+    /// `websocket`, `sse`, `long-polling` or `short polling`.
+    pub transport: String,
+    /// Subscribers that received the feed.
+    pub subscribers: usize,
+    /// Publications sent.
+    pub published: u64,
+    /// Publications received, over all subscribers.
+    pub deliveries: u64,
+    /// Publications that should have arrived and did not.
+    pub lost: u64,
+    /// Publish-to-receive latency.
+    pub latency: Option<LatencySummary>,
+    /// (percentile, microseconds) points of its distribution.
+    pub latency_curve: Vec<(f64, f64)>,
+    /// TCP payload bytes from the server per delivered publication.
+    pub bytes_down_per_message: f64,
+    /// TCP payload bytes to the server per delivered publication.
+    pub bytes_up_per_message: f64,
+    /// HTTP requests the subscribers made per second (0 for the streams).
+    pub requests_per_second: f64,
+    /// Server CPU microseconds per delivered publication, given its PID.
+    pub server_cpu_us_per_message: Option<f64>,
+    /// Server resident memory added per subscriber, given its PID.
+    pub server_rss_per_subscriber_bytes: Option<f64>,
+}
+
+/// `value ÷ base`, as "1.23×", or "–" when the base is too small to divide by.
+fn ratio(value: Option<f64>, base: Option<f64>) -> String {
+    match (value, base) {
+        (Some(v), Some(b)) if b >= 0.5 => format!("{:.2}×", v / b),
+        _ => "–".to_owned(),
+    }
+}
+
+impl TransportRow {
+    /// The columns of the comparison table: (heading, value, ratio to `base`).
+    fn cells(&self, base: &TransportRow) -> Vec<(&'static str, String, String)> {
+        let p = |row: &TransportRow, f: fn(&LatencySummary) -> f64| row.latency.as_ref().map(f);
+        let fmt =
+            |v: Option<f64>, digits: usize| v.map_or("–".to_owned(), |v| format!("{v:.digits$}"));
+        let mut cells = Vec::new();
+        for (name, f) in [
+            (
+                "p50 µs",
+                (|l: &LatencySummary| l.p50_us) as fn(&LatencySummary) -> f64,
+            ),
+            ("p99 µs", |l| l.p99_us),
+            ("p99.9 µs", |l| l.p999_us),
+        ] {
+            cells.push((name, fmt(p(self, f), 0), ratio(p(self, f), p(base, f))));
+        }
+        let down = Some(self.bytes_down_per_message);
+        let up = Some(self.bytes_up_per_message);
+        cells.push((
+            "bytes down/msg",
+            fmt(down, 1),
+            ratio(down, Some(base.bytes_down_per_message)),
+        ));
+        cells.push((
+            "bytes up/msg",
+            fmt(up, 1),
+            ratio(up, Some(base.bytes_up_per_message)),
+        ));
+        cells.push((
+            "HTTP req/s",
+            fmt(Some(self.requests_per_second), 1),
+            "".to_owned(),
+        ));
+        let cpu = self.server_cpu_us_per_message;
+        cells.push((
+            "server CPU µs/msg",
+            fmt(cpu, 2),
+            ratio(cpu, base.server_cpu_us_per_message),
+        ));
+        let rss = self.server_rss_per_subscriber_bytes.map(|b| b / 1024.0);
+        let base_rss = base.server_rss_per_subscriber_bytes.map(|b| b / 1024.0);
+        cells.push(("server KiB/subscriber", fmt(rss, 2), ratio(rss, base_rss)));
+        cells.push(("lost", self.lost.to_string(), String::new()));
+        cells
+    }
+}
+
 /// What a scenario measured.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -69,6 +154,9 @@ pub struct Report {
     pub timeline: Vec<f64>,
     /// (percentile, microseconds) points of the latency distribution.
     pub latency_curve: Vec<(f64, f64)>,
+    /// The `transports` scenario: one row per transport, WebSocket first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transports: Vec<TransportRow>,
 }
 
 impl Report {
@@ -117,6 +205,7 @@ impl Report {
             details: BTreeMap::new(),
             timeline: measured.timeline.clone(),
             latency_curve: latency.curve(),
+            transports: Vec::new(),
         }
     }
 
@@ -191,6 +280,35 @@ impl Report {
         for (name, value) in &self.details {
             let _ = writeln!(out, "  {name}: {value}");
         }
+        out.push_str(&self.transports_table());
+        out
+    }
+
+    /// The `transports` comparison as a Markdown table, with each figure's
+    /// ratio to WebSocket's.
+    pub fn transports_table(&self) -> String {
+        let Some(base) = self.transports.first() else {
+            return String::new();
+        };
+        let mut out = String::from("\n| transport |");
+        let headings: Vec<&str> = base.cells(base).iter().map(|c| c.0).collect();
+        for heading in &headings {
+            let _ = write!(out, " {heading} |");
+        }
+        out.push_str("\n| --- |");
+        out.push_str(&" ---: |".repeat(headings.len()));
+        out.push('\n');
+        for row in &self.transports {
+            let _ = write!(out, "| {} |", row.transport);
+            for (_, value, ratio) in row.cells(base) {
+                if ratio.is_empty() || std::ptr::eq(row, base) {
+                    let _ = write!(out, " {value} |");
+                } else {
+                    let _ = write!(out, " {value} ({ratio}) |");
+                }
+            }
+            out.push('\n');
+        }
         out
     }
 
@@ -251,6 +369,34 @@ impl Report {
             row(name, value.to_string());
         }
         page.push_str("</table>\n");
+        if let Some(base) = self.transports.first() {
+            page.push_str(
+                "<h2>Transports (ratio to WebSocket)</h2>\n<table>\n<tr><th>transport</th>",
+            );
+            for (heading, _, _) in base.cells(base) {
+                let _ = write!(page, "<th>{}</th>", escape(heading));
+            }
+            page.push_str("</tr>\n");
+            for row in &self.transports {
+                let _ = write!(page, "<tr><th>{}</th>", escape(&row.transport));
+                for (_, value, ratio) in row.cells(base) {
+                    let cell = if ratio.is_empty() || std::ptr::eq(row, base) {
+                        value
+                    } else {
+                        format!("{value} ({ratio})")
+                    };
+                    let _ = write!(page, "<td>{}</td>", escape(&cell));
+                }
+                page.push_str("</tr>\n");
+            }
+            page.push_str("</table>\n");
+            if let Some(svg) = self.transports_latency_svg() {
+                let _ = write!(
+                    page,
+                    "<h2>Publish-to-receive latency by transport</h2>\n{svg}\n"
+                );
+            }
+        }
         if let Some(svg) = self.throughput_svg() {
             let _ = write!(page, "<h2>{} per second</h2>\n{svg}\n", escape(&self.unit));
         }
@@ -299,6 +445,73 @@ impl Report {
                 .draw()
                 .ok()?;
             chart.draw_series(LineSeries::new(points, &BLUE)).ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
+    }
+
+    /// One latency curve per transport, on the same axes.
+    fn transports_latency_svg(&self) -> Option<String> {
+        let nines = |percentile: f64| -(1.0 - percentile / 100.0).max(1e-6).log10();
+        let curves: Vec<(&str, Vec<(f64, f64)>)> = self
+            .transports
+            .iter()
+            .filter(|row| !row.latency_curve.is_empty())
+            .map(|row| {
+                let points = row
+                    .latency_curve
+                    .iter()
+                    .map(|(p, us)| (nines(*p), us.max(1.0)))
+                    .collect();
+                (row.transport.as_str(), points)
+            })
+            .collect();
+        if curves.is_empty() {
+            return None;
+        }
+        let top = curves
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|p| p.1))
+            .fold(1.0, f64::max)
+            * 2.0;
+        let colors = [BLUE, RED, GREEN, MAGENTA];
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (720, 360)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .margin(12)
+                .margin_right(40)
+                .x_label_area_size(36)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0f64..5f64, (1f64..top).log_scale())
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_desc("percentile")
+                .y_desc("µs")
+                .x_labels(6)
+                .x_label_formatter(&|x| {
+                    let p = 100.0 - 100.0 * 10f64.powf(-x);
+                    format!("{p}%")
+                })
+                .y_label_formatter(&|v| si(*v))
+                .draw()
+                .ok()?;
+            for ((name, points), color) in curves.into_iter().zip(colors.iter().cycle()) {
+                let color = *color;
+                chart
+                    .draw_series(LineSeries::new(points, color))
+                    .ok()?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .ok()?;
             root.present().ok()?;
         }
         Some(svg)

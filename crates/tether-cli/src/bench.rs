@@ -8,10 +8,11 @@ use tether_bench::{Options, Scenario};
 /// Arguments of `tether bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// echo | fanout | idle | handshake | churn.
+    /// echo | fanout | idle | handshake | churn | transports.
     scenario: Scenario,
     /// The server: `ws://HOST:PORT/PATH`. fanout and churn speak `tether serve`'s
-    /// protocol, or the bare broadcast contract when the path is `/broadcast`.
+    /// protocol, or the bare broadcast contract when the path is `/broadcast`;
+    /// transports takes `tether serve`'s `http://HOST:PORT`.
     url: String,
     /// Connections (echo, idle), subscribers (fanout), receivers (churn) or
     /// parallel workers (handshake).
@@ -72,6 +73,9 @@ pub struct BenchArgs {
     /// instead of exchanging one message (the memory of a subscribed session).
     #[arg(long)]
     subscribe: bool,
+    /// transports: seconds between the short-polling subscribers' polls.
+    #[arg(long, default_value_t = 1.0)]
+    poll_interval: f64,
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -103,6 +107,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     options.concurrency = args.concurrency;
     options.in_flight = args.in_flight;
     options.subscribe = args.subscribe;
+    options.poll_interval = seconds(args.poll_interval, "poll-interval")?;
     options.timeout = seconds(args.timeout, "timeout")?;
     let report = args.scenario.run(&options).await?;
     print!("{}", report.summary());

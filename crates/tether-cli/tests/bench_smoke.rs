@@ -41,7 +41,7 @@ async fn every_scenario_runs_and_reports() {
     let broadcast_url = format!("ws://127.0.0.1:{echo_port}/broadcast");
     let config = dir.join("serve.toml");
     std::fs::write(&config, "[namespaces.bench]\npresence = false\n").unwrap();
-    let (_serve, serve_port) = common::spawn(
+    let (serve, serve_port) = common::spawn(
         &["serve", "--config", config.to_str().unwrap()],
         Stdio::null(),
     )
@@ -164,6 +164,42 @@ async fn every_scenario_runs_and_reports() {
         "{churn}"
     );
     assert_eq!(churn["lost"], 0, "{churn}");
+
+    let serve_pid = serve.0.id().to_string();
+    let transports = bench(
+        &[
+            "transports",
+            &format!("http://127.0.0.1:{serve_port}"),
+            "-c",
+            "5",
+            "-r",
+            "50",
+            "-d",
+            "1",
+            "--poll-interval",
+            "0.2",
+            "--server-pid",
+            &serve_pid,
+        ],
+        &dir,
+        "transports",
+    );
+    let rows = transports["transports"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["transport"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["websocket", "sse", "long-polling", "short polling"]);
+    for row in rows {
+        assert_eq!(row["lost"], 0, "{row}");
+        assert!(row["deliveries"].as_u64().unwrap() >= 5 * 40, "{row}");
+        assert!(
+            row["bytes_down_per_message"].as_f64().unwrap() > 50.0,
+            "{row}"
+        );
+        assert!(row["server_cpu_us_per_message"].as_f64().is_some(), "{row}");
+    }
+    assert!(rows[2]["requests_per_second"].as_f64().unwrap() > 1.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

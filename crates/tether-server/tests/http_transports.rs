@@ -90,6 +90,12 @@ async fn a_poll_waits_for_messages_and_answers_empty_at_its_timeout() {
         (200, &json!({"cursor": 0, "messages": []}))
     );
     assert!(started.elapsed() >= Duration::from_millis(250));
+    // Short polling: wait_ms=0 answers at once.
+    let started = std::time::Instant::now();
+    let path = format!("/connection/longpoll/{key}?cursor=0&wait_ms=0");
+    let (status, _) = http(server.addr, "GET", &path, "", "").await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_millis(250));
     // A message that comes while a poll waits answers it at once.
     let waiting = {
         let key = key.clone();

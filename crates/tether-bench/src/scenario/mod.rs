@@ -8,6 +8,7 @@ mod fanout;
 pub(crate) mod feed;
 mod handshake;
 mod idle;
+mod transports;
 
 use std::str::FromStr;
 
@@ -29,16 +30,20 @@ pub enum Scenario {
     Handshake,
     /// Clients joining and leaving at a set rate while others receive.
     Churn,
+    /// One live feed of `tether serve` over WebSocket, SSE, long-polling and
+    /// short polling, measured side by side.
+    Transports,
 }
 
 impl Scenario {
     /// Every scenario, in the order `tether bench --help` lists them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Echo,
         Scenario::Fanout,
         Scenario::Idle,
         Scenario::Handshake,
         Scenario::Churn,
+        Scenario::Transports,
     ];
 
     /// Its name on the command line.
@@ -49,6 +54,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Handshake => "handshake",
             Scenario::Churn => "churn",
+            Scenario::Transports => "transports",
         }
     }
 
@@ -61,6 +67,7 @@ impl Scenario {
             Scenario::Idle => idle::run(options).await,
             Scenario::Handshake => handshake::run(options).await,
             Scenario::Churn => churn::run(options).await,
+            Scenario::Transports => transports::run(options).await,
         }
     }
 }

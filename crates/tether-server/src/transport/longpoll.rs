@@ -9,6 +9,8 @@
 //!   `cursor` of the last answer received (0 at first): it acknowledges
 //!   what came up to it, so an answer lost on the way is sent again by the
 //!   next poll, which carries the old cursor.
+//! - `&wait_ms=W` waits at most `W` ms instead (0: answer at once, for
+//!   short polling).
 //! - One poll per session is held: a second one ends the first with an
 //!   empty answer. A session with no poll for `http.session_ttl` ends.
 
@@ -63,6 +65,9 @@ pub struct PollQuery {
     /// The `cursor` of the last answer received; 0 (the default) at first.
     #[serde(default)]
     cursor: u64,
+    /// How long to wait for messages, in milliseconds, at most
+    /// `http.poll_timeout`; 0 answers at once (short polling).
+    wait_ms: Option<u64>,
 }
 
 /// `GET /connection/longpoll/{session}?cursor=N`: the next messages.
@@ -79,10 +84,13 @@ pub async fn poll(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let Ok(Query(PollQuery { cursor })) = query else {
-        return error(ErrorCode::BadCursor.body("the cursor must be a number"));
+    let Ok(Query(PollQuery { cursor, wait_ms })) = query else {
+        return error(ErrorCode::BadCursor.body("the cursor (and wait_ms) must be numbers"));
     };
     let http = &state.config.http;
+    let wait = wait_ms.map_or(http.poll_timeout, |ms| {
+        http.poll_timeout.min(std::time::Duration::from_millis(ms))
+    });
     // Held from here: a newer poll ends this one.
     let attachment = resumable.attach();
     let log = resumable.log();
@@ -90,7 +98,7 @@ pub async fn poll(
         Ok(read) => read,
         Err(e) => return error(ErrorCode::BadCursor.body(e)),
     };
-    if read.messages.is_empty() && !read.ended {
+    if read.messages.is_empty() && !read.ended && !wait.is_zero() {
         tokio::select! {
             () = log.wait_after(cursor) => {
                 read = match log.read(cursor, http.max_poll_bytes, true) {
@@ -98,7 +106,7 @@ pub async fn poll(
                     Err(e) => return error(ErrorCode::BadCursor.body(e)),
                 };
             }
-            () = tokio::time::sleep(http.poll_timeout) => {}
+            () = tokio::time::sleep(wait) => {}
             () = attachment.superseded() => {}
         }
     }
