@@ -20,6 +20,7 @@ on_every_transport!(
     refuses_a_flood_with_109_then_disconnects_with_4502,
     delivers_an_idempotent_publish_once,
     cuts_off_a_slow_consumer_with_the_position_to_resume_from,
+    keeps_a_slow_subscriber_with_the_newest_under_drop_oldest_and_latest_per_key,
     advises_a_jittered_reconnect_on_shutdown,
     delivers_what_the_http_api_publishes,
 );
@@ -352,6 +353,76 @@ async fn cuts_off_a_slow_consumer_with_the_position_to_resume_from(transport: Tr
     assert_eq!(reply["result"]["recovered"], true);
     let recovered = offsets(&reply["result"]["publications"]);
     assert_eq!(recovered, ((last + 1)..=COUNT).collect::<Vec<_>>());
+}
+
+async fn keeps_a_slow_subscriber_with_the_newest_under_drop_oldest_and_latest_per_key(
+    transport: Transport,
+) {
+    use tether_server::SlowConsumerPolicy;
+    let config = ServerConfig::default()
+        .outbound_queue(16)
+        .namespace(
+            "ticks",
+            NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::DropOldest),
+        )
+        .namespace(
+            "prices",
+            NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::LatestPerKey),
+        );
+    let server = start(config).await;
+    let mut publisher = AnyClient::open(&server, Transport::WebSocket).await;
+    const COUNT: u64 = 400;
+    let pad = "p".repeat(16 << 10);
+    let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
+    for channel in ["ticks:x", "prices:fx"] {
+        let mut slow = AnyClient::open(&server, transport).await;
+        slow.call(json!({"op": "subscribe", "channel": channel}))
+            .await;
+        slow.pause();
+        for n in 1..=COUNT {
+            let symbol = symbols[(n % 3) as usize];
+            let data = json!({"symbol": symbol, "price": n, "pad": pad});
+            publisher
+                .call(json!({"op": "publish", "channel": channel, "data": data, "key": symbol}))
+                .await;
+        }
+        slow.resume().await;
+        let mut seen = Vec::new();
+        loop {
+            let push = slow.publication().await;
+            let offset = push["offset"].as_u64().unwrap();
+            seen.push((
+                offset,
+                push["data"]["symbol"].clone(),
+                push["data"]["price"].clone(),
+            ));
+            if offset == COUNT {
+                break;
+            }
+        }
+        assert!(
+            seen.len() < COUNT as usize,
+            "{channel}: some were left out ({})",
+            seen.len()
+        );
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "{channel}: in order"
+        );
+        if channel == "prices:fx" {
+            for (i, symbol) in symbols.iter().enumerate() {
+                let newest = (1..=COUNT).rev().find(|n| (n % 3) as usize == i).unwrap();
+                assert!(
+                    seen.iter()
+                        .any(|(_, s, p)| s == symbol && *p == json!(newest)),
+                    "{symbol} at {newest}"
+                );
+            }
+        }
+        // Still connected.
+        let reply = slow.call(json!({"op": "ping"})).await;
+        assert!(reply.get("result").is_some(), "{channel}: {reply}");
+    }
 }
 
 async fn advises_a_jittered_reconnect_on_shutdown(transport: Transport) {
