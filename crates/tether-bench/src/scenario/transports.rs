@@ -4,7 +4,9 @@
 //! For each: publish-to-receive latency, TCP payload bytes per delivered
 //! message each way (counted on the subscribers' own sockets), HTTP requests
 //! per second, and, given the server's PID, its CPU per delivered message and
-//! its memory per subscriber.
+//! its memory per subscriber (the growth of its RSS while that transport's
+//! subscribers open, the earlier ones still held: indicative, as an
+//! allocator reuses what it freed; a fresh server per transport is exact).
 
 use std::io;
 use std::pin::Pin;
@@ -462,7 +464,9 @@ async fn measure(
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let ctx = Ctx {
         addr: addr.to_owned(),
-        channel: format!("{}-{}", options.channel, kind.name().replace(' ', "-")),
+        // In the channel's namespace: `[namespaces.bench] presence = false`
+        // keeps every subscriber's join out of the others' queues.
+        channel: format!("{}:{}", options.channel, kind.name().replace(' ', "-")),
         wire: wire.clone(),
         latency: latency.clone(),
         origin: Instant::now(),
@@ -581,15 +585,6 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         .filter(|r| r.is_finite())
         .unwrap_or(DEFAULT_PUBLISH_RATE);
     let started = Instant::now();
-    // A first round the figures leave out: the server's first connections
-    // grow its allocator arenas and runtime buffers, which would be charged
-    // to whichever transport came first.
-    let warm_up = Options {
-        duration: Duration::from_millis(500),
-        ..options.clone()
-    };
-    let (_, subscribers) = measure(Kind::WebSocket, &warm_up, &addr, rate).await?;
-    subscribers.close().await?;
     let mut rows = Vec::new();
     let mut held = Vec::new();
     // In this order, so the short pollers (which poll whether or not there
