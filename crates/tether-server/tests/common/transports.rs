@@ -61,8 +61,9 @@ enum Link {
         /// While true, the stream is not read and no poll is made.
         paused: tokio::sync::watch::Sender<bool>,
         /// Where every stream of the session sends, so a reconnect loses
-        /// nothing that was read before it.
-        tx: mpsc::UnboundedSender<Value>,
+        /// nothing that was read before it (weak: the channel closes when
+        /// the last reader ends).
+        tx: mpsc::WeakUnboundedSender<Value>,
     },
 }
 
@@ -149,7 +150,7 @@ impl AnyClient {
                     reader,
                     last_event_id,
                     paused,
-                    tx,
+                    tx: tx.downgrade(),
                 };
                 (link, opened["client"].as_str().map(str::to_owned))
             }
@@ -185,7 +186,7 @@ impl AnyClient {
             reader,
             last_event_id,
             paused,
-            tx,
+            tx: tx.downgrade(),
         };
         Ok(Self {
             transport: Transport::Sse,
@@ -346,6 +347,7 @@ impl AnyClient {
     pub async fn reconnect_sse(&mut self) -> Value {
         let Link::Http {
             addr,
+            incoming,
             reader,
             last_event_id,
             paused,
@@ -360,11 +362,18 @@ impl AnyClient {
         let header = id
             .map(|id| format!("Last-Event-ID: {id}\r\n"))
             .unwrap_or_default();
+        let sender = tx.upgrade().unwrap_or_else(|| {
+            // The last stream ended and its channel closed: a new one.
+            let (sender, receiver) = mpsc::unbounded_channel();
+            *incoming = receiver;
+            *tx = sender.downgrade();
+            sender
+        });
         let (opened, task) = sse_stream(
             *addr,
             "/connection/sse",
             &header,
-            tx.clone(),
+            sender,
             last_event_id.clone(),
             paused.subscribe(),
         )
