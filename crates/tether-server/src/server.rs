@@ -47,7 +47,8 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_command_body,
-        ));
+        ))
+        .layer(cors(&state.config));
     Router::new()
         .route("/", get(demo::index))
         .route("/app.js", get(demo::app))
@@ -59,6 +60,33 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(http)
         .with_state(state)
+}
+
+/// Cross-origin access to the HTTP transports, for pages served from
+/// another origin: the origins of `allowed_origins` (with credentials), or
+/// any origin while the list is empty (without: sessions are named by their
+/// keys, not by cookies). Preflights for the JSON POSTs are answered here;
+/// a request from an origin that is not allowed is refused by the transport
+/// with 403.
+fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
+    use http::header::{HeaderName, CONTENT_TYPE};
+    use http::Method;
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([CONTENT_TYPE, HeaderName::from_static("last-event-id")])
+        .max_age(std::time::Duration::from_secs(600));
+    if config.allowed_origins.is_empty() {
+        return layer.allow_origin(Any);
+    }
+    let origins = config
+        .allowed_origins
+        .iter()
+        .filter_map(|origin| origin.parse().ok())
+        .collect::<Vec<http::HeaderValue>>();
+    layer
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
 }
 
 /// How often idle channels are forgotten and history is expired by age (reads

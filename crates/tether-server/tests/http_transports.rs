@@ -385,3 +385,62 @@ async fn ten_thousand_abandoned_sessions_expire_and_are_forgotten() {
     }
     still_served(&server, &mut calm).await;
 }
+
+#[tokio::test]
+async fn pages_of_an_allowed_origin_may_call_across_origins() {
+    let config = ServerConfig::default().allowed_origins(vec!["https://app.example".into()]);
+    let server = start(config).await;
+    let key = open_longpoll(&server, "").await;
+    let path = format!("/connection/session/{key}");
+    let preflight = "Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n";
+    let (status, head) = http_head(&server, "OPTIONS", &path, preflight).await;
+    assert!((200..300).contains(&status), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-credentials: true"),
+        "{head}"
+    );
+    assert!(head.contains("post"), "{head}");
+    let (_, head) = http_head(
+        &server,
+        "GET",
+        &format!("/connection/longpoll/{key}?cursor=0&wait_ms=0"),
+        "Origin: https://app.example\r\n",
+    )
+    .await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    // Another origin gets no grant, and its requests are refused.
+    let (_, head) = http_head(
+        &server,
+        "OPTIONS",
+        &path,
+        &preflight.replace("app.example", "evil.example"),
+    )
+    .await;
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{head}"
+    );
+}
+
+/// A request's status and response head.
+async fn http_head(server: &Server, method: &str, path: &str, headers: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n{headers}\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    let head = response.split("\r\n\r\n").next().unwrap().to_owned();
+    (head[9..12].parse().unwrap(), head)
+}
