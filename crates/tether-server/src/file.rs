@@ -471,6 +471,67 @@ mod tests {
         }
     }
 
+    /// The first number in a CONFIG.md default cell, in the file's unit
+    /// (bytes for `KiB`/`MiB`, seconds for `s`), or a bare word (`true`).
+    fn documented_value(cell: &str) -> Option<String> {
+        let cell = cell.replace('`', "");
+        let mut words = cell.split_whitespace();
+        let first = words.next()?;
+        let Ok(number) = first.parse::<f64>() else {
+            return Some(first.to_owned());
+        };
+        let scale = match words.next() {
+            Some("KiB") => 1024.0,
+            Some("MiB") => 1024.0 * 1024.0,
+            _ => 1.0,
+        };
+        Some(format!("{}", number * scale))
+    }
+
+    #[test]
+    fn docs_config_md_gives_the_defaults_in_code() {
+        let docs = include_str!("../../../docs/CONFIG.md");
+        // The server's table (the library's settings follow in a section of their own).
+        let server = docs.split_once("## Server").expect("a server section").1;
+        let docs = server.split("\n## ").next().unwrap_or(server);
+        let mut checked = 0;
+        for line in example().lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(" = ") else {
+                continue;
+            };
+            let value = value.trim_matches('"');
+            let option = key.trim_end_matches("_secs");
+            let row = docs.lines().find(|row| {
+                let first = row.split('|').nth(1).unwrap_or_default().trim();
+                first == format!("`{option}`") || first.ends_with(&format!(".{option}`"))
+            });
+            let Some(row) = row else { continue };
+            let cell = row.split('|').nth(3).unwrap_or_default();
+            let Some(documented) = documented_value(cell) else {
+                continue;
+            };
+            let in_code = value
+                .parse::<f64>()
+                .map_or(value.to_owned(), |n| format!("{n}"));
+            // Numbers and switches are compared; lists, addresses and
+            // "none" are described in words.
+            let comparable =
+                in_code.parse::<f64>().is_ok() || in_code == "true" || in_code == "false";
+            if !comparable {
+                continue;
+            }
+            assert_eq!(
+                documented, in_code,
+                "docs/CONFIG.md gives another default for `{key}`: {row}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 20, "only {checked} defaults checked");
+    }
+
     #[test]
     fn rejects_unknown_settings() {
         let err = FileConfig::parse("lisen = \"127.0.0.1:1\"\n", "typo.toml").unwrap_err();
