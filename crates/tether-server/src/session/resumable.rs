@@ -289,114 +289,120 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Runs one resumable session: delivery into its log, and its end.
-async fn drive(
+// Written out on purpose, see the comment in the body.
+#[allow(clippy::manual_async_fn)]
+fn drive(
     resumable: Arc<Resumable>,
     state: AppState,
     guard: SessionGuard,
     inbox: crate::hub::Inbox,
     overflow: Arc<Overflow>,
-) {
-    let metrics = state.metrics.clone();
-    let _open = metrics.open(resumable.kind.as_str());
-    let config = state.config.clone();
-    let ttl = config.http.session_ttl;
-    let client = resumable.client.to_string();
-    let kicked = state.sessions.register(&client);
-    let written = Written::default();
-    let mut delivery = tokio::spawn(
-        Delivery {
-            sink: LogSink(resumable.log.clone()),
-            metrics: metrics.clone(),
-            written: written.clone(),
-            overflow: overflow.clone(),
-        }
-        .run(inbox),
-    );
-    let mut shutdown = state.shutdown.clone();
-    let opened = Instant::now();
-    let ending = loop {
-        let changed = resumable.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        if let Some(end) = resumable.attach_state().end {
-            break match end {
-                EndRequest::Close => Ending::Quietly("closed by client"),
-                EndRequest::Disconnect(code) => Ending::Disconnect(code),
-            };
-        }
-        let expiry = resumable.expiry(ttl);
-        if expiry.is_some_and(|at| at <= Instant::now()) {
-            break Ending::Quietly("expired");
-        }
-        tokio::select! {
-            () = &mut changed => {}
-            () = sleep_until(expiry) => {}
-            () = kicked.notified() => break Ending::Disconnect(DisconnectCode::Kicked),
-            () = overflow.wait() => break Ending::SlowConsumer,
-            () = stopping(&mut shutdown) => break Ending::Shutdown,
-        }
-    };
-    state.sessions.unregister(&client);
-    let mut session = resumable.session.lock().await.take();
-    let last = match ending {
-        Ending::Quietly(_) => {
-            delivery.abort();
-            None
-        }
-        Ending::SlowConsumer => {
-            delivery.abort();
-            Some(lifecycle::slow_consumer_push(&written, session.as_ref()))
-        }
-        Ending::Disconnect(_) | Ending::Shutdown => {
-            // Leaving the channels lets the queue run dry into the log.
-            if let Some(session) = session.as_mut() {
-                session.end().await;
+) -> impl std::future::Future<Output = ()> + Send {
+    // A block, not an `async fn`, which would hold its arguments twice for
+    // the session's whole life.
+    async move {
+        let metrics = state.metrics.clone();
+        let _open = metrics.open(resumable.kind.as_str());
+        let config = state.config.clone();
+        let ttl = config.http.session_ttl;
+        let client = resumable.client.to_string();
+        let kicked = state.sessions.register(&client);
+        let written = Written::default();
+        let mut delivery = tokio::spawn(
+            Delivery {
+                sink: LogSink(resumable.log.clone()),
+                metrics: metrics.clone(),
+                written: written.clone(),
+                overflow: overflow.clone(),
             }
-            drop(session.take());
-            let timeout = match ending {
-                Ending::Shutdown => config.shutdown_timeout,
-                _ => config.websocket.close_timeout,
-            };
-            if tokio::time::timeout(timeout, &mut delivery).await.is_err() {
-                delivery.abort();
+            .run(inbox),
+        );
+        let mut shutdown = state.shutdown.clone();
+        let opened = Instant::now();
+        let ending = loop {
+            let changed = resumable.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(end) = resumable.attach_state().end {
+                break match end {
+                    EndRequest::Close => Ending::Quietly("closed by client"),
+                    EndRequest::Disconnect(code) => Ending::Disconnect(code),
+                };
             }
-            Some(match ending {
-                Ending::Disconnect(code) => disconnect_push(code, None),
-                _ => {
-                    let after = lifecycle::reconnect_after(config.reconnect_window);
-                    disconnect_push(DisconnectCode::Shutdown, Some(after))
-                }
-            })
-        }
-    };
-    if let Some(mut session) = session {
-        session.end().await;
-    }
-    let reason = match ending {
-        Ending::Quietly(reason) => reason,
-        Ending::Disconnect(code) => {
-            metrics.disconnect(code as u16);
-            code.reason()
-        }
-        Ending::SlowConsumer => {
-            metrics.disconnect(DisconnectCode::SlowConsumer as u16);
-            "slow consumer"
-        }
-        Ending::Shutdown => "server shutting down",
-    };
-    let told = last.is_some();
-    resumable.log.close_with(last.map(Bytes::from));
-    if told {
-        // Kept until the client has read its last message, or for as long
-        // as it would have been kept waiting for the client to come back.
-        let linger = match ending {
-            Ending::Shutdown => ttl.min(config.shutdown_timeout),
-            _ => ttl,
+            let expiry = resumable.expiry(ttl);
+            if expiry.is_some_and(|at| at <= Instant::now()) {
+                break Ending::Quietly("expired");
+            }
+            tokio::select! {
+                () = &mut changed => {}
+                () = sleep_until(expiry) => {}
+                () = kicked.notified() => break Ending::Disconnect(DisconnectCode::Kicked),
+                () = overflow.wait() => break Ending::SlowConsumer,
+                () = stopping(&mut shutdown) => break Ending::Shutdown,
+            }
         };
-        let _ = tokio::time::timeout(linger, resumable.log.drained()).await;
+        state.sessions.unregister(&client);
+        let mut session = resumable.session.lock().await.take();
+        let last = match ending {
+            Ending::Quietly(_) => {
+                delivery.abort();
+                None
+            }
+            Ending::SlowConsumer => {
+                delivery.abort();
+                Some(lifecycle::slow_consumer_push(&written, session.as_ref()))
+            }
+            Ending::Disconnect(_) | Ending::Shutdown => {
+                // Leaving the channels lets the queue run dry into the log.
+                if let Some(session) = session.as_mut() {
+                    session.end().await;
+                }
+                drop(session.take());
+                let timeout = match ending {
+                    Ending::Shutdown => config.shutdown_timeout,
+                    _ => config.websocket.close_timeout,
+                };
+                if tokio::time::timeout(timeout, &mut delivery).await.is_err() {
+                    delivery.abort();
+                }
+                Some(match ending {
+                    Ending::Disconnect(code) => disconnect_push(code, None),
+                    _ => {
+                        let after = lifecycle::reconnect_after(config.reconnect_window);
+                        disconnect_push(DisconnectCode::Shutdown, Some(after))
+                    }
+                })
+            }
+        };
+        if let Some(mut session) = session {
+            session.end().await;
+        }
+        let reason = match ending {
+            Ending::Quietly(reason) => reason,
+            Ending::Disconnect(code) => {
+                metrics.disconnect(code as u16);
+                code.reason()
+            }
+            Ending::SlowConsumer => {
+                metrics.disconnect(DisconnectCode::SlowConsumer as u16);
+                "slow consumer"
+            }
+            Ending::Shutdown => "server shutting down",
+        };
+        let told = last.is_some();
+        resumable.log.close_with(last.map(Bytes::from));
+        if told {
+            // Kept until the client has read its last message, or for as long
+            // as it would have been kept waiting for the client to come back.
+            let linger = match ending {
+                Ending::Shutdown => ttl.min(config.shutdown_timeout),
+                _ => ttl,
+            };
+            let _ = tokio::time::timeout(linger, resumable.log.drained()).await;
+        }
+        state.resumables.remove(&resumable.key);
+        drop(guard);
+        let seconds = opened.elapsed().as_secs_f64();
+        tracing::info!(%client, transport = resumable.kind.as_str(), seconds, reason, "session closed");
     }
-    state.resumables.remove(&resumable.key);
-    drop(guard);
-    let seconds = opened.elapsed().as_secs_f64();
-    tracing::info!(%client, transport = resumable.kind.as_str(), seconds, reason, "session closed");
 }

@@ -14,6 +14,7 @@
 //!   says `recovered: false`: the client refetches what it shows.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -241,11 +242,8 @@ fn events(key: &str, read: &Read) -> Bytes {
     let size: usize = read.messages.iter().map(|(_, m)| m.len() + 64).sum();
     let mut out = Vec::with_capacity(size);
     for (seq, message) in &read.messages {
-        out.extend_from_slice(b"id: ");
-        out.extend_from_slice(key.as_bytes());
-        out.push(b'-');
-        out.extend_from_slice(seq.to_string().as_bytes());
-        out.push(b'\n');
+        // Written in place: no string per event.
+        let _ = writeln!(out, "id: {key}-{seq}");
         for line in message.split(|b| *b == b'\n' || *b == b'\r') {
             out.extend_from_slice(b"data: ");
             out.extend_from_slice(line);
