@@ -124,16 +124,30 @@ fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result
 
 async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
     let listener = TcpListener::from_std(listener)?;
+    let mut backoff = tether::listen::AcceptBackoff::new();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Out of file descriptors and the like: keep serving the others.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                match backoff.failed(&e) {
+                    tether::listen::AfterFailure::Retry => {
+                        tracing::debug!(error = %e, "accept failed")
+                    }
+                    // Out of descriptors and the like: the others are
+                    // served meanwhile, and the backlog waits.
+                    tether::listen::AfterFailure::Wait { delay, first } => {
+                        if first {
+                            tracing::warn!(error = %e, "accept failed: backing off until descriptors free");
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                }
                 continue;
             }
         };
+        if let Some(failures) = backoff.succeeded() {
+            tracing::info!(failures, "accepting again");
+        }
         let shared = shared.clone();
         // The handshake runs in a task of its own that ends once the
         // connection has its own (smaller) task: an idle connection then

@@ -64,6 +64,10 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Seconds to queue one publication for every subscriber.
     pub fanout_seconds: Histogram,
+    /// Accepts that failed, by reason: `resources` (out of descriptors or
+    /// memory: the loop backs off) or `peer` (a connection gone before it was
+    /// accepted).
+    pub accept_errors: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +89,7 @@ impl Default for Metrics {
             rate_limited: Counter::default(),
             // 1 µs to ~1 s, doubling.
             fanout_seconds: Histogram::new((0..21).map(|i| 1e-6 * 2f64.powi(i))),
+            accept_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -157,6 +162,11 @@ impl Default for Metrics {
             "Seconds to queue one publication for every subscriber",
             metrics.fanout_seconds.clone(),
         );
+        registry.register(
+            "accept_errors",
+            "Accepts that failed, by reason",
+            metrics.accept_errors.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -180,6 +190,20 @@ impl Metrics {
     /// Counts a refused handshake.
     pub fn reject(&self, reason: &str) {
         self.rejected_handshakes
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed accept.
+    pub fn accept_failed(&self, out_of_resources: bool) {
+        let reason = if out_of_resources {
+            "resources"
+        } else {
+            "peer"
+        };
+        self.accept_errors
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
             })

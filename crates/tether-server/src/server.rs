@@ -7,6 +7,7 @@ use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tether::listen::AfterFailure;
 use tokio::net::TcpListener;
 
 use crate::api;
@@ -126,23 +127,40 @@ pub async fn run(
     );
     let sweeper = tokio::spawn(sweep(Arc::downgrade(&state.hub)));
     let sessions = state.sessions.clone();
+    let metrics = state.metrics.clone();
     let timeout = state.config.shutdown_timeout;
     let header_timeout = state.config.websocket.handshake_timeout;
     let app = router(state);
     tokio::pin!(shutdown);
+    let mut backoff = tether::listen::AcceptBackoff::new();
     loop {
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    metrics.accept_failed(tether::listen::out_of_resources(&error));
+                    match backoff.failed(&error) {
+                        AfterFailure::Retry => tracing::debug!(%error, "accept failed"),
+                        // Out of descriptors and the like: the others are
+                        // served meanwhile, and the backlog waits.
+                        AfterFailure::Wait { delay, first } => {
+                            if first {
+                                tracing::warn!(%error, "accept failed: backing off until descriptors free");
+                            }
+                            tokio::select! {
+                                () = &mut shutdown => break,
+                                () = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                    }
                     continue;
                 }
             },
         };
+        if let Some(failures) = backoff.succeeded() {
+            tracing::info!(failures, "accepting again");
+        }
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(

@@ -30,6 +30,7 @@
 //! - [`stream`]: plain-or-TLS stream; [`tls`]: rustls configuration helpers.
 //! - [`config`]: timeouts, buffer sizes and protocol limits; [`error`]: errors.
 //! - [`runtime`](mod@runtime): the tokio runtime for a process of WebSocket connections.
+//! - [`listen`]: accept loops that back off while the process is out of descriptors.
 
 #![deny(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod broadcast;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod listen;
 mod reader;
 pub mod runtime;
 mod split;
