@@ -452,111 +452,90 @@ impl Report {
 
     /// One latency curve per transport, on the same axes.
     fn transports_latency_svg(&self) -> Option<String> {
-        let nines = |percentile: f64| -(1.0 - percentile / 100.0).max(1e-6).log10();
-        let curves: Vec<(&str, Vec<(f64, f64)>)> = self
+        let curves = self
             .transports
             .iter()
             .filter(|row| !row.latency_curve.is_empty())
-            .map(|row| {
-                let points = row
-                    .latency_curve
-                    .iter()
-                    .map(|(p, us)| (nines(*p), us.max(1.0)))
-                    .collect();
-                (row.transport.as_str(), points)
-            })
+            .map(|row| (row.transport.as_str(), row.latency_curve.as_slice()))
             .collect();
-        if curves.is_empty() {
-            return None;
-        }
-        let top = curves
-            .iter()
-            .flat_map(|(_, points)| points.iter().map(|p| p.1))
-            .fold(1.0, f64::max)
-            * 2.0;
-        let colors = [BLUE, RED, GREEN, MAGENTA];
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, (720, 360)).into_drawing_area();
-            root.fill(&WHITE).ok()?;
-            let mut chart = ChartBuilder::on(&root)
-                .margin(12)
-                .margin_right(40)
-                .x_label_area_size(36)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0f64..5f64, (1f64..top).log_scale())
-                .ok()?;
-            chart
-                .configure_mesh()
-                .x_desc("percentile")
-                .y_desc("µs")
-                .x_labels(6)
-                .x_label_formatter(&|x| {
-                    let p = 100.0 - 100.0 * 10f64.powf(-x);
-                    format!("{p}%")
-                })
-                .y_label_formatter(&|v| si(*v))
-                .draw()
-                .ok()?;
-            for ((name, points), color) in curves.into_iter().zip(colors.iter().cycle()) {
-                let color = *color;
-                chart
-                    .draw_series(LineSeries::new(points, color))
-                    .ok()?
-                    .label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .ok()?;
-            root.present().ok()?;
-        }
-        Some(svg)
+        curves_svg(curves)
     }
 
     fn latency_svg(&self) -> Option<String> {
         if self.latency_curve.is_empty() {
             return None;
         }
-        // x in "nines": 0 = p0, 1 = p90, 2 = p99, 3 = p99.9 …
-        let nines = |percentile: f64| -(1.0 - percentile / 100.0).max(1e-6).log10();
-        let points: Vec<(f64, f64)> = self
-            .latency_curve
-            .iter()
-            .map(|(p, us)| (nines(*p), us.max(1.0)))
-            .collect();
-        let top = points.iter().map(|p| p.1).fold(1.0, f64::max) * 2.0;
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
-            root.fill(&WHITE).ok()?;
-            let mut chart = ChartBuilder::on(&root)
-                .margin(12)
-                .margin_right(40)
-                .x_label_area_size(36)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0f64..5f64, (1f64..top).log_scale())
-                .ok()?;
+        curves_svg(vec![("", self.latency_curve.as_slice())])
+    }
+}
+
+/// Latency distributions ((percentile, µs) points) on one log-scale plot,
+/// with x in "nines" (0 = p0, 1 = p90, 2 = p99, 3 = p99.9 …); a legend when
+/// the curves are named.
+fn curves_svg(curves: Vec<(&str, &[(f64, f64)])>) -> Option<String> {
+    if curves.is_empty() {
+        return None;
+    }
+    let nines = |percentile: f64| -(1.0 - percentile / 100.0).max(1e-6).log10();
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = curves
+        .into_iter()
+        .map(|(name, points)| {
+            let points = points
+                .iter()
+                .map(|(p, us)| (nines(*p), us.max(1.0)))
+                .collect();
+            (name, points)
+        })
+        .collect();
+    let top = curves
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 2.0;
+    let named = curves.iter().any(|(name, _)| !name.is_empty());
+    let colors = [RED, BLUE, GREEN, MAGENTA];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
+        root.fill(&WHITE).ok()?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .margin_right(40)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..5f64, (1f64..top).log_scale())
+            .ok()?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("µs")
+            .x_labels(6)
+            .x_label_formatter(&|x| {
+                let p = 100.0 - 100.0 * 10f64.powf(-x);
+                format!("{p}%")
+            })
+            .y_label_formatter(&|v| si(*v))
+            .draw()
+            .ok()?;
+        for ((name, points), color) in curves.into_iter().zip(colors.iter().cycle()) {
+            let color = *color;
             chart
-                .configure_mesh()
-                .x_desc("percentile")
-                .y_desc("µs")
-                .x_labels(6)
-                .x_label_formatter(&|x| {
-                    let p = 100.0 - 100.0 * 10f64.powf(-x);
-                    format!("{p}%")
-                })
-                .y_label_formatter(&|v| si(*v))
+                .draw_series(LineSeries::new(points, color))
+                .ok()?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        if named {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
                 .draw()
                 .ok()?;
-            chart.draw_series(LineSeries::new(points, &RED)).ok()?;
-            root.present().ok()?;
         }
-        Some(svg)
+        root.present().ok()?;
     }
+    Some(svg)
 }
 
 /// 1234567 → "1.23 M".

@@ -84,6 +84,18 @@ async fn flood(port: u16) -> Vec<TcpStream> {
     held
 }
 
+/// A new connection, once the server accepts again (within about 6 s).
+async fn connect_again(url: &str) -> tether::WebSocket<tether::MaybeTlsStream> {
+    for _ in 0..50 {
+        let connect = tether::connect(url);
+        if let Ok(Ok((ws, _))) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+            return ws;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not accepting again once descriptors freed");
+}
+
 /// Everything the child logged so far (it is killed first, so this ends).
 fn log_of(mut child: Child) -> String {
     let _ = child.0.kill();
@@ -126,17 +138,7 @@ async fn serve_backs_off_while_out_of_descriptors_and_recovers() {
     assert!(reply.contains(r#""id":2"#), "{reply}");
     // Descriptors free: it accepts again, the backlog and then new clients.
     drop(held);
-    let mut after = None;
-    for _ in 0..50 {
-        if let Ok(Ok((ws, _))) =
-            tokio::time::timeout(Duration::from_secs(1), tether::connect(&url)).await
-        {
-            after = Some(ws);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut after = after.expect("accepting again once descriptors free");
+    let mut after = connect_again(&url).await;
     let reply = round_trip(&mut after, r#"{"id":1,"op":"ping"}"#).await;
     assert!(reply.contains(r#""id":1"#), "{reply}");
     // And it says so: a counter, one warning, and the recovery.
@@ -183,17 +185,7 @@ async fn echo_backs_off_while_out_of_descriptors_and_recovers() {
     );
     assert_eq!(round_trip(&mut before, "still").await, "still");
     drop(held);
-    let mut after = None;
-    for _ in 0..50 {
-        if let Ok(Ok((ws, _))) =
-            tokio::time::timeout(Duration::from_secs(1), tether::connect(&url)).await
-        {
-            after = Some(ws);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut after = after.expect("accepting again once descriptors free");
+    let mut after = connect_again(&url).await;
     assert_eq!(round_trip(&mut after, "again").await, "again");
     let log = log_of(child);
     assert!(log.contains("accepting again"), "{log}");

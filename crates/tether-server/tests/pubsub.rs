@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http, slow_client, start, Client};
+use common::{hs256, http, now, slow_client, start, Client};
 use serde_json::{json, Value};
 use tether::{Message, WebSocket};
 use tether_server::{NamespaceOptions, ServerConfig};
@@ -659,23 +659,6 @@ async fn refuses_a_flood_with_109_then_closes_with_1008() {
         (&push["push"], &push["code"]),
         (&json!("disconnect"), &json!(4502))
     );
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn hs256(secret: &str, claims: Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &key,
-    )
-    .unwrap()
 }
 
 #[tokio::test]

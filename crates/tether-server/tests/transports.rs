@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::transports::{AnyClient, Opening, Transport};
-use common::{http, start};
+use common::{hs256, http, now, start};
 use serde_json::{json, Value};
 use tether_server::{HttpConfig, NamespaceOptions, ServerConfig};
 
@@ -167,23 +167,6 @@ async fn tracks_presence_and_a_client_that_vanished(transport: Transport) {
         .call(json!({"op": "presence", "channel": "room"}))
         .await;
     assert_eq!(presence["result"]["clients"].as_array().unwrap().len(), 1);
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn hs256(secret: &str, claims: Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &key,
-    )
-    .unwrap()
 }
 
 async fn authenticates_with_jwt_and_channel_claims(transport: Transport) {

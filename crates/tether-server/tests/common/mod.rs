@@ -190,3 +190,22 @@ pub async fn slow_client(server: &Server) -> WebSocket<TcpStream> {
         .unwrap()
         .0
 }
+
+/// Seconds since the Unix epoch, for token claims.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An HS256 token over `claims`, signed with `secret`.
+pub fn hs256(secret: &str, claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &key,
+    )
+    .unwrap()
+}
