@@ -13,6 +13,7 @@ use crate::config::{Config, Role};
 use crate::deflate::Inflater;
 use crate::error::ProtocolError;
 use crate::frame::{apply_mask, FrameHeader, OpCode};
+use crate::grow;
 use crate::message::Message;
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
@@ -41,7 +42,12 @@ struct MessageState {
 struct Limits {
     max_frame_size: usize,
     max_message_size: usize,
-    max_fragments: usize,
+    /// `u32`s, so the two share a word: a larger fragment limit means none in
+    /// practice, and the hold limit is kept in KiB (`u32::MAX`: none).
+    max_fragments: u32,
+    /// Inflated KiB a message may hold before inflating pauses
+    /// ([`Decoder::set_hold_limit`]).
+    hold_limit_kib: u32,
 }
 
 /// Payloads up to this size are copied out of a shared read block rather than
@@ -72,6 +78,8 @@ pub struct Decoder {
     inflater: Option<Box<Inflater>>,
     /// A close frame was received or an error found: nothing more is decoded.
     finished: bool,
+    /// Inflating paused at `hold_limit` with input waiting.
+    wants_room: bool,
     /// `buf` is a slice of a read block other connections' reads share
     /// ([`Self::receive_bytes`]): a partial frame left in it is copied out
     /// rather than keep the whole block alive while it waits.
@@ -87,15 +95,74 @@ impl Decoder {
             limits: Limits {
                 max_frame_size: config.max_frame_size,
                 max_message_size: config.max_message_size,
-                max_fragments: config.max_fragments,
+                max_fragments: u32::try_from(config.max_fragments).unwrap_or(u32::MAX),
+                hold_limit_kib: u32::MAX,
             },
             buf: BytesMut::new(),
             frame: None,
             message: None,
             inflater: inflater.map(Box::new),
             finished: false,
+            wants_room: false,
             borrowed: false,
         }
+    }
+
+    /// Bytes of the peer's data this decoder holds: input not yet consumed
+    /// plus the message being assembled (inflated, when compressed).
+    pub fn held(&self) -> usize {
+        self.buf.len() + self.message.as_ref().map_or(0, |m| m.payload.len())
+    }
+
+    /// The most bytes the message in progress may yet make this decoder hold
+    /// (input buffered beyond it aside): the frame's length for a message of
+    /// one uncompressed frame, the message size limit for a compressed or
+    /// fragmented one, whose size is not known until it ends. `None` between
+    /// messages. A caller that shares memory between connections can reserve
+    /// this much before reading on, so no two connections each hold part of
+    /// what they need and wait for each other.
+    pub fn message_bound(&self) -> Option<usize> {
+        let message = self.message.as_ref()?;
+        match &self.frame {
+            Some(frame) if !message.compressed && frame.header.fin => {
+                Some(message.payload.len() + frame.len)
+            }
+            _ => Some(self.limits.max_message_size),
+        }
+    }
+
+    /// Lets a compressed message grow to `bytes` inflated before decoding
+    /// pauses with [`Self::wants_room`] (default: no limit but the message
+    /// size). A caller sharing memory between connections raises it as it
+    /// finds room; uncompressed data grows only as fast as it is read, so the
+    /// caller bounds that by reading.
+    pub fn set_hold_limit(&mut self, bytes: usize) {
+        self.limits.hold_limit_kib = u32::try_from(bytes >> 10).unwrap_or(u32::MAX);
+    }
+
+    /// The hold limit in bytes (a multiple of 1 KiB, at most the one set).
+    fn hold_limit(&self) -> usize {
+        match self.limits.hold_limit_kib {
+            u32::MAX => usize::MAX,
+            kib => (kib as usize) << 10,
+        }
+    }
+
+    /// Stops decoding and lets go of everything held: the caller is failing
+    /// the connection for a reason of its own (no room, a timeout).
+    pub fn abandon(&mut self) {
+        self.finished = true;
+        self.frame = None;
+        self.message = None;
+        self.buf = BytesMut::new();
+        self.borrowed = false;
+        self.wants_room = false;
+    }
+
+    /// Whether the last [`Self::poll`] stopped at the hold limit with
+    /// compressed input still waiting: poll again once the limit is raised.
+    pub fn wants_room(&self) -> bool {
+        self.wants_room
     }
 
     /// The buffer to read socket bytes into (append at the end).
@@ -158,6 +225,7 @@ impl Decoder {
         if self.finished {
             return Ok(None);
         }
+        self.wants_room = false;
         let result = self.poll_inner();
         if result.is_err() {
             self.finished = true;
@@ -310,9 +378,9 @@ impl Decoder {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (OpCode::Continuation, Some(message)) => {
                 message.fragments += 1;
-                if message.fragments > self.limits.max_fragments {
+                if message.fragments > self.limits.max_fragments as usize {
                     return Err(ProtocolError::TooManyFragments {
-                        max: self.limits.max_fragments,
+                        max: self.limits.max_fragments as usize,
                     });
                 }
             }
@@ -342,6 +410,7 @@ impl Decoder {
     fn advance_payload(&mut self) -> Result<bool, ProtocolError> {
         let frame = self.frame.as_ref().expect("frame in progress");
         let streams = self.streams(frame);
+        let hold_limit = self.hold_limit();
         let frame = self.frame.as_mut().expect("frame in progress");
         if streams {
             let n = self.buf.len().min(frame.len - frame.done);
@@ -351,16 +420,31 @@ impl Decoder {
             let message = self.message.as_mut().expect("message in progress");
             let inflater = self.inflater.as_mut().expect("compression negotiated");
             let before = message.payload.len();
-            inflater.inflate(
+            let consumed = inflater.inflate_until(
                 &self.buf[..n],
                 &mut message.payload,
                 self.limits.max_message_size,
+                hold_limit,
             )?;
             if message.text {
                 message.utf8.feed(&message.payload[before..])?;
             }
-            self.buf.advance(n);
-            frame.done += n;
+            if consumed < n {
+                if message.payload.len() < hold_limit {
+                    return Err(ProtocolError::Inflate(
+                        "inflater stopped taking input".into(),
+                    ));
+                }
+                // Paused for room: mask the rest again (the mask is its own
+                // inverse), so it is unmasked afresh when decoding resumes
+                // and a frame in progress needs no more state than before.
+                if let Some(key) = frame.header.mask {
+                    apply_mask(&mut self.buf[consumed..n], key, frame.done + consumed);
+                }
+                self.wants_room = true;
+            }
+            self.buf.advance(consumed);
+            frame.done += consumed;
             return Ok(frame.done == frame.len);
         }
         let available = self.buf.len().min(frame.len);
@@ -410,6 +494,8 @@ impl Decoder {
                 // The first (often only) frame: keep its bytes without copying.
                 message.payload = payload;
             } else {
+                let max = self.limits.max_message_size;
+                grow::reserve(&mut message.payload, payload.len(), max);
                 message.payload.extend_from_slice(&payload);
             }
         }
@@ -854,5 +940,43 @@ mod tests {
         let mut decoder = compressed_server();
         let err = decode_all(&mut decoder, &masked(0xc2, &wire)).unwrap_err();
         assert_eq!(err.close_code(), CloseCode::TOO_BIG);
+    }
+
+    #[test]
+    fn stays_small() {
+        let size = std::mem::size_of::<Decoder>();
+        assert!(size <= 152, "Decoder is {size} bytes");
+    }
+
+    #[test]
+    fn pauses_inflating_at_the_hold_limit_until_it_is_raised() {
+        let mut deflater = Deflater::new(6, 15, false);
+        let mut wire = BytesMut::new();
+        let text: String = (0..200_000u32)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        deflater.compress(text.as_bytes(), &mut wire).unwrap();
+        let mut decoder = compressed_server();
+        decoder.set_hold_limit(64 << 10);
+        decoder.receive(&masked(0xc1, &wire));
+        assert_eq!(decoder.poll(), Ok(None));
+        assert!(decoder.wants_room());
+        let held = decoder.held();
+        assert!(
+            held >= 64 << 10 && held < (64 << 10) + wire.len() + (32 << 10),
+            "{held}"
+        );
+        let mut raised = 64 << 10;
+        let message = loop {
+            raised += 64 << 10;
+            decoder.set_hold_limit(raised);
+            if let Some(message) = decoder.poll().unwrap() {
+                break message;
+            }
+            assert!(decoder.wants_room(), "paused only for room");
+        };
+        assert_eq!(message, Message::text(text.as_str()));
+        assert!(!decoder.wants_room());
+        assert_eq!(decoder.held(), 0);
     }
 }

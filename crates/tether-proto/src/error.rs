@@ -84,6 +84,15 @@ pub enum ProtocolError {
     /// A message was sent after this side sent its close frame.
     #[error("cannot send after the close frame")]
     SendAfterClose,
+    /// The process's memory for peers' messages stayed full for longer than
+    /// this connection may wait (fails the connection with 1013, try again later).
+    #[error(
+        "no room for this message: the process's buffer budget stayed full for {waited_ms} ms"
+    )]
+    NoRoom {
+        /// How long the connection waited for room.
+        waited_ms: u64,
+    },
 }
 
 impl ProtocolError {
@@ -95,6 +104,7 @@ impl ProtocolError {
             | Self::MessageTooLong { .. }
             | Self::TooManyFragments { .. } => CloseCode::TOO_BIG,
             Self::Deflate(_) => CloseCode::INTERNAL_ERROR,
+            Self::NoRoom { .. } => CloseCode::TRY_AGAIN_LATER,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

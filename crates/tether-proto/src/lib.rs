@@ -27,6 +27,7 @@ pub mod deflate;
 pub mod encoder;
 pub mod error;
 pub mod frame;
+mod grow;
 pub mod handshake;
 pub mod message;
 pub mod prepared;

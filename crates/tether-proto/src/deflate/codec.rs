@@ -6,6 +6,7 @@ use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 use super::pool;
 
 use crate::error::ProtocolError;
+use crate::grow;
 
 /// RFC 7692 §7.2.1: a sync flush ends with these bytes; the sender strips them and
 /// the receiver appends them back before inflating the message's end.
@@ -141,9 +142,22 @@ impl Inflater {
         out: &mut BytesMut,
         max: usize,
     ) -> Result<(), ProtocolError> {
+        self.inflate_until(input, out, max, usize::MAX).map(|_| ())
+    }
+
+    /// As [`Self::inflate`], but stops once `out` holds `pause_at` bytes or
+    /// more, for a caller that must find room before taking more: returns how
+    /// much of `input` was consumed (the rest is to be given again).
+    pub fn inflate_until(
+        &mut self,
+        input: &[u8],
+        out: &mut BytesMut,
+        max: usize,
+        pause_at: usize,
+    ) -> Result<usize, ProtocolError> {
         if self.stream_ended {
             return match input.is_empty() {
-                true => Ok(()),
+                true => Ok(0),
                 false => Err(ProtocolError::Inflate(
                     "data after the final deflate block".into(),
                 )),
@@ -154,8 +168,12 @@ impl Inflater {
         let mut consumed = 0;
         loop {
             let filled = out.len();
+            if filled >= pause_at {
+                return Ok(consumed);
+            }
             // One byte beyond the limit shows whether the output really exceeds it.
             let room = STEP.min(max.saturating_add(1) - filled.min(max));
+            grow::reserve(out, room, max.saturating_add(1));
             out.resize(filled + room, 0);
             let (in_before, out_before) = (state.total_in(), state.total_out());
             let status = state
@@ -185,11 +203,11 @@ impl Inflater {
                         "data after the final deflate block".into(),
                     ));
                 }
-                return Ok(());
+                return Ok(consumed);
             }
             let stalled = written == 0 && (state.total_in() - in_before) == 0;
             if (consumed == input.len() && written < room) || stalled {
-                return Ok(());
+                return Ok(consumed);
             }
         }
     }
