@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use tether_proto::DeflateConfig;
 
+use crate::budget::Budget;
+
 /// Default for [`Config::handshake_timeout`]: 10 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`Config::close_timeout`]: 5 s.
@@ -56,6 +58,10 @@ pub struct Config {
     /// [`WsWriter::close`](crate::WsWriter::close), which also ends TCP. It
     /// must answer promptly: the peer waits for it. Default: `true`.
     pub auto_close: bool,
+    /// A process-wide bound, shared with other connections, on the bytes held
+    /// for peers while their messages are read and inflated (see
+    /// [`Budget`]). Default: none (each connection bounded by its limits alone).
+    pub budget: Option<Budget>,
 }
 
 impl Default for Config {
@@ -68,6 +74,7 @@ impl Default for Config {
             write_buffer_size: DEFAULT_WRITE_BUFFER_SIZE,
             auto_pong: true,
             auto_close: true,
+            budget: None,
         }
     }
 }
@@ -136,6 +143,12 @@ impl Config {
     /// Sets [`Config::auto_close`].
     pub fn auto_close(mut self, on: bool) -> Self {
         self.auto_close = on;
+        self
+    }
+
+    /// Shares `budget` with the other connections made with this config.
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
         self
     }
 }

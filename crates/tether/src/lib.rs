@@ -29,6 +29,7 @@
 //! - `reader` / `writer`: socket reads into the decoder, encoder output to the socket.
 //! - [`stream`]: plain-or-TLS stream; [`tls`]: rustls configuration helpers.
 //! - [`config`]: timeouts, buffer sizes and protocol limits; [`error`]: errors.
+//! - [`budget`]: a process-wide bound on the bytes held for peers.
 //! - [`runtime`](mod@runtime): the tokio runtime for a process of WebSocket connections.
 //! - [`listen`]: accept loops that back off while the process is out of descriptors.
 
@@ -36,6 +37,7 @@
 
 pub mod accept;
 pub mod broadcast;
+pub mod budget;
 pub mod config;
 pub mod connect;
 pub mod error;
@@ -51,6 +53,7 @@ mod writer;
 
 pub use accept::{accept, accept_with, Accept};
 pub use broadcast::{Broadcast, BroadcastConfig, Subscription};
+pub use budget::Budget;
 pub use config::Config;
 pub use connect::{connect, ClientBuilder};
 pub use error::{Error, Result};

@@ -7,14 +7,18 @@
 /// every wake-up, which a process pinned to a core pays per message), a
 /// work-stealing one otherwise.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    builder().build()
+}
+
+/// The builder [`runtime`] uses, for a process that adds hooks of its own
+/// (such as `on_thread_park`) before building.
+pub fn builder() -> tokio::runtime::Builder {
     let one_core = std::thread::available_parallelism().map_or(true, |n| n.get() == 1);
-    if one_core {
+    let mut builder = if one_core {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
+    };
+    builder.enable_all();
+    builder
 }

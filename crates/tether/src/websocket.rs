@@ -192,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 config.read_chunk,
                 writer.close_flag(),
                 config.close_timeout,
+                config.budget.clone(),
             ),
             writer,
             policy: Policy {

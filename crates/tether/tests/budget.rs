@@ -1,0 +1,198 @@
+//! The buffer budget shared by connections: a large message waits while
+//! another holds the room it needs and goes on when that is given back; one
+//! that can never fit is closed with 1013 after the wait; small messages
+//! are served all along; the budget is back to zero once messages are done.
+
+mod common;
+
+use std::time::Duration;
+
+use common::echo_server;
+use tether::{Budget, Config, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HANDSHAKE: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A raw WebSocket connection, after the handshake.
+async fn raw(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(HANDSHAKE.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    tcp
+}
+
+/// The header of a masked binary frame of `len` bytes, with a zero mask key
+/// (so the payload goes as it is).
+fn header(len: usize) -> Vec<u8> {
+    let mut out = vec![0x82, 0x80 | 127];
+    out.extend((len as u64).to_be_bytes());
+    out.extend([0; 4]);
+    out
+}
+
+/// Reads one server frame: (opcode, payload length, first two payload bytes).
+async fn read_frame(tcp: &mut TcpStream) -> (u8, usize, [u8; 2]) {
+    let read = async {
+        let mut head = [0u8; 2];
+        tcp.read_exact(&mut head).await.unwrap();
+        let len = match head[1] & 0x7f {
+            126 => tcp.read_u16().await.unwrap() as usize,
+            127 => tcp.read_u64().await.unwrap() as usize,
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        let first = [
+            payload.first().copied().unwrap_or(0),
+            payload.get(1).copied().unwrap_or(0),
+        ];
+        (head[0] & 0x0f, len, first)
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the server answered")
+}
+
+async fn small_round_trip(url: &str) {
+    let (mut ws, _) = tether::connect(url).await.unwrap();
+    ws.send("small").await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(2), ws.recv()).await;
+    assert_eq!(echoed.unwrap().unwrap(), Some(Message::text("small")));
+}
+
+#[tokio::test]
+async fn a_large_message_waits_for_room_and_goes_on_when_it_frees() {
+    const SIZE: usize = 2 << 20;
+    let budget = Budget::new(3 << 20, Duration::from_secs(10));
+    let server = echo_server(
+        Config::default()
+            .max_message_size(4 << 20)
+            .max_frame_size(4 << 20)
+            .budget(budget.clone()),
+    )
+    .await;
+    // The first holds room for its whole frame, half of it sent.
+    let mut first = raw(server.addr).await;
+    first.write_all(&header(SIZE)).await.unwrap();
+    first.write_all(&vec![1u8; SIZE / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(budget.used() >= SIZE, "charged {}", budget.used());
+    // The second needs as much again: more than is left, so it waits.
+    let mut second = raw(server.addr).await;
+    second.write_all(&header(SIZE)).await.unwrap();
+    let writing = tokio::spawn(async move {
+        second.write_all(&vec![2u8; SIZE]).await.unwrap();
+        second
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(budget.waits(), 1);
+    // Small messages go on meanwhile.
+    small_round_trip(&server.url("/")).await;
+    // The first finishes; its room goes to the second.
+    first.write_all(&vec![1u8; SIZE / 2]).await.unwrap();
+    assert_eq!(read_frame(&mut first).await, (0x2, SIZE, [1, 1]));
+    let mut second = writing.await.unwrap();
+    assert_eq!(read_frame(&mut second).await, (0x2, SIZE, [2, 2]));
+    assert_eq!(budget.refusals(), 0);
+    assert!(budget.peak() <= budget.limit());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(budget.used(), 0, "all given back");
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_fit_is_closed_with_1013_after_the_wait() {
+    let budget = Budget::new(1 << 20, Duration::from_millis(300));
+    let server = echo_server(
+        Config::default()
+            .max_message_size(4 << 20)
+            .max_frame_size(4 << 20)
+            .budget(budget.clone()),
+    )
+    .await;
+    let mut tcp = raw(server.addr).await;
+    let started = std::time::Instant::now();
+    tcp.write_all(&header(2 << 20)).await.unwrap();
+    let _ = tcp.write_all(&[0u8; 64 << 10]).await;
+    let (opcode, _, code) = read_frame(&mut tcp).await;
+    assert_eq!((opcode, u16::from_be_bytes(code)), (0x8, 1013));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        (budget.waits(), budget.refusals(), budget.used()),
+        (1, 1, 0)
+    );
+    small_round_trip(&server.url("/")).await;
+}
+
+#[tokio::test]
+async fn a_compressed_message_is_inflated_only_as_far_as_its_room() {
+    // Room for one 1 MiB message: a second bomb at once waits, then gets
+    // its own 1009 once the first is done; the budget never goes over.
+    let budget = Budget::new(1 << 20, Duration::from_secs(10));
+    let server = echo_server(
+        Config::default()
+            .max_message_size(900 << 10)
+            .budget(budget.clone()),
+    )
+    .await;
+    let (mut good, _) = tether::connect(&server.url("/")).await.unwrap();
+    let mut closes = Vec::new();
+    let mut bombs = Vec::new();
+    for _ in 0..4 {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let request = HANDSHAKE.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.unwrap());
+        }
+        bombs.push(tcp);
+    }
+    let zeros = deflated_zeros(64 << 20);
+    for tcp in &mut bombs {
+        let mut frame = vec![0xc2, 0x80 | 127];
+        frame.extend((zeros.len() as u64).to_be_bytes());
+        frame.extend([0; 4]);
+        frame.extend_from_slice(&zeros);
+        let _ = tcp.write_all(&frame).await;
+    }
+    for tcp in &mut bombs {
+        let (opcode, _, code) = read_frame(tcp).await;
+        closes.push((opcode, u16::from_be_bytes(code)));
+    }
+    assert_eq!(closes, vec![(0x8, 1009); 4]);
+    assert!(budget.peak() <= budget.limit());
+    good.send("still here").await.unwrap();
+    assert_eq!(
+        good.recv().await.unwrap(),
+        Some(Message::text("still here"))
+    );
+}
+
+/// Raw deflate of `n` zero bytes, sync-flushed, its tail stripped (RFC 7692).
+fn deflated_zeros(n: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut compress = Compress::new(Compression::best(), false);
+    let input = vec![0u8; n];
+    let mut out = Vec::with_capacity(n / 500 + 1024);
+    compress
+        .compress_vec(&input, &mut out, FlushCompress::Sync)
+        .unwrap();
+    while compress.total_in() < n as u64 {
+        out.reserve(1 << 16);
+        let at = compress.total_in() as usize;
+        compress
+            .compress_vec(&input[at..], &mut out, FlushCompress::Sync)
+            .unwrap();
+    }
+    out.truncate(out.len() - 4);
+    out
+}
