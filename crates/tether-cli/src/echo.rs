@@ -36,6 +36,15 @@ pub struct EchoArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Bytes all connections together may hold for messages being read or
+    /// inflated; past it a connection stops being read, and after
+    /// --buffer-wait is closed with 1013. 0 turns the bound off. Default: a
+    /// quarter of the machine's memory (or of the control group's limit).
+    #[arg(long)]
+    max_buffered_bytes: Option<usize>,
+    /// Seconds a connection waits for room under --max-buffered-bytes.
+    #[arg(long, default_value_t = 5.0)]
+    buffer_wait: f64,
     /// Serving threads, each with its own listener on the address (default:
     /// the cores this process may run on).
     #[arg(long)]
@@ -58,10 +67,18 @@ pub fn run(args: EchoArgs) -> anyhow::Result<()> {
         .enabled(!args.no_compression)
         .server_no_context_takeover(!args.context_takeover)
         .client_no_context_takeover(!args.context_takeover);
-    let config = Config::default()
+    let mut config = Config::default()
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_message_size)
         .deflate(deflate);
+    let limit = args
+        .max_buffered_bytes
+        .unwrap_or_else(tether::budget::machine_default);
+    if limit > 0 {
+        let wait = std::time::Duration::try_from_secs_f64(args.buffer_wait)
+            .map_err(|_| anyhow::anyhow!("--buffer-wait must be a number of seconds"))?;
+        config = config.budget(tether::Budget::new(limit, wait));
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let config = tether::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)?;
@@ -118,6 +135,7 @@ fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::reclaim::on_park)
         .build()?;
     runtime.block_on(accept_loop(listener, shared))
 }
@@ -199,8 +217,18 @@ async fn handshake(
 fn log_end(peer: Option<SocketAddr>, result: tether::Result<()>) {
     match result {
         Ok(()) => tracing::debug!(?peer, "connection closed"),
+        Err(e) if no_room(&e) => tracing::warn!(?peer, error = %e, "connection closed with 1013"),
         Err(e) => tracing::debug!(?peer, error = %e, "connection ended"),
     }
+}
+
+/// Whether the connection was closed for want of room in the buffer budget
+/// (worth a warning: the server is saturated, not the peer at fault).
+fn no_room(error: &tether::Error) -> bool {
+    matches!(
+        error,
+        tether::Error::Protocol(tether::ProtocolError::NoRoom { .. })
+    )
 }
 
 /// Sends every message back to its sender. Replies are fed, not sent: `recv`
@@ -231,7 +259,9 @@ fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> impl Future<Output = ()> {
         };
         // Asked of the socket only when it is logged (a system call per
         // connection otherwise).
-        let peer = tracing::enabled!(tracing::Level::DEBUG)
+        let logged =
+            tracing::enabled!(tracing::Level::DEBUG) || result.as_ref().is_err_and(no_room);
+        let peer = logged
             .then(|| ws.get_ref().tcp().peer_addr().ok())
             .flatten();
         log_end(peer, result);

@@ -4,6 +4,7 @@
 mod bench;
 mod connect;
 mod echo;
+mod reclaim;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -56,12 +57,17 @@ fn main() -> anyhow::Result<()> {
         print!("{}", tether_server::file::example());
         return Ok(());
     }
+    if matches!(cli.command, Command::Serve(_) | Command::Echo(_)) {
+        reclaim::start()?;
+    }
     if let Command::Echo(args) = cli.command {
         // The echo server builds a runtime per serving thread.
         return echo::run(args);
     }
     // One thread when the process has one core.
-    let runtime = tether::runtime()?;
+    let runtime = tether::runtime::builder()
+        .on_thread_park(reclaim::on_park)
+        .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Config(_) | Command::Echo(_) => Ok(()),

@@ -70,6 +70,15 @@ pub struct ServeArgs {
     /// [default: 10000].
     #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
+    /// Bytes all connections together may hold for messages being read or
+    /// inflated, 0 for no bound; past it a connection waits, then gets 1013
+    /// [default: a quarter of the machine's memory].
+    #[arg(long, env = "TETHER_MAX_BUFFERED_BYTES")]
+    max_buffered_bytes: Option<usize>,
+    /// Seconds a connection waits for room under --max-buffered-bytes
+    /// [default: 5].
+    #[arg(long, env = "TETHER_BUFFER_WAIT")]
+    buffer_wait: Option<f64>,
     /// Requests per second per connection (token bucket) [default: 1000].
     #[arg(long, env = "TETHER_RATE_LIMIT")]
     rate_limit: Option<f64>,
@@ -170,6 +179,12 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(max) = args.max_connections_per_ip {
         config.max_connections_per_ip = max;
+    }
+    if let Some(bytes) = args.max_buffered_bytes {
+        config.max_buffered_bytes = Some(bytes);
+    }
+    if let Some(secs) = args.buffer_wait {
+        config.buffer_wait = seconds(secs, "buffer-wait")?;
     }
     if let Some(rate) = args.rate_limit {
         anyhow::ensure!(rate > 0.0, "--rate-limit must be above 0");

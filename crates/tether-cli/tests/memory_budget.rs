@@ -1,0 +1,291 @@
+//! The process-wide buffer budget under attack, on the real `tether echo`:
+//! fifty permessage-deflate bombs and fifty plain messages just under the
+//! limit, all at once, against a server whose budget holds only a few of
+//! them. Every bomb is refused with 1009, every plain message is echoed (the
+//! ones over budget wait their turn), the process's memory stays under the
+//! budget plus a stated base, a small-message client on the same server
+//! keeps answering quickly, and memory returns to where it was afterwards.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{spawn, Child};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The server's message limit.
+const LIMIT: usize = 2 << 20;
+/// The server's budget: room for a few messages at the limit, not fifty.
+const BUDGET: usize = 8 << 20;
+/// Each attack: this many bombs and this many plain messages.
+const EACH: usize = 50;
+/// What the budget does not cover: every connection's free allowance (128
+/// KiB each, see `tether::budget::FREE_PER_CONNECTION`); messages once read,
+/// which the echo holds while writing them back (the message and its frame
+/// in the write buffer: 4 MiB for each connection being answered); zlib
+/// states, task and socket state, and a debug build's slack. Without the
+/// budget the same attack takes about 84 MiB above the start.
+const BASE: usize = EACH * 2 * (128 << 10) + (28 << 20);
+/// The small-message client's slowest round trip while the attack runs.
+const SLOWEST_ROUND_TRIP: Duration = Duration::from_secs(1);
+/// How close to its earlier level memory must come once the attack is over.
+const RETURN_MARGIN: usize = 8 << 20;
+
+/// The process's anonymous resident memory (`RssAnon`): what it allocated,
+/// without the pages of its own binary, which grow as code runs the first
+/// time (a debug build's are many) and are not memory held for peers.
+fn rss_bytes(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 1024
+}
+
+/// Raw deflate of `zeros` zero bytes, sync-flushed, tail stripped (RFC 7692).
+fn deflate_bomb(zeros: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut compress = Compress::new(Compression::best(), false);
+    let chunk = vec![0u8; 1 << 20];
+    let mut out = Vec::with_capacity(zeros / 500 + (1 << 16));
+    while (compress.total_in() as usize) < zeros {
+        if out.capacity() - out.len() < 1 << 12 {
+            out.reserve(1 << 16);
+        }
+        compress
+            .compress_vec(&chunk, &mut out, FlushCompress::None)
+            .unwrap();
+    }
+    loop {
+        out.reserve(1 << 16);
+        let before = compress.total_out();
+        compress
+            .compress_vec(&[], &mut out, FlushCompress::Sync)
+            .unwrap();
+        if compress.total_out() == before {
+            break;
+        }
+    }
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A client frame with an all-zero mask key (valid, and the payload is
+/// then sent as it is).
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n < 1 << 16 => {
+            out.push(0x80 | 126);
+            out.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend((n as u64).to_be_bytes());
+        }
+    }
+    out.extend([0; 4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Opens a WebSocket connection by hand, offering permessage-deflate if asked.
+async fn open(port: u16, deflate: bool) -> TcpStream {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let extension = match deflate {
+        true => "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+        false => "",
+    };
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extension}\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// How one attacking connection ended.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Outcome {
+    /// Its message came back whole.
+    Echoed,
+    /// The server closed with this code.
+    Closed(u16),
+    /// Anything else (TCP ended without a close frame, a short echo).
+    Other(String),
+}
+
+/// Sends `wire` (one frame) and reads what the server answers: the echo of a
+/// `len`-byte message, or a close frame.
+async fn attack(port: u16, deflate: bool, wire: &[u8], len: usize) -> Outcome {
+    let mut tcp = open(port, deflate).await;
+    let (mut read, mut write) = tcp.split();
+    // Written while reading: the server may answer before it has it all.
+    let writing = async {
+        let _ = write.write_all(wire).await;
+    };
+    let reading = async {
+        let mut head = [0u8; 2];
+        if read.read_exact(&mut head).await.is_err() {
+            return Outcome::Other("no frame".into());
+        }
+        let size = match head[1] & 0x7f {
+            126 => read.read_u16().await.unwrap() as usize,
+            127 => read.read_u64().await.unwrap() as usize,
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; size];
+        if read.read_exact(&mut payload).await.is_err() {
+            return Outcome::Other(format!("cut off in a {size}-byte frame"));
+        }
+        match head[0] & 0x0f {
+            0x8 if size >= 2 => Outcome::Closed(u16::from_be_bytes([payload[0], payload[1]])),
+            0x2 if size == len => Outcome::Echoed,
+            op => Outcome::Other(format!("opcode {op:#x}, {size} bytes")),
+        }
+    };
+    let (_, outcome) = tokio::join!(writing, reading);
+    outcome
+}
+
+/// A small-message client's round trips, timed, until `until`.
+async fn round_trips(port: u16, until: Instant) -> Vec<Duration> {
+    let (mut ws, _) = tether::connect(&format!("ws://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let mut times = Vec::new();
+    while Instant::now() < until {
+        let start = Instant::now();
+        ws.send("ping me back").await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(10), ws.recv())
+            .await
+            .expect("the small client is answered")
+            .unwrap();
+        assert_eq!(echoed, Some(tether::Message::text("ping me back")));
+        times.push(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    times
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_bombs_and_fifty_large_messages_stay_within_the_budget() {
+    let (server, port): (Child, u16) = spawn(
+        &[
+            "echo",
+            "--threads",
+            "2",
+            "--max-message-size",
+            &LIMIT.to_string(),
+            "--max-buffered-bytes",
+            &BUDGET.to_string(),
+            // Long enough that every connection gets its turn.
+            "--buffer-wait",
+            "30",
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let pid = server.0.id();
+    // 1 GiB of zeros in about 1 MiB: refused at 2 MiB inflated.
+    let bomb = frame(0xc2, &deflate_bomb(1 << 30));
+    let plain = frame(0x82, &vec![7u8; LIMIT - 1024]);
+
+    // Warm up (the server's first connection, the client's runtime), then
+    // take the level before.
+    round_trips(port, Instant::now() + Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_bytes(pid);
+
+    // Sampled every few milliseconds while the attack runs.
+    let peak = Arc::new(AtomicUsize::new(before));
+    let sampling = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                peak.fetch_max(rss_bytes(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let small = tokio::spawn(round_trips(port, Instant::now() + Duration::from_secs(3)));
+    let mut attackers = tokio::task::JoinSet::new();
+    for _ in 0..EACH {
+        let bomb = bomb.clone();
+        attackers.spawn(async move { ("bomb", attack(port, true, &bomb, 0).await) });
+        let plain = plain.clone();
+        attackers.spawn(async move { ("plain", attack(port, false, &plain, LIMIT - 1024).await) });
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    let finished = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(done) = attackers.join_next().await {
+            *outcomes.entry(done.unwrap()).or_insert(0) += 1;
+        }
+    })
+    .await;
+    assert!(finished.is_ok(), "attackers still running: {outcomes:?}");
+    let times = small.await.unwrap();
+    sampling.abort();
+    let peak = peak.load(Ordering::Relaxed).max(rss_bytes(pid));
+
+    assert_eq!(
+        outcomes.get(&("bomb", Outcome::Closed(1009))),
+        Some(&EACH),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.get(&("plain", Outcome::Echoed)),
+        Some(&EACH),
+        "{outcomes:?}"
+    );
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "anonymous RSS {} MiB before, peak {} MiB (+{} MiB; budget {} MiB, base allowed {} MiB)",
+        before >> 20,
+        peak >> 20,
+        grown >> 20,
+        BUDGET >> 20,
+        BASE >> 20
+    );
+    assert!(grown <= BUDGET + BASE, "grew by {} MiB", grown >> 20);
+    let slowest = times.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "small client: {} round trips during the attack, slowest {slowest:?}",
+        times.len()
+    );
+    assert!(
+        times.len() > 10 && slowest < SLOWEST_ROUND_TRIP,
+        "{slowest:?}"
+    );
+
+    // Memory given back: within a margin of the level before, in seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = rss_bytes(pid);
+    while now > before + RETURN_MARGIN && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        now = rss_bytes(pid);
+    }
+    eprintln!("anonymous RSS {} MiB after the attack", now >> 20);
+    assert!(
+        now <= before + RETURN_MARGIN,
+        "still {} MiB above the level before",
+        (now - before) >> 20
+    );
+}
