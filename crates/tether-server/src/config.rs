@@ -46,6 +46,8 @@ pub const DEFAULT_RATE_BURST: u32 = 2000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 /// Default for [`ServerConfig::max_connections_per_ip`].
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10_000;
+/// Default for [`ServerConfig::buffer_wait`].
+pub const DEFAULT_BUFFER_WAIT: Duration = tether::budget::DEFAULT_WAIT;
 /// Default for [`ServerConfig::reconnect_window`].
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
 /// Default [`HttpConfig::session_ttl`].
@@ -270,6 +272,16 @@ pub struct ServerConfig {
     /// Connections from one IP address; more are refused with 429 (0: no limit).
     /// Default: [`DEFAULT_MAX_CONNECTIONS_PER_IP`].
     pub max_connections_per_ip: usize,
+    /// Bytes all WebSocket connections together may hold for messages being
+    /// read or inflated (a [`tether::Budget`]); past it a connection stops
+    /// being read until room frees, and after [`Self::buffer_wait`] is
+    /// closed with 1013. `None`: a quarter of the machine's memory
+    /// ([`tether::budget::machine_default`]); `Some(0)`: no bound.
+    /// Default: `None`.
+    pub max_buffered_bytes: Option<usize>,
+    /// How long a connection waits for room under `max_buffered_bytes`.
+    /// Default: [`DEFAULT_BUFFER_WAIT`].
+    pub buffer_wait: Duration,
     /// Token verification and anonymous access. Default: [`AuthConfig::default`]
     /// (no keys, anonymous clients allowed).
     pub auth: AuthConfig,
@@ -299,6 +311,8 @@ impl Default for ServerConfig {
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_buffered_bytes: None,
+            buffer_wait: DEFAULT_BUFFER_WAIT,
             auth: AuthConfig::default(),
             rate_limit: DEFAULT_RATE_LIMIT,
             rate_burst: DEFAULT_RATE_BURST,
@@ -394,6 +408,7 @@ impl ServerConfig {
             ));
         }
         positive("ping_interval_secs", self.ping_interval)?;
+        positive("buffer_wait_secs", self.buffer_wait)?;
         positive("pong_timeout_secs", self.pong_timeout)?;
         positive("idempotency_window_secs", self.idempotency_window)?;
         positive("http.session_ttl_secs", self.http.session_ttl)?;

@@ -34,6 +34,8 @@ pub struct FileConfig {
     rate_burst: Option<u32>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    max_buffered_bytes: Option<usize>,
+    buffer_wait_secs: Option<f64>,
     #[serde(default)]
     channels: NamespaceFile,
     #[serde(default)]
@@ -218,6 +220,14 @@ impl FileConfig {
             self.max_connections_per_ip,
             &mut config.max_connections_per_ip,
         );
+        if let Some(bytes) = self.max_buffered_bytes {
+            config.max_buffered_bytes = Some(bytes);
+        }
+        secs(
+            "buffer_wait_secs",
+            self.buffer_wait_secs,
+            &mut config.buffer_wait,
+        )?;
         let http = &mut config.http;
         secs(
             "http.session_ttl_secs",
@@ -310,6 +320,13 @@ rate_burst = {burst}
 max_connections = {max_conn}
 max_connections_per_ip = {per_ip}
 
+# Bytes all connections together may hold for messages being read or inflated;
+# past it a connection stops being read, and after buffer_wait_secs is closed
+# with 1013. Unset: a quarter of the machine's memory (or of the control
+# group's limit); 0: no bound.
+# max_buffered_bytes = 268435456
+buffer_wait_secs = {buffer_wait}
+
 # On SIGTERM/SIGINT: time to flush queues, and the window clients spread their
 # reconnections over.
 shutdown_timeout_secs = {shutdown}
@@ -376,6 +393,7 @@ max_stream_bytes = {stream_bytes}
         burst = d.rate_burst,
         max_conn = d.max_connections,
         per_ip = d.max_connections_per_ip,
+        buffer_wait = d.buffer_wait.as_secs_f64(),
         shutdown = d.shutdown_timeout.as_secs_f64(),
         window = d.reconnect_window.as_secs_f64(),
         history = config::DEFAULT_HISTORY_SIZE,

@@ -68,10 +68,80 @@ pub struct Metrics {
     /// memory: the loop backs off) or `peer` (a connection gone before it was
     /// accepted).
     pub accept_errors: Family<ReasonLabel, Counter>,
+    /// The buffer budget the WebSocket connections share, read at each render.
+    budget: Option<BudgetMetrics>,
+}
+
+/// The budget's figures as metrics, brought up to date when rendered.
+#[derive(Debug)]
+struct BudgetMetrics {
+    budget: tether::Budget,
+    limit: Gauge,
+    used: Gauge,
+    peak: Gauge,
+    waits: Counter,
+    refusals: Counter,
+}
+
+impl BudgetMetrics {
+    fn register(budget: tether::Budget, registry: &mut Registry) -> Self {
+        let metrics = Self {
+            budget,
+            limit: Gauge::default(),
+            used: Gauge::default(),
+            peak: Gauge::default(),
+            waits: Counter::default(),
+            refusals: Counter::default(),
+        };
+        registry.register(
+            "buffer_budget_bytes",
+            "Bytes all connections may hold for messages being read (max_buffered_bytes)",
+            metrics.limit.clone(),
+        );
+        registry.register(
+            "buffer_budget_used_bytes",
+            "Bytes of the buffer budget held now",
+            metrics.used.clone(),
+        );
+        registry.register(
+            "buffer_budget_peak_bytes",
+            "Most bytes of the buffer budget held at once since start",
+            metrics.peak.clone(),
+        );
+        registry.register(
+            "buffer_budget_waits",
+            "Times a connection found the buffer budget full and stopped being read",
+            metrics.waits.clone(),
+        );
+        registry.register(
+            "buffer_budget_refusals",
+            "Connections closed with 1013 after waiting for room in the buffer budget",
+            metrics.refusals.clone(),
+        );
+        metrics
+    }
+
+    fn update(&self) {
+        let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.limit.set(gauge(self.budget.limit()));
+        self.used.set(gauge(self.budget.used()));
+        self.peak.set(gauge(self.budget.peak()));
+        self.waits
+            .inc_by(self.budget.waits().saturating_sub(self.waits.get()));
+        self.refusals
+            .inc_by(self.budget.refusals().saturating_sub(self.refusals.get()));
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Metrics {
+    /// The server's metrics, with those of the buffer budget if it has one.
+    pub fn new(budget: Option<tether::Budget>) -> Self {
         let mut registry = Registry::with_prefix("tether");
         let metrics = Self {
             connections: Family::default(),
@@ -90,6 +160,7 @@ impl Default for Metrics {
             // 1 µs to ~1 s, doubling.
             fanout_seconds: Histogram::new((0..21).map(|i| 1e-6 * 2f64.powi(i))),
             accept_errors: Family::default(),
+            budget: None,
             registry: Registry::default(),
         };
         registry.register(
@@ -167,14 +238,14 @@ impl Default for Metrics {
             "Accepts that failed, by reason",
             metrics.accept_errors.clone(),
         );
+        let budget = budget.map(|budget| BudgetMetrics::register(budget, &mut registry));
         Self {
             registry,
+            budget,
             ..metrics
         }
     }
-}
 
-impl Metrics {
     /// Counts a session opened on `transport`; the gauge goes down when the
     /// returned guard is dropped, however the session ends.
     pub fn open(self: &std::sync::Arc<Self>, transport: &str) -> OpenSession {
@@ -221,6 +292,9 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Some(budget) = &self.budget {
+            budget.update();
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");

@@ -53,9 +53,14 @@ impl AppState {
         // The WebSocket transport answers a client's close itself, once the
         // replies to the requests read before it are out.
         config.websocket.auto_close = false;
+        let limit = config
+            .max_buffered_bytes
+            .unwrap_or_else(tether::budget::machine_default);
+        let budget = (limit > 0).then(|| tether::Budget::new(limit, config.buffer_wait));
+        config.websocket.budget = budget.clone();
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(budget));
         let hub = Hub::new(config.clone(), metrics.clone());
         let state = Self {
             hub,

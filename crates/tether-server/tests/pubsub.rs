@@ -609,6 +609,46 @@ async fn exposes_prometheus_metrics() {
 }
 
 #[tokio::test]
+async fn a_message_without_room_in_the_buffer_budget_is_closed_with_1013_and_counted() {
+    let mut config = ServerConfig::default();
+    config.max_buffered_bytes = Some(512 << 10);
+    config.buffer_wait = Duration::from_millis(200);
+    let server = start(config).await;
+    let mut client = Client::connect(&server).await;
+    // A 900 KiB frame (under the 1 MiB message limit) needs more room than
+    // the budget has: the connection waits, then gets 1013.
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /connection/websocket HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend(((900u64) << 10).to_be_bytes());
+    frame.extend([0; 4]);
+    frame.extend(vec![b' '; 64 << 10]);
+    tcp.write_all(&frame).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    // A close frame: 0x88, its length, then the code.
+    assert_eq!(answer.first(), Some(&0x88), "{answer:?}");
+    assert_eq!(u16::from_be_bytes([answer[2], answer[3]]), 1013);
+    // The other client goes on, and the metrics tell what happened.
+    client.call(json!({"op": "ping"})).await;
+    let samples = metrics(&server).await;
+    assert_eq!(samples["tether_buffer_budget_bytes"], 524288.0);
+    assert_eq!(samples["tether_buffer_budget_used_bytes"], 0.0);
+    assert_eq!(samples["tether_buffer_budget_waits_total"], 1.0);
+    assert_eq!(samples["tether_buffer_budget_refusals_total"], 1.0);
+}
+
+#[tokio::test]
 async fn refuses_a_flood_with_109_then_closes_with_1008() {
     let server = start(ServerConfig::default().rate_limit(5.0, 5)).await;
     let mut client = Client::connect(&server).await;
