@@ -247,7 +247,10 @@ impl Reader {
                     return Poll::Pending;
                 }
                 self.room_ticks += 1;
-                timer.as_mut().reset(Instant::now() + retry);
+                // From the last deadline, not from now: late wake-ups do not
+                // stretch the wait (several looks may then be due at once).
+                let next = timer.deadline() + retry;
+                timer.as_mut().reset(next);
             }
         }
         let waited = retry * u32::from(self.room_ticks.saturating_sub(1));
