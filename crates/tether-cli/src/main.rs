@@ -69,7 +69,10 @@ fn main() -> anyhow::Result<()> {
         .on_thread_park(reclaim::on_park)
         .build()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(*args)),
+        Command::Serve(args) => runtime.block_on(async {
+            tokio::spawn(reclaim::wake_up());
+            serve::run(*args).await
+        }),
         Command::Config(_) | Command::Echo(_) => Ok(()),
         Command::Bench(args) => {
             let code = runtime.block_on(bench::run(*args))?;

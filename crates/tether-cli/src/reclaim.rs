@@ -15,7 +15,9 @@
 //! Pages a serving thread has emptied stay with that thread until it
 //! collects them, which only it can do: [`on_park`], installed on every
 //! serving runtime, collects when the thread goes idle, at most every
-//! [`PARK_PERIOD`].
+//! [`PARK_PERIOD`]; [`wake_up`], spawned on every serving runtime, makes an
+//! idle thread wake (and park again) now and then, so the last collection
+//! after a burst is not skipped for good.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -46,6 +48,18 @@ pub fn on_park() {
     if due {
         // SAFETY: as in `start`.
         unsafe { libmimalloc_sys::mi_collect(false) };
+    }
+}
+
+/// How often [`wake_up`] wakes its runtime.
+const WAKE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Wakes the runtime it runs on every [`WAKE_PERIOD`], for [`on_park`].
+pub async fn wake_up() {
+    let mut every = tokio::time::interval(WAKE_PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
     }
 }
 
