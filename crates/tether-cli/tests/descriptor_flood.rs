@@ -1,5 +1,7 @@
-//! A flood of connections past the process's descriptor limit (lowered with
-//! `prlimit` for the test): `tether serve` and `tether echo` back off instead
+//! A flood of connections against a lowered descriptor limit (`prlimit`).
+//! Near their limit `tether serve` and `tether echo` answer new connections
+//! with 503 rather than let the kernel refuse them; with the limit lowered
+//! under them while they run, so they really run out, they back off instead
 //! of spinning on `EMFILE`, keep serving the connections they have, say so
 //! once in the log and in `/metrics`, and accept again once descriptors free.
 
@@ -42,6 +44,20 @@ async fn spawn_limited(args: &[&str]) -> (Child, u16) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("tether {args:?} did not start listening on {listen}");
+}
+
+/// Lowers the running process's descriptor limit to `limit`, under the
+/// headroom it computed at start, so a flood really runs it out.
+fn lower_limit(pid: u32, limit: u32) {
+    let lowered = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(lowered.success());
 }
 
 /// CPU seconds (user + system) the process has used.
@@ -118,9 +134,10 @@ async fn serve_backs_off_while_out_of_descriptors_and_recovers() {
     let url = format!("ws://127.0.0.1:{port}/connection/websocket");
     let (mut before, _) = tether::connect(&url).await.unwrap();
     round_trip(&mut before, r#"{"id":1,"op":"subscribe","channel":"c"}"#).await;
+    lower_limit(pid, 40);
     let held = flood(port).await;
     assert!(
-        held.len() > LIMIT as usize,
+        held.len() > 40,
         "the flood outgrew the limit ({})",
         held.len()
     );
@@ -174,6 +191,7 @@ async fn echo_backs_off_while_out_of_descriptors_and_recovers() {
     let url = format!("ws://127.0.0.1:{port}/");
     let (mut before, _) = tether::connect(&url).await.unwrap();
     assert_eq!(round_trip(&mut before, "hello").await, "hello");
+    lower_limit(pid, 40);
     let held = flood(port).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu = cpu_seconds(pid);
@@ -189,4 +207,66 @@ async fn echo_backs_off_while_out_of_descriptors_and_recovers() {
     assert_eq!(round_trip(&mut after, "again").await, "again");
     let log = log_of(child);
     assert!(log.contains("accepting again"), "{log}");
+}
+
+/// Floods `port` and reads what the connections past the headroom are told.
+async fn refused_near_the_limit(args: &[&str], url_path: &str) -> String {
+    let (child, port) = spawn_limited(args).await;
+    let url = format!("ws://127.0.0.1:{port}{url_path}");
+    let (mut before, _) = tether::connect(&url).await.unwrap();
+    let mut held = flood(port).await;
+    // The last ones came past the headroom (LIMIT - 64 descriptors): each
+    // is answered at once, without sending a request.
+    let mut answer = Vec::new();
+    let last = held.last_mut().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), last.read_to_end(&mut answer))
+        .await
+        .expect("refused promptly")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    // The connection it had is served throughout; new ones once the flood goes.
+    before
+        .send(tether::Message::Ping(bytes::Bytes::new()))
+        .await
+        .unwrap();
+    drop(held);
+    let mut after = connect_again(&url).await;
+    after
+        .send(tether::Message::Ping(bytes::Bytes::new()))
+        .await
+        .unwrap();
+    drop((before, after));
+    if args[0] == "serve" {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut metrics = String::new();
+        tcp.read_to_string(&mut metrics).await.unwrap();
+        let refused: f64 = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"tether_rejected_handshakes_total{reason="descriptors"} "#)
+            })
+            .expect("the refusals are counted")
+            .parse()
+            .unwrap();
+        assert!(refused >= 1.0);
+    }
+    log_of(child)
+}
+
+#[tokio::test]
+async fn serve_answers_503_near_its_descriptor_limit() {
+    let log = refused_near_the_limit(&["serve"], "/connection/websocket").await;
+    assert_eq!(log.matches("near the descriptor limit").count(), 1, "{log}");
+    assert!(log.contains("below the descriptor limit again"), "{log}");
+}
+
+#[tokio::test]
+async fn echo_answers_503_near_its_descriptor_limit() {
+    let log = refused_near_the_limit(&["echo", "--threads", "1"], "/").await;
+    assert_eq!(log.matches("near the descriptor limit").count(), 1, "{log}");
 }

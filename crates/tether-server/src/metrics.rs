@@ -11,7 +11,8 @@ use prometheus_client::registry::Registry;
 /// Label for rejected handshakes.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// Why: `origin`, `shutting_down`, `bad_handshake`, `too_many_connections`.
+    /// Why: `origin`, `shutting_down`, `bad_handshake`, `too_many_connections`,
+    /// `descriptors` (answered 503 near the descriptor limit).
     pub reason: String,
 }
 

@@ -6,6 +6,11 @@
 //! right away spins a core and floods the log. [`AcceptBackoff`] waits
 //! longer after each such failure (5 ms doubling to 1 s), lets the existing
 //! connections go on, and notes when accepting works again.
+//!
+//! Better still is not to get there: [`DescriptorHeadroom`] tells when an
+//! accepted connection leaves fewer than [`DESCRIPTOR_RESERVE`] descriptors,
+//! and such a connection is answered `503 Service Unavailable` at once
+//! ([`refuse`]) instead of being served until the kernel refuses the next.
 
 use std::io;
 use std::time::Duration;
@@ -85,6 +90,84 @@ impl AcceptBackoff {
     }
 }
 
+/// Descriptors a server keeps free below its limit, for what is not a client
+/// socket: listeners, the runtime's, log and configuration files,
+/// connections to other services, and refusals being written.
+pub const DESCRIPTOR_RESERVE: usize = 64;
+
+/// Tells when an accepted socket leaves too few descriptors below the
+/// process's limit, so the server refuses it with 503 ([`refuse`]) before the
+/// kernel starts refusing with `EMFILE`.
+///
+/// The kernel hands out the lowest free descriptor, so a socket numbered `n`
+/// means descriptors `0..n` are all in use: no count to keep per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct DescriptorHeadroom {
+    refuse_from: usize,
+}
+
+impl DescriptorHeadroom {
+    /// Headroom of [`DESCRIPTOR_RESERVE`] below the current limit (half the
+    /// limit when that is smaller). Make a new one after `EMFILE`: the limit
+    /// may have been lowered while the process runs.
+    pub fn new() -> Self {
+        let limit = descriptor_limit();
+        Self {
+            refuse_from: limit.saturating_sub(DESCRIPTOR_RESERVE).max(limit / 2),
+        }
+    }
+
+    /// Whether `socket` was handed out within the reserve: refuse it.
+    pub fn exhausted(&self, socket: &impl std::os::fd::AsRawFd) -> bool {
+        usize::try_from(socket.as_raw_fd()).is_ok_and(|fd| fd >= self.refuse_from)
+    }
+
+    /// The lowest descriptor number that is refused.
+    pub fn refuse_from(&self) -> usize {
+        self.refuse_from
+    }
+}
+
+impl Default for DescriptorHeadroom {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process's soft limit on open descriptors (`usize::MAX` when it has
+/// none or it cannot be read).
+pub fn descriptor_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the struct it is given and nothing else.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if read != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// What a refused connection is told.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+    Content-Type: text/plain\r\nContent-Length: 30\r\nConnection: close\r\n\r\n\
+    server at its connection limit";
+
+/// Answers a connection the server has no room for with `503 Service
+/// Unavailable` (`Retry-After: 1`) and closes it, at once and without
+/// waiting: the refusal holds its descriptor for no longer than the call, so
+/// a flood of refusals cannot run the process out of descriptors itself.
+/// What the client already sent is read first and dropped, so the close is
+/// a FIN rather than a reset that could lose the answer.
+pub fn refuse(socket: tokio::net::TcpStream) {
+    let mut request = [0u8; 4096];
+    let _ = socket.try_read(&mut request);
+    // A fresh socket's send buffer takes the answer whole.
+    let _ = socket.try_write(REFUSAL);
+    drop(socket);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +195,18 @@ mod tests {
             backoff.failed(&emfile()),
             AfterFailure::Wait { first: true, .. }
         ));
+    }
+
+    #[test]
+    fn refuses_descriptors_within_the_reserve() {
+        let headroom = DescriptorHeadroom::new();
+        let limit = descriptor_limit();
+        assert!(headroom.refuse_from() < limit && headroom.refuse_from() >= limit / 2);
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(
+            !headroom.exhausted(&file),
+            "a fresh test process is far from its limit"
+        );
     }
 
     #[test]
