@@ -76,6 +76,37 @@ def main():
     write("inflate", "stored-block", bytes([0x00, 0x05, 0x00, 0xFA, 0xFF]) + b"Hello" + b"\x00")
     write("inflate", "text", deflate(b"the quick brown fox " * 50))
     write("inflate", "zeros", deflate(bytes(200000)))
+    session = [
+        b'{"id":1,"op":"connect"}',
+        b'{"id":2,"op":"subscribe","channel":"chat:lobby"}',
+        b'{"id":3,"op":"publish","channel":"chat:lobby","data":{"text":"hi"},"idempotency_key":"k1"}',
+        b'{"id":4,"op":"publish","channel":"chat:lobby","data":{"text":"hi"},"idempotency_key":"k1"}',
+        b'{"id":5,"op":"presence","channel":"chat:lobby"}',
+        b'{"id":6,"op":"history","channel":"chat:lobby","limit":10}',
+        b'{"id":7,"op":"subscribe","channel":"news","recover":{"offset":3,"epoch":"x"}}',
+        b'{"id":8,"op":"unsubscribe","channel":"chat:lobby"}',
+        b'{"id":9,"op":"ping"}',
+    ]
+    write("session_requests", "whole-session", b"\n".join(session))
+    write("session_requests", "bad-input", b"\n".join([
+        b'{"id":1,"op":"teleport"}', b'not json', b'{"id":2}', b'\xff\xfe',
+        b'{"id":3,"op":"publish","channel":"a","data":' + b"[" * 40 + b"]" * 40 + b'}',
+        b'{"id":4,"op":"subscribe","channel":"' + b"x" * 300 + b'"}',
+        b'{"id":5,"op":"connect","token":"a.b.c"}',
+    ]))
+    write("api_requests", "publish-and-read", b"\n".join([
+        b'\x00{"channel":"news","data":{"headline":"hi"}}',
+        b'\x01{"channels":["a","b"],"data":1}',
+        b'\x02{"client":"c1"}',
+        b'\x03news?limit=5',
+        b'\x04news',
+        b'\x06[{"id":1,"op":"subscribe","channel":"news"},{"id":2,"op":"ping"}]',
+        b'\x06{"id":3,"op":"publish","channel":"news","data":2}',
+    ]))
+    write("api_requests", "bad-bodies", b"\n".join([
+        b'\x00{"channel":', b'\x00[]', b'\x01{"channels":"a"}', b'\x02',
+        b'\x03%zz', b'\x05not json', b'\x06{"id":"x"}', b'\x06' + b"[" * 200,
+    ]))
 
 
 if __name__ == "__main__":

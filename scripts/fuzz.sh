@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 export RUSTC_BOOTSTRAP=1
-for target in decode_frames_server decode_frames_client parse_request parse_response inflate; do
+for target in decode_frames_server decode_frames_client parse_request parse_response inflate session_requests api_requests; do
   work=target/fuzz-work/$target
   mkdir -p "$work"
   cp -n fuzz/corpus/$target/* "$work/" 2>/dev/null || true

@@ -1,7 +1,10 @@
-//! Fuzz entry points for `tether-proto`, one per input surface a peer controls.
+//! Fuzz entry points, one per input surface a peer controls: `tether-proto`'s
+//! here, `tether serve`'s requests and HTTP bodies in [`server`].
 //! Each takes arbitrary bytes and must neither panic nor allocate past the
 //! configured limits. The libFuzzer targets in `fuzz_targets/` and the corpus
 //! replayer (`src/bin/replay.rs`) both call these.
+
+pub mod server;
 
 use tether_proto::deflate::{Deflater, Inflater};
 use tether_proto::handshake::{
@@ -118,4 +121,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("parse_request", parse_request_bytes),
     ("parse_response", parse_response_bytes),
     ("inflate", inflate),
+    ("session_requests", server::session_requests),
+    ("api_requests", server::api_requests),
 ];
