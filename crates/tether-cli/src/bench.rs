@@ -8,14 +8,14 @@ use tether_bench::{Options, Scenario};
 /// Arguments of `tether bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// echo | fanout | idle | handshake | churn | transports.
+    /// echo | fanout | idle | handshake | churn | transports | bombs.
     scenario: Scenario,
     /// The server: `ws://HOST:PORT/PATH`. fanout and churn speak `tether serve`'s
     /// protocol, or the bare broadcast contract when the path is `/broadcast`;
     /// transports takes `tether serve`'s `http://HOST:PORT`.
     url: String,
-    /// Connections (echo, idle), subscribers (fanout), receivers (churn) or
-    /// parallel workers (handshake).
+    /// Connections (echo, idle, bombs: all at once), subscribers (fanout),
+    /// receivers (churn) or parallel workers (handshake).
     #[arg(short, long, default_value_t = tether_bench::options::DEFAULT_CONNECTIONS)]
     connections: usize,
     /// Messages per second in total (echo requests; fanout and churn
@@ -23,7 +23,8 @@ pub struct BenchArgs {
     /// publishes back to back.
     #[arg(short, long)]
     rate: Option<f64>,
-    /// Payload bytes per message.
+    /// Payload bytes per message (bombs: what each bomb inflates to, at
+    /// least 1 MiB).
     #[arg(short, long, default_value_t = tether_bench::options::DEFAULT_SIZE)]
     size: usize,
     /// Seconds to run (idle: to hold the connections).

@@ -109,6 +109,24 @@ async fn every_scenario_runs_and_reports() {
         );
     }
 
+    // Past `tether echo`'s 64 MiB limit, in about 128 KiB each.
+    let bombs = bench(
+        &[
+            "bombs",
+            &echo_url,
+            "-c",
+            "4",
+            "-s",
+            "134217728",
+            "--server-pid",
+            &echo_pid,
+        ],
+        &dir,
+        "bombs",
+    );
+    assert_eq!(bombs["details"]["closed 1009"], 4.0, "{bombs}");
+    assert!(bombs["details"]["server RSS peak, MiB"].as_f64().unwrap() > 0.0);
+
     let idle = bench(
         &[
             "idle",

@@ -1,6 +1,7 @@
 //! The scenarios. Each is a module with `run(&Options) -> Result<Report>`;
 //! adding one means a module and a [`Scenario`] variant.
 
+mod bombs;
 mod burst;
 mod churn;
 mod echo;
@@ -33,17 +34,21 @@ pub enum Scenario {
     /// One live feed of `tether serve` over WebSocket, SSE, long-polling and
     /// short polling, measured side by side.
     Transports,
+    /// Deflate bombs, all at once: close codes and the server's memory
+    /// before, at its peak and after.
+    Bombs,
 }
 
 impl Scenario {
     /// Every scenario, in the order `tether bench --help` lists them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Echo,
         Scenario::Fanout,
         Scenario::Idle,
         Scenario::Handshake,
         Scenario::Churn,
         Scenario::Transports,
+        Scenario::Bombs,
     ];
 
     /// Its name on the command line.
@@ -55,6 +60,7 @@ impl Scenario {
             Scenario::Handshake => "handshake",
             Scenario::Churn => "churn",
             Scenario::Transports => "transports",
+            Scenario::Bombs => "bombs",
         }
     }
 
@@ -68,6 +74,7 @@ impl Scenario {
             Scenario::Handshake => handshake::run(options).await,
             Scenario::Churn => churn::run(options).await,
             Scenario::Transports => transports::run(options).await,
+            Scenario::Bombs => bombs::run(options).await,
         }
     }
 }
