@@ -146,17 +146,12 @@ fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result
 async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     let mut backoff = tether::listen::AcceptBackoff::new();
-    let mut headroom = tether::listen::DescriptorHeadroom::new();
-    let mut refused: u64 = 0;
+    let mut descriptors = tether::listen::DescriptorGuard::new();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                if tether::listen::out_of_resources(&e) {
-                    // The limit may have been lowered under us (prlimit):
-                    // keep the headroom below the one in force.
-                    headroom = tether::listen::DescriptorHeadroom::new();
-                }
+                descriptors.accept_failed(&e);
                 match backoff.failed(&e) {
                     tether::listen::AfterFailure::Retry => {
                         tracing::debug!(error = %e, "accept failed")
@@ -178,24 +173,9 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>) -> an
         }
         // Near the descriptor limit: 503 now, rather than EMFILE for the
         // next connection and every one after it.
-        if headroom.exhausted(&tcp) {
-            if refused == 0 {
-                tracing::warn!(
-                    descriptors = headroom.refuse_from(),
-                    "near the descriptor limit: answering new connections with 503"
-                );
-            }
-            refused += 1;
-            tether::listen::refuse(tcp);
+        let Some(tcp) = descriptors.admit(tcp) else {
             continue;
-        }
-        if refused > 0 {
-            tracing::info!(
-                refused,
-                "below the descriptor limit again: serving new connections"
-            );
-            refused = 0;
-        }
+        };
         let shared = shared.clone();
         // The handshake runs in a task of its own that ends once the
         // connection has its own (smaller) task: an idle connection then

@@ -133,8 +133,7 @@ pub async fn run(
     let app = router(state);
     tokio::pin!(shutdown);
     let mut backoff = tether::listen::AcceptBackoff::new();
-    let mut headroom = tether::listen::DescriptorHeadroom::new();
-    let mut refused: u64 = 0;
+    let mut descriptors = tether::listen::DescriptorGuard::new();
     loop {
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
@@ -142,11 +141,7 @@ pub async fn run(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     metrics.accept_failed(tether::listen::out_of_resources(&error));
-                    if tether::listen::out_of_resources(&error) {
-                        // The limit may have been lowered under us (prlimit):
-                        // keep the headroom below the one in force.
-                        headroom = tether::listen::DescriptorHeadroom::new();
-                    }
+                    descriptors.accept_failed(&error);
                     match backoff.failed(&error) {
                         AfterFailure::Retry => tracing::debug!(%error, "accept failed"),
                         // Out of descriptors and the like: the others are
@@ -170,25 +165,10 @@ pub async fn run(
         }
         // Near the descriptor limit: 503 now, rather than EMFILE for the
         // next connection and every one after it.
-        if headroom.exhausted(&tcp) {
-            if refused == 0 {
-                tracing::warn!(
-                    descriptors = headroom.refuse_from(),
-                    "near the descriptor limit: answering new connections with 503"
-                );
-            }
-            refused += 1;
+        let Some(tcp) = descriptors.admit(tcp) else {
             metrics.reject("descriptors");
-            tether::listen::refuse(tcp);
             continue;
-        }
-        if refused > 0 {
-            tracing::info!(
-                refused,
-                "below the descriptor limit again: serving new connections"
-            );
-            refused = 0;
-        }
+        };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(

@@ -134,6 +134,55 @@ impl Default for DescriptorHeadroom {
     }
 }
 
+/// One accept loop's guard against running out of descriptors: the
+/// [`DescriptorHeadroom`] in force, read again after `EMFILE` (the limit may
+/// have been lowered under the running process), and the run of refusals
+/// under way, logged once as it starts and once as it ends.
+#[derive(Debug, Default)]
+pub struct DescriptorGuard {
+    headroom: DescriptorHeadroom,
+    refused: u64,
+}
+
+impl DescriptorGuard {
+    /// A guard with the headroom below the current limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// After a failed accept: reads the limit again if the process ran out
+    /// of resources.
+    pub fn accept_failed(&mut self, error: &io::Error) {
+        if out_of_resources(error) {
+            self.headroom = DescriptorHeadroom::new();
+        }
+    }
+
+    /// A socket just accepted: back to be served, or `None` once it has
+    /// been refused ([`refuse`]) for arriving within the reserve.
+    pub fn admit(&mut self, socket: tokio::net::TcpStream) -> Option<tokio::net::TcpStream> {
+        if self.headroom.exhausted(&socket) {
+            if self.refused == 0 {
+                tracing::warn!(
+                    descriptors = self.headroom.refuse_from(),
+                    "near the descriptor limit: answering new connections with 503"
+                );
+            }
+            self.refused += 1;
+            refuse(socket);
+            return None;
+        }
+        if self.refused > 0 {
+            tracing::info!(
+                refused = self.refused,
+                "below the descriptor limit again: serving new connections"
+            );
+            self.refused = 0;
+        }
+        Some(socket)
+    }
+}
+
 /// The process's soft limit on open descriptors (`usize::MAX` when it has
 /// none or it cannot be read).
 pub fn descriptor_limit() -> usize {
