@@ -112,6 +112,22 @@ async fn connect_again(url: &str) -> tether::WebSocket<tether::MaybeTlsStream> {
     panic!("not accepting again once descriptors freed");
 }
 
+/// One sample of `tether serve`'s `/metrics`, by its name and labels.
+async fn metric(port: u16, sample: &str) -> f64 {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    tcp.read_to_string(&mut metrics).await.unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{sample} is counted"))
+        .parse()
+        .unwrap()
+}
+
 /// Everything the child logged so far (it is killed first, so this ends).
 fn log_of(mut child: Child) -> String {
     let _ = child.0.kill();
@@ -159,18 +175,7 @@ async fn serve_backs_off_while_out_of_descriptors_and_recovers() {
     let reply = round_trip(&mut after, r#"{"id":1,"op":"ping"}"#).await;
     assert!(reply.contains(r#""id":1"#), "{reply}");
     // And it says so: a counter, one warning, and the recovery.
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut metrics = String::new();
-    tcp.read_to_string(&mut metrics).await.unwrap();
-    let failed: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(r#"tether_accept_errors_total{reason="resources"} "#))
-        .expect("the failures are counted")
-        .parse()
-        .unwrap();
+    let failed = metric(port, r#"tether_accept_errors_total{reason="resources"}"#).await;
     assert!(failed >= 1.0);
     // One warning as each run of failures begins and one line as it ends
     // (a run ends early when the header timeout frees a few), not a line
@@ -239,20 +244,11 @@ async fn refused_near_the_limit(args: &[&str], url_path: &str) -> String {
         .unwrap();
     drop((before, after));
     if args[0] == "serve" {
-        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut metrics = String::new();
-        tcp.read_to_string(&mut metrics).await.unwrap();
-        let refused: f64 = metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(r#"tether_rejected_handshakes_total{reason="descriptors"} "#)
-            })
-            .expect("the refusals are counted")
-            .parse()
-            .unwrap();
+        let refused = metric(
+            port,
+            r#"tether_rejected_handshakes_total{reason="descriptors"}"#,
+        )
+        .await;
         assert!(refused >= 1.0);
     }
     log_of(child)

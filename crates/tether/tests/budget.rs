@@ -59,6 +59,15 @@ async fn read_frame(tcp: &mut TcpStream) -> (u8, usize, [u8; 2]) {
         .expect("the server answered")
 }
 
+/// An echo server taking messages up to 4 MiB, sharing `budget`.
+async fn large_message_server(budget: &Budget) -> common::EchoServer {
+    let config = Config::default()
+        .max_message_size(4 << 20)
+        .max_frame_size(4 << 20)
+        .budget(budget.clone());
+    echo_server(config).await
+}
+
 async fn small_round_trip(url: &str) {
     let (mut ws, _) = tether::connect(url).await.unwrap();
     ws.send("small").await.unwrap();
@@ -70,13 +79,7 @@ async fn small_round_trip(url: &str) {
 async fn a_large_message_waits_for_room_and_goes_on_when_it_frees() {
     const SIZE: usize = 2 << 20;
     let budget = Budget::new(3 << 20, Duration::from_secs(10));
-    let server = echo_server(
-        Config::default()
-            .max_message_size(4 << 20)
-            .max_frame_size(4 << 20)
-            .budget(budget.clone()),
-    )
-    .await;
+    let server = large_message_server(&budget).await;
     // The first holds room for its whole frame, half of it sent.
     let mut first = raw(server.addr).await;
     first.write_all(&header(SIZE)).await.unwrap();
@@ -108,13 +111,7 @@ async fn a_large_message_waits_for_room_and_goes_on_when_it_frees() {
 #[tokio::test]
 async fn a_message_that_cannot_fit_is_closed_with_1013_after_the_wait() {
     let budget = Budget::new(1 << 20, Duration::from_millis(300));
-    let server = echo_server(
-        Config::default()
-            .max_message_size(4 << 20)
-            .max_frame_size(4 << 20)
-            .budget(budget.clone()),
-    )
-    .await;
+    let server = large_message_server(&budget).await;
     let mut tcp = raw(server.addr).await;
     let started = std::time::Instant::now();
     tcp.write_all(&header(2 << 20)).await.unwrap();
