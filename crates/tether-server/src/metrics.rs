@@ -57,6 +57,12 @@ pub struct Metrics {
     pub publications: Counter,
     /// Messages dropped because a connection's queue was full.
     pub queue_drops: Counter,
+    /// Frames waiting in the sessions' outbound queues (replies, and
+    /// publications of `latest-per-key` channels; other publications are read
+    /// from the channel's shared stream and are not queued per session).
+    pub queued_frames: Gauge,
+    /// Tasks alive on the runtime that renders the metrics, read at each render.
+    runtime_tasks: Gauge,
     /// Connections closed by the server, by disconnect code.
     pub disconnects: Family<CodeLabel, Counter>,
     /// Handshakes refused, by reason.
@@ -155,6 +161,8 @@ impl Metrics {
             bytes_out: Counter::default(),
             publications: Counter::default(),
             queue_drops: Counter::default(),
+            queued_frames: Gauge::default(),
+            runtime_tasks: Gauge::default(),
             disconnects: Family::default(),
             rejected_handshakes: Family::default(),
             rate_limited: Counter::default(),
@@ -213,6 +221,16 @@ impl Metrics {
             "queue_drops",
             "Messages dropped on a full connection queue",
             metrics.queue_drops.clone(),
+        );
+        registry.register(
+            "queued_frames",
+            "Frames waiting in the sessions' outbound queues",
+            metrics.queued_frames.clone(),
+        );
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive on the server's runtime (sessions, timers, requests)",
+            metrics.runtime_tasks.clone(),
         );
         registry.register(
             "disconnects",
@@ -295,6 +313,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         if let Some(budget) = &self.budget {
             budget.update();
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            self.runtime_tasks
+                .set(i64::try_from(tasks).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -646,6 +646,8 @@ async fn a_message_without_room_in_the_buffer_budget_is_closed_with_1013_and_cou
     assert_eq!(samples["tether_buffer_budget_used_bytes"], 0.0);
     assert_eq!(samples["tether_buffer_budget_waits_total"], 1.0);
     assert_eq!(samples["tether_buffer_budget_refusals_total"], 1.0);
+    assert_eq!(samples["tether_queued_frames"], 0.0, "the ping's reply went out");
+    assert!(samples["tether_runtime_tasks"] >= 1.0, "{samples:?}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tether::PreparedMessage;
 use tokio::sync::Notify;
 
@@ -98,13 +99,23 @@ struct State {
     closed: bool,
     /// The writer, when it waits for an item.
     waiter: Option<Waker>,
+    /// Items queued in every outbox of the server (`tether_queued_frames`).
+    depth: Gauge,
 }
 
 impl State {
     /// Queues `item` and returns the writer to wake (outside the lock).
     fn push(&mut self, item: Item) -> Option<Waker> {
         self.items.push_back(item);
+        self.depth.inc();
         self.waiter.take()
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // A session that ends with frames still queued takes them along.
+        self.depth.dec_by(self.items.len() as i64);
     }
 }
 
@@ -191,6 +202,12 @@ impl Outbox {
     /// A queue of `capacity` messages; returns the outbox, its receiving side and
     /// the overflow signal.
     pub fn new(capacity: usize) -> (Self, Inbox, Arc<Overflow>) {
+        Self::counted(capacity, Gauge::default())
+    }
+
+    /// [`Outbox::new`], with the items it holds counted in `depth`, a gauge
+    /// every session's queue shares.
+    pub fn counted(capacity: usize, depth: Gauge) -> (Self, Inbox, Arc<Overflow>) {
         let overflow = Arc::new(Overflow::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -198,6 +215,7 @@ impl Outbox {
                 capacity: capacity.max(1),
                 closed: false,
                 waiter: None,
+                depth,
             }),
             space: Notify::new(),
             senders: AtomicUsize::new(1),
@@ -314,6 +332,7 @@ impl Outbox {
         match superseded {
             Some(at) => {
                 state.items.remove(at);
+                state.depth.dec();
                 let waiter = state.push(item);
                 drop(state);
                 wake(waiter);
@@ -405,6 +424,7 @@ impl Inbox {
         // Taken whole: an idle connection keeps no queue buffer, and the
         // items move out of the lock.
         let items = std::mem::take(&mut state.items);
+        state.depth.dec_by(items.len() as i64);
         drop(state);
         self.shared.space.notify_waiters();
         into.extend(items.into_iter().map(|item| Queued {
@@ -416,13 +436,12 @@ impl Inbox {
 
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Option<Queued> {
-        let item = self
-            .shared
-            .state
-            .lock()
-            .expect("outbox lock")
-            .items
-            .pop_front()?;
+        let item = {
+            let mut state = self.shared.state.lock().expect("outbox lock");
+            let item = state.items.pop_front()?;
+            state.depth.dec();
+            item
+        };
         self.shared.space.notify_one();
         Some(Queued {
             frame: item.frame,
@@ -507,5 +526,25 @@ mod tests {
         assert_eq!(inbox.recv().await.map(text).as_deref(), Some("r1"));
         drop(outbox);
         assert!(inbox.recv().await.is_none());
+    }
+
+    #[test]
+    fn the_depth_gauge_follows_what_is_queued_and_what_a_session_leaves() {
+        let depth = Gauge::default();
+        let (outbox, mut inbox, _) = Outbox::counted(2, depth.clone());
+        let push = |s| outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None, None);
+        push("1");
+        push("2");
+        push("3");
+        assert_eq!(depth.get(), 2, "a dropped publication is not counted");
+        assert_eq!(drain(&mut inbox).len(), 2);
+        assert_eq!(depth.get(), 0);
+        push("4");
+        let mut all = Vec::new();
+        inbox.take_all(&mut all);
+        assert_eq!(depth.get(), 0);
+        push("5");
+        drop((outbox, inbox));
+        assert_eq!(depth.get(), 0, "an ended session's queue leaves the gauge");
     }
 }

@@ -219,7 +219,8 @@ impl Resumables {
     /// its driver.
     pub fn open(state: &AppState, kind: Kind, guard: SessionGuard) -> Arc<Resumable> {
         let config = &state.config;
-        let (outbox, inbox, overflow) = Outbox::new(config.outbound_queue);
+        let (outbox, inbox, overflow) =
+            Outbox::counted(config.outbound_queue, state.metrics.queued_frames.clone());
         let session = Session::new(
             state.hub.clone(),
             config.clone(),

@@ -162,7 +162,8 @@ where
         let metrics = state.metrics.clone();
         let _open = metrics.open("websocket");
         let config = state.config.clone();
-        let (outbox, queue, overflow) = Outbox::new(config.outbound_queue);
+        let (outbox, queue, overflow) =
+            Outbox::counted(config.outbound_queue, state.metrics.queued_frames.clone());
         let mut session = Session::new(
             state.hub.clone(),
             config.clone(),
