@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the test peers, checks formatting
 # and lints, runs unit, integration and interop tests, replays the fuzz corpus,
-# runs the browser tests, the Autobahn TestSuite in both roles, and a short smoke
-# run of the comparison benchmark (benchmarks themselves are not part of CI).
+# runs the browser tests, the Autobahn TestSuite in both roles, a two-minute
+# soak of the server, and a short smoke run of the comparison benchmark
+# (benchmarks themselves are not part of CI).
 # Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,9 @@ scripts/e2e.sh
 
 stage "Autobahn TestSuite"
 scripts/autobahn.sh
+
+stage "soak: two minutes of everything at once on tether serve"
+scripts/soak.sh 2
 
 stage "comparison benchmark smoke run (builds the peers, one short run each)"
 scripts/compare.sh --quick

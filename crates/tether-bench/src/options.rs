@@ -20,6 +20,8 @@ pub const DEFAULT_CHURN_RATE: f64 = 50.0;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default for [`Options::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Options::max_rss_growth`], in MiB.
+pub const DEFAULT_MAX_RSS_GROWTH: f64 = 8.0;
 
 /// Settings shared by every scenario; each uses the ones that apply to it.
 #[derive(Debug, Clone)]
@@ -72,6 +74,10 @@ pub struct Options {
     /// Transports: how often the short-polling subscribers poll.
     /// Default: [`DEFAULT_POLL_INTERVAL`].
     pub poll_interval: Duration,
+    /// Soak: how far the trend of the server's memory may rise after the
+    /// warm-up, in MiB: the least-squares line through the readings, from
+    /// the first to the last. Default: [`DEFAULT_MAX_RSS_GROWTH`].
+    pub max_rss_growth: f64,
 }
 
 impl Options {
@@ -95,6 +101,7 @@ impl Options {
             progress: true,
             subscribe: false,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            max_rss_growth: DEFAULT_MAX_RSS_GROWTH,
         }
     }
 
@@ -170,6 +177,9 @@ impl Options {
         }
         if self.poll_interval.is_zero() {
             return bad("--poll-interval must be above 0");
+        }
+        if self.max_rss_growth.is_nan() {
+            return bad("--max-rss-growth must be a number");
         }
         if self.messages == Some(0) {
             return bad("--messages must be at least 1");

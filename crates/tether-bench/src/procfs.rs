@@ -107,6 +107,16 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no VmRSS in /proc status"))
 }
 
+/// Threads of `pid`.
+pub fn threads(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|rest| rest.trim().parse::<u64>().ok())
+        .ok_or_else(|| io::Error::other("no Threads in /proc status"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +141,6 @@ mod tests {
         assert!(used > 0.0 && used < 60.0, "{used}");
         assert!(start.threads.is_some(), "schedstat is read");
         assert!(rss_bytes(pid).unwrap() > 1 << 20);
+        assert!(threads(pid).unwrap() >= 1);
     }
 }

@@ -112,6 +112,31 @@ impl TransportRow {
     }
 }
 
+/// One reading of the server during a soak.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SoakSample {
+    /// Seconds since the run started.
+    pub at_s: f64,
+    /// Resident memory, in bytes (given the server's PID).
+    pub rss_bytes: Option<u64>,
+    /// Open file descriptors (given the PID).
+    pub descriptors: Option<u64>,
+    /// Threads (given the PID).
+    pub threads: Option<u64>,
+    /// Open sessions, every transport (`tether_connections`).
+    pub sessions: Option<f64>,
+    /// Channel subscriptions (`tether_subscriptions`).
+    pub subscriptions: Option<f64>,
+    /// Channels held (`tether_channels`).
+    pub channels: Option<f64>,
+    /// Tasks alive on the server's runtime (`tether_runtime_tasks`).
+    pub tasks: Option<f64>,
+    /// Frames waiting in the sessions' queues (`tether_queued_frames`).
+    pub queued_frames: Option<f64>,
+    /// Bytes held for messages being read (`tether_buffer_budget_used_bytes`).
+    pub buffered_bytes: Option<f64>,
+}
+
 /// What a scenario measured.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -157,6 +182,9 @@ pub struct Report {
     /// The `transports` scenario: one row per transport, WebSocket first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transports: Vec<TransportRow>,
+    /// The `soak` scenario: the server's readings, every few seconds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SoakSample>,
 }
 
 impl Report {
@@ -206,6 +234,7 @@ impl Report {
             timeline: measured.timeline.clone(),
             latency_curve: latency.curve(),
             transports: Vec::new(),
+            samples: Vec::new(),
         }
     }
 
@@ -281,6 +310,40 @@ impl Report {
             let _ = writeln!(out, "  {name}: {value}");
         }
         out.push_str(&self.transports_table());
+        out.push_str(&self.samples_table());
+        out
+    }
+
+    /// The soak's readings as a Markdown table.
+    pub fn samples_table(&self) -> String {
+        if self.samples.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "\n| s | RSS MiB | fds | threads | sessions | subscriptions | channels | tasks | queued frames | buffered KiB |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        let int = |v: Option<u64>| v.map_or("–".to_owned(), |v| v.to_string());
+        let num = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
+        for s in &self.samples {
+            let _ = writeln!(
+                out,
+                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.at_s,
+                s.rss_bytes.map_or("–".to_owned(), |b| format!(
+                    "{:.1}",
+                    b as f64 / (1 << 20) as f64
+                )),
+                int(s.descriptors),
+                int(s.threads),
+                num(s.sessions),
+                num(s.subscriptions),
+                num(s.channels),
+                num(s.tasks),
+                num(s.queued_frames),
+                num(s.buffered_bytes.map(|b| b / 1024.0)),
+            );
+        }
         out
     }
 

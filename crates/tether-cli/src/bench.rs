@@ -8,7 +8,7 @@ use tether_bench::{Options, Scenario};
 /// Arguments of `tether bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// echo | fanout | idle | handshake | churn | transports | bombs.
+    /// echo | fanout | idle | handshake | churn | transports | bombs | soak.
     scenario: Scenario,
     /// The server: `ws://HOST:PORT/PATH`. fanout and churn speak `tether serve`'s
     /// protocol, or the bare broadcast contract when the path is `/broadcast`;
@@ -77,6 +77,11 @@ pub struct BenchArgs {
     /// transports: seconds between the short-polling subscribers' polls.
     #[arg(long, default_value_t = 1.0)]
     poll_interval: f64,
+    /// soak: how many MiB the trend of the server's memory (given
+    /// --server-pid) may rise over the run after its warm-up (least-squares
+    /// line through the readings).
+    #[arg(long, default_value_t = tether_bench::options::DEFAULT_MAX_RSS_GROWTH)]
+    max_rss_growth: f64,
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -109,6 +114,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     options.in_flight = args.in_flight;
     options.subscribe = args.subscribe;
     options.poll_interval = seconds(args.poll_interval, "poll-interval")?;
+    options.max_rss_growth = args.max_rss_growth;
     options.timeout = seconds(args.timeout, "timeout")?;
     let report = args.scenario.run(&options).await?;
     print!("{}", report.summary());

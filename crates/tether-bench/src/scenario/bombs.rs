@@ -106,14 +106,14 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
 
 /// Where the bombs go: `ws://HOST:PORT/PATH`.
 #[derive(Debug, Clone)]
-struct Target {
+pub(crate) struct Target {
     address: String,
     host: String,
     path: String,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Self> {
+    pub(crate) fn parse(url: &str) -> Result<Self> {
         let bad = |why: &str| BenchError::Protocol(format!("bombs: {url}: {why}"));
         let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
         if parsed.scheme() != "ws" {
@@ -131,7 +131,7 @@ impl Target {
 
 /// Opens a connection offering permessage-deflate, sends `wire`, and reads
 /// until the server's close frame: its code and the time since sending.
-async fn send_bomb(target: &Target, wire: &[u8]) -> Result<(u16, Duration)> {
+pub(crate) async fn send_bomb(target: &Target, wire: &[u8]) -> Result<(u16, Duration)> {
     let protocol = |why: &str| BenchError::Protocol(format!("bombs: {why}"));
     let mut tcp = TcpStream::connect(&target.address).await?;
     let request = format!(
@@ -190,7 +190,7 @@ async fn send_bomb(target: &Target, wire: &[u8]) -> Result<(u16, Duration)> {
 
 /// One masked (all-zero key) binary frame with RSV1 set: `zeros` zero bytes
 /// deflated, sync-flushed, the flush's tail stripped (RFC 7692).
-fn bomb_frame(zeros: usize) -> Vec<u8> {
+pub(crate) fn bomb_frame(zeros: usize) -> Vec<u8> {
     use flate2::{Compress, Compression, FlushCompress};
     let mut compress = Compress::new(Compression::best(), false);
     let chunk = vec![0u8; 1 << 20];

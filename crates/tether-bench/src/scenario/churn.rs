@@ -21,9 +21,9 @@ use crate::report::Report;
 
 /// What the churning clients did.
 #[derive(Debug, Default)]
-struct Churned {
-    joins: u64,
-    failures: u64,
+pub(super) struct Churned {
+    pub(super) joins: u64,
+    pub(super) failures: u64,
     latency: Latency,
 }
 
@@ -109,7 +109,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
 
 /// Starts a joining client every 1/rate seconds until told to stop; each stays
 /// for `hold`, reading, then leaves.
-async fn churn(
+pub(super) async fn churn(
     dialer: Arc<Dialer>,
     feed: Feed,
     options: Options,

@@ -9,6 +9,7 @@ mod fanout;
 pub(crate) mod feed;
 mod handshake;
 mod idle;
+mod soak;
 mod transports;
 
 use std::str::FromStr;
@@ -37,11 +38,16 @@ pub enum Scenario {
     /// Deflate bombs, all at once: close codes and the server's memory
     /// before, at its peak and after.
     Bombs,
+    /// Fan-out, churn, resuming clients, slow consumers and floods at once
+    /// against `tether serve` for `--duration`, with the server sampled every
+    /// 10 s and checked at the end (nothing lost, nothing twice, no leaks, no
+    /// upward memory trend).
+    Soak,
 }
 
 impl Scenario {
     /// Every scenario, in the order `tether bench --help` lists them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Echo,
         Scenario::Fanout,
         Scenario::Idle,
@@ -49,6 +55,7 @@ impl Scenario {
         Scenario::Churn,
         Scenario::Transports,
         Scenario::Bombs,
+        Scenario::Soak,
     ];
 
     /// Its name on the command line.
@@ -61,6 +68,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Transports => "transports",
             Scenario::Bombs => "bombs",
+            Scenario::Soak => "soak",
         }
     }
 
@@ -75,6 +83,7 @@ impl Scenario {
             Scenario::Churn => churn::run(options).await,
             Scenario::Transports => transports::run(options).await,
             Scenario::Bombs => bombs::run(options).await,
+            Scenario::Soak => soak::run(options).await,
         }
     }
 }
