@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// [default: 1024].
     #[arg(long, env = "TETHER_OUTBOUND_QUEUE")]
     outbound_queue: Option<usize>,
+    /// Payload bytes queued per connection (replies); past it the connection's
+    /// requests wait; 0: no bound [default: 4194304].
+    #[arg(long, env = "TETHER_MAX_QUEUED_BYTES")]
+    max_queued_bytes: Option<usize>,
     /// Key the HTTP API requires (`Authorization: apikey KEY`); unset leaves it open.
     #[arg(long, env = "TETHER_API_KEY")]
     api_key: Option<String>,
@@ -134,6 +138,9 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(queue) = args.outbound_queue {
         config.outbound_queue = queue;
+    }
+    if let Some(bytes) = args.max_queued_bytes {
+        config.max_queued_bytes = bytes;
     }
     if args.api_key.is_some() {
         config.api_key = args.api_key;

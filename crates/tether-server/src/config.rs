@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 128;
 /// Default for [`ServerConfig::outbound_queue`]: messages queued per connection
 /// before it counts as a slow consumer.
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+/// Default for [`ServerConfig::max_queued_bytes`]: room for a few large
+/// replies (a history page of 64 KiB publications is several MiB, and one
+/// reply of any size always fits an empty queue).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Default for [`ServerConfig::idempotency_window`].
 pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
 /// Default for [`ServerConfig::max_channel_name`], in bytes.
@@ -226,6 +230,12 @@ pub struct ServerConfig {
     /// Messages queued for one connection before it is disconnected as a slow
     /// consumer (close 4001, reconnect advised). Default: [`DEFAULT_OUTBOUND_QUEUE`].
     pub outbound_queue: usize,
+    /// Payload bytes queued for one connection (replies, conflated
+    /// publications); a reply past it waits, which stops the connection's
+    /// requests being read (0: no bound). Bytes past 64 KiB per connection
+    /// also count against `max_buffered_bytes`. Default:
+    /// [`DEFAULT_MAX_QUEUED_BYTES`].
+    pub max_queued_bytes: usize,
     /// How long a publish idempotency key is remembered.
     /// Default: [`DEFAULT_IDEMPOTENCY_WINDOW`].
     pub idempotency_window: Duration,
@@ -275,7 +285,8 @@ pub struct ServerConfig {
     /// Bytes all WebSocket connections together may hold for messages being
     /// read or inflated (a [`tether::Budget`]); past it a connection stops
     /// being read until room frees, and after [`Self::buffer_wait`] is
-    /// closed with 1013. `None`: a quarter of the machine's memory
+    /// closed with 1013. Every session's queued replies past 64 KiB are
+    /// charged to it too (past the wait: a slow-consumer disconnect). `None`: a quarter of the machine's memory
     /// ([`tether::budget::machine_default`]); `Some(0)`: no bound.
     /// Default: `None`.
     pub max_buffered_bytes: Option<usize>,
@@ -300,6 +311,7 @@ impl Default for ServerConfig {
             namespaces: HashMap::new(),
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             max_channel_name: DEFAULT_MAX_CHANNEL_NAME,
             max_publish_size: DEFAULT_MAX_PUBLISH_SIZE,
@@ -478,6 +490,12 @@ impl ServerConfig {
     /// Sets [`ServerConfig::outbound_queue`].
     pub fn outbound_queue(mut self, messages: usize) -> Self {
         self.outbound_queue = messages;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_queued_bytes`].
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
         self
     }
 

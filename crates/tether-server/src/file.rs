@@ -17,6 +17,7 @@ pub struct FileConfig {
     listen: Option<SocketAddr>,
     max_subscriptions: Option<usize>,
     outbound_queue: Option<usize>,
+    max_queued_bytes: Option<usize>,
     idempotency_window_secs: Option<f64>,
     max_channel_name: Option<usize>,
     max_publish_size: Option<usize>,
@@ -170,6 +171,7 @@ impl FileConfig {
         set(self.listen, &mut config.listen);
         set(self.max_subscriptions, &mut config.max_subscriptions);
         set(self.outbound_queue, &mut config.outbound_queue);
+        set(self.max_queued_bytes, &mut config.max_queued_bytes);
         secs(
             "idempotency_window_secs",
             self.idempotency_window_secs,
@@ -286,6 +288,9 @@ listen = "{listen}"
 
 # Messages queued per connection before it is closed as a slow consumer (4001).
 outbound_queue = {queue}
+# Payload bytes queued per connection (replies); past it the connection's
+# requests wait (0: no bound).
+max_queued_bytes = {queued_bytes}
 # Channels one connection may subscribe to.
 max_subscriptions = {subs}
 # How long publish idempotency keys are remembered, seconds.
@@ -380,6 +385,7 @@ max_stream_bytes = {stream_bytes}
 "#,
         listen = d.listen,
         queue = d.outbound_queue,
+        queued_bytes = d.max_queued_bytes,
         subs = d.max_subscriptions,
         idem = d.idempotency_window.as_secs_f64(),
         name = d.max_channel_name,

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::auth::{KeyError, Verifier};
 use crate::config::{InvalidSetting, ServerConfig};
-use crate::hub::Hub;
+use crate::hub::{Bounds, Hub};
 use crate::metrics::Metrics;
 use crate::registry::Sessions;
 use crate::session::resumable::Resumables;
@@ -72,5 +72,16 @@ impl AppState {
             resumables: Arc::default(),
         };
         Ok((state, stop))
+    }
+
+    /// The bounds of one session's outbound queue: `outbound_queue` frames,
+    /// `max_queued_bytes`, the shared buffer budget, the depth gauge.
+    pub fn queue_bounds(&self) -> Bounds {
+        Bounds {
+            frames: self.config.outbound_queue,
+            bytes: self.config.max_queued_bytes,
+            budget: self.config.websocket.budget.clone(),
+            depth: self.metrics.queued_frames.clone(),
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! A subscriber that stops reading costs bounded memory under every slow-consumer
 //! policy, while a fast subscriber on the same channel gets every publication.
 //!
+//! So does a client that asks for large replies and never reads them.
+//!
 //! Its own test binary: it measures the process's RSS, which other tests running
-//! in parallel threads would disturb.
+//! in parallel threads would disturb (and its tests take turns).
 
 mod common;
 
@@ -13,6 +15,9 @@ use std::time::Duration;
 use common::{slow_client, start, Client};
 use serde_json::json;
 use tether_server::{NamespaceOptions, ServerConfig, SlowConsumerPolicy};
+
+/// The tests here measure the whole process's memory: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Resident memory of this process, in bytes.
 fn rss() -> u64 {
@@ -32,6 +37,7 @@ const BOUND: u64 = 24 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_costs_bounded_memory_under_every_policy() {
+    let _alone = SERIAL.lock().await;
     let policies = [
         ("disconnect", SlowConsumerPolicy::Disconnect),
         ("oldest", SlowConsumerPolicy::DropOldest),
@@ -101,4 +107,76 @@ async fn a_stalled_subscriber_costs_bounded_memory_under_every_policy() {
         );
         drop(slow);
     }
+}
+
+/// A client that asks for large history pages and never reads the replies
+/// holds at most about `max_queued_bytes` and the reply being written, not
+/// every page it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_history_pages_cost_bounded_memory() {
+    let _alone = SERIAL.lock().await;
+    const PAGES: u64 = 200;
+    let config = ServerConfig::default()
+        .rate_limit(1e6, 1 << 20)
+        .default_namespace(NamespaceOptions::default().history_size(100));
+    let server = start(config).await;
+    let mut publisher = Client::connect(&server).await;
+    let payload = "x".repeat(60 << 10);
+    for _ in 0..100 {
+        publisher
+            .call(json!({"op": "publish", "channel": "pages", "data": payload}))
+            .await;
+    }
+    let mut slow = slow_client(&server).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let baseline = rss();
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    // Each page is about 6 MiB of JSON: kept whole, 200 would be 1.2 GiB.
+    let mut sent = 0;
+    for id in 1..=PAGES {
+        let request = json!({"id": id, "op": "history", "channel": "pages"}).to_string();
+        // The server stops reading this client once its queue is full, so
+        // the sends block in the end: that is the backpressure.
+        match tokio::time::timeout(Duration::from_secs(2), slow.send(request)).await {
+            Ok(result) => {
+                result.unwrap();
+                sent += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    eprintln!(
+        "{sent} history pages asked for and not read: RSS grew {:.1} MiB",
+        growth as f64 / (1 << 20) as f64
+    );
+    assert!(growth < 64 << 20, "RSS grew {growth} bytes");
+    // Once the client reads, its replies come, complete and in order.
+    let first = tokio::time::timeout(Duration::from_secs(10), slow.recv())
+        .await
+        .expect("a reply in time")
+        .unwrap()
+        .expect("still open");
+    let tether::Message::Text(text) = first else {
+        panic!("not text: {first:?}");
+    };
+    let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["id"], 1);
+    assert_eq!(
+        reply["result"]["publications"].as_array().unwrap().len(),
+        100
+    );
 }

@@ -646,8 +646,68 @@ async fn a_message_without_room_in_the_buffer_budget_is_closed_with_1013_and_cou
     assert_eq!(samples["tether_buffer_budget_used_bytes"], 0.0);
     assert_eq!(samples["tether_buffer_budget_waits_total"], 1.0);
     assert_eq!(samples["tether_buffer_budget_refusals_total"], 1.0);
-    assert_eq!(samples["tether_queued_frames"], 0.0, "the ping's reply went out");
+    assert_eq!(
+        samples["tether_queued_frames"], 0.0,
+        "the ping's reply went out"
+    );
     assert!(samples["tether_runtime_tasks"] >= 1.0, "{samples:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_without_room_in_the_buffer_budget_cut_their_session_off_as_slow() {
+    let mut config = ServerConfig::default()
+        .max_queued_bytes(0)
+        .default_namespace(tether_server::NamespaceOptions::default().history_size(40));
+    config.max_buffered_bytes = Some(4 << 20);
+    config.buffer_wait = Duration::from_millis(300);
+    let server = start(config).await;
+    let mut client = Client::connect(&server).await;
+    let payload = "x".repeat(60 << 10);
+    for _ in 0..40 {
+        client
+            .call(json!({"op": "publish", "channel": "pages", "data": payload}))
+            .await;
+    }
+    // Pages of about 2.4 MiB, asked for and not read: past what the kernel
+    // takes, the queued replies need more than the 4 MiB budget.
+    let mut slow = common::slow_client(&server).await;
+    for id in 1..=12 {
+        let request = json!({"id": id, "op": "history", "channel": "pages"}).to_string();
+        if tokio::time::timeout(Duration::from_secs(1), slow.send(request))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // The well-behaved client goes on meanwhile.
+    client.call(json!({"op": "ping"})).await;
+    let mut cut_off = false;
+    for _ in 0..200 {
+        let samples = metrics(&server).await;
+        if samples.get("tether_disconnects_total{code=\"4001\"}") == Some(&1.0) {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cut_off, "the session whose replies did not fit was cut off");
+    // Reading now, the slow client finds its connection ended.
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match slow.recv().await {
+                Ok(Some(tether::Message::Close(frame))) => return frame.map(|f| f.code.0),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .expect("the slow connection ends");
+    assert!(matches!(ended, None | Some(4001)), "{ended:?}");
+    client.call(json!({"op": "ping"})).await;
+    let samples = metrics(&server).await;
+    assert_eq!(samples["tether_buffer_budget_used_bytes"], 0.0);
 }
 
 #[tokio::test]

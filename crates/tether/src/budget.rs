@@ -124,8 +124,11 @@ impl Budget {
         self.shared.refusals.load(Ordering::Relaxed)
     }
 
-    /// Charges `bytes` if they fit.
-    fn try_take(&self, bytes: usize) -> bool {
+    /// Charges `bytes` if they fit under the limit; false (nothing charged)
+    /// if they do not. For holders other than the WebSocket readers (a
+    /// server's outbound queues), which give the bytes back with
+    /// [`Budget::release`].
+    pub fn try_charge(&self, bytes: usize) -> bool {
         let shared = &*self.shared;
         let taken = shared
             .used
@@ -142,7 +145,8 @@ impl Budget {
         }
     }
 
-    fn give_back(&self, bytes: usize) {
+    /// Gives back `bytes` charged with [`Budget::try_charge`].
+    pub fn release(&self, bytes: usize) {
         self.shared.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 
@@ -182,7 +186,7 @@ impl Share {
         let Ok(want) = u32::try_from((held - FREE_PER_CONNECTION).div_ceil(GRANT)) else {
             return false;
         };
-        if budget.try_take((want - self.grants) as usize * GRANT) {
+        if budget.try_charge((want - self.grants) as usize * GRANT) {
             self.grants = want;
             true
         } else {
@@ -197,7 +201,7 @@ impl Share {
         }
         let keep = held.saturating_sub(FREE_PER_CONNECTION).div_ceil(GRANT) as u32;
         if keep < self.grants {
-            budget.give_back((self.grants - keep) as usize * GRANT);
+            budget.release((self.grants - keep) as usize * GRANT);
             self.grants = keep;
         }
     }

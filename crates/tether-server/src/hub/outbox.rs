@@ -3,12 +3,19 @@
 //! publications on `latest-per-key` channels. Other channels' publications are
 //! read by the connection's writer straight from the channel's [`Stream`],
 //! which a [`Follow`] queued with the subscribe reply hands to it.
+//!
+//! The queue is bounded in frames and in bytes ([`Bounds`]), and the bytes a
+//! session queues past [`FREE_QUEUED`] are charged to the process-wide
+//! [`tether::Budget`] the WebSocket readers share: a client that asks for
+//! large replies (history pages) and does not read them cannot make the
+//! server hold more than its share.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 use tether::PreparedMessage;
@@ -81,6 +88,39 @@ pub struct Queued {
     pub follow: Option<Follow>,
 }
 
+/// Bytes a session may queue before they count against the process-wide
+/// budget: a few replies' worth, so ordinary sessions never touch it.
+pub const FREE_QUEUED: usize = 64 << 10;
+
+/// How often a reply waiting for room in the budget looks again.
+const BUDGET_RETRY: Duration = Duration::from_millis(10);
+
+/// What bounds one session's queue.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// Frames queued at most (at least 1).
+    pub frames: usize,
+    /// Payload bytes queued at most (0: no bound); one frame of any size is
+    /// taken into an empty queue.
+    pub bytes: usize,
+    /// Charged with the bytes queued past [`FREE_QUEUED`]; a reply that finds
+    /// it full waits up to its wait time, then the session is cut off as a
+    /// slow consumer.
+    pub budget: Option<tether::Budget>,
+    /// Items queued in every session's queue (`tether_queued_frames`).
+    pub depth: Gauge,
+}
+
+/// Whether a frame fits now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    Yes,
+    /// The session's own bound (frames or bytes) is reached.
+    Full,
+    /// The process-wide budget has no room.
+    NoBudget,
+}
+
 #[derive(Debug)]
 struct Item {
     frame: Option<PreparedMessage>,
@@ -99,23 +139,70 @@ struct State {
     closed: bool,
     /// The writer, when it waits for an item.
     waiter: Option<Waker>,
+    /// Payload bytes queued, and the bound on them (0: none).
+    bytes: usize,
+    max_bytes: usize,
+    /// Bytes charged to `budget` (those queued past [`FREE_QUEUED`]).
+    charged: usize,
+    budget: Option<tether::Budget>,
     /// Items queued in every outbox of the server (`tether_queued_frames`).
     depth: Gauge,
 }
 
+impl Item {
+    fn len(&self) -> usize {
+        self.frame.as_ref().map_or(0, |frame| frame.message().len())
+    }
+}
+
 impl State {
+    /// Whether a frame of `len` bytes fits, charging the budget for it if
+    /// it does (a later [`State::push`] of it must follow).
+    fn room(&mut self, len: usize) -> Room {
+        if self.items.len() >= self.capacity
+            || (self.max_bytes > 0 && self.bytes > 0 && self.bytes + len > self.max_bytes)
+        {
+            return Room::Full;
+        }
+        if let Some(budget) = &self.budget {
+            let want = (self.bytes + len).saturating_sub(FREE_QUEUED);
+            if want > self.charged {
+                if !budget.try_charge(want - self.charged) {
+                    return Room::NoBudget;
+                }
+                self.charged = want;
+            }
+        }
+        Room::Yes
+    }
+
     /// Queues `item` and returns the writer to wake (outside the lock).
     fn push(&mut self, item: Item) -> Option<Waker> {
+        self.bytes += item.len();
         self.items.push_back(item);
         self.depth.inc();
         self.waiter.take()
+    }
+
+    /// Accounts for `items` leaving the queue (taken, dropped or superseded).
+    fn removed(&mut self, items: usize, bytes: usize) {
+        self.depth.dec_by(items as i64);
+        self.bytes -= bytes;
+        let keep = self.bytes.saturating_sub(FREE_QUEUED);
+        if self.charged > keep {
+            if let Some(budget) = &self.budget {
+                budget.release(self.charged - keep);
+            }
+            self.charged = keep;
+        }
     }
 }
 
 impl Drop for State {
     fn drop(&mut self) {
         // A session that ends with frames still queued takes them along.
-        self.depth.dec_by(self.items.len() as i64);
+        let bytes = self.bytes;
+        self.removed(self.items.len(), bytes);
     }
 }
 
@@ -202,20 +289,27 @@ impl Outbox {
     /// A queue of `capacity` messages; returns the outbox, its receiving side and
     /// the overflow signal.
     pub fn new(capacity: usize) -> (Self, Inbox, Arc<Overflow>) {
-        Self::counted(capacity, Gauge::default())
+        Self::bounded(Bounds {
+            frames: capacity,
+            ..Bounds::default()
+        })
     }
 
-    /// [`Outbox::new`], with the items it holds counted in `depth`, a gauge
-    /// every session's queue shares.
-    pub fn counted(capacity: usize, depth: Gauge) -> (Self, Inbox, Arc<Overflow>) {
+    /// A queue within `bounds`; returns the outbox, its receiving side and
+    /// the overflow signal.
+    pub fn bounded(bounds: Bounds) -> (Self, Inbox, Arc<Overflow>) {
         let overflow = Arc::new(Overflow::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 items: VecDeque::new(),
-                capacity: capacity.max(1),
+                capacity: bounds.frames.max(1),
                 closed: false,
                 waiter: None,
-                depth,
+                bytes: 0,
+                max_bytes: bounds.bytes,
+                charged: 0,
+                budget: bounds.budget,
+                depth: bounds.depth,
             }),
             space: Notify::new(),
             senders: AtomicUsize::new(1),
@@ -233,7 +327,7 @@ impl Outbox {
     /// Queues a reply without waiting, for replies queued under a channel lock
     /// (the subscribe reply, which must precede the channel's live
     /// publications). Like every reply it is never dropped or conflated; a full
-    /// queue trips the overflow signal instead and returns false.
+    /// queue (or budget) trips the overflow signal instead and returns false.
     pub fn push_reply(
         &self,
         frame: PreparedMessage,
@@ -244,7 +338,7 @@ impl Outbox {
         if state.closed {
             return false;
         }
-        if state.items.len() >= state.capacity {
+        if state.room(frame.message().len()) != Room::Yes {
             drop(state);
             self.shared.overflow.trip();
             return false;
@@ -308,7 +402,8 @@ impl Outbox {
             key,
             follow: None,
         };
-        if state.items.len() < state.capacity {
+        let len = item.len();
+        if state.room(len) == Room::Yes {
             let waiter = state.push(item);
             drop(state);
             wake(waiter);
@@ -329,40 +424,47 @@ impl Outbox {
                 same_key.or_else(|| state.items.iter().position(|queued| queued.droppable))
             }
         };
-        match superseded {
-            Some(at) => {
-                state.items.remove(at);
-                state.depth.dec();
-                let waiter = state.push(item);
-                drop(state);
-                wake(waiter);
-            }
-            None => {
-                drop(state);
-                self.shared.overflow.trip();
-            }
+        let Some(at) = superseded else {
+            drop(state);
+            self.shared.overflow.trip();
+            return false;
+        };
+        let gone = state.items.remove(at).map_or(0, |item| item.len());
+        state.removed(1, gone);
+        // The newer publication takes the older one's place if it fits
+        // there; a larger one past the byte bound or the budget is dropped
+        // itself.
+        if state.room(len) == Room::Yes {
+            let waiter = state.push(item);
+            drop(state);
+            wake(waiter);
         }
         false
     }
 
     /// Queues a reply, waiting for room: replies are bounded by the client's own
     /// request rate, so waiting pushes back on the client. Replies are never
-    /// dropped or conflated.
+    /// dropped or conflated. A reply the process-wide budget has no room for
+    /// waits up to the budget's wait time; then the session is cut off as a
+    /// slow consumer (the overflow signal) and false is returned.
     pub async fn reply(&self, frame: PreparedMessage) -> bool {
         self.reply_following(frame, None).await
     }
 
     /// [`reply`](Self::reply), with a change to the streams the writer sends.
     pub async fn reply_following(&self, frame: PreparedMessage, follow: Option<Follow>) -> bool {
+        let len = frame.message().len();
         let mut item = Some((frame, follow));
+        let mut budget_deadline = None;
         loop {
             let space = self.shared.space.notified();
-            {
+            let budget_wait = {
                 let mut state = self.shared.state.lock().expect("outbox lock");
                 if state.closed {
                     return false;
                 }
-                if state.items.len() < state.capacity {
+                let room = state.room(len);
+                if room == Room::Yes {
                     let (frame, follow) = item.take().expect("not yet queued");
                     let waiter = state.push(Item {
                         frame: Some(frame),
@@ -375,8 +477,27 @@ impl Outbox {
                     wake(waiter);
                     return true;
                 }
+                (room == Room::NoBudget).then(|| {
+                    state
+                        .budget
+                        .as_ref()
+                        .map_or(Duration::ZERO, |b| b.wait_time())
+                })
+            };
+            let Some(wait) = budget_wait else {
+                budget_deadline = None;
+                space.await;
+                continue;
+            };
+            let now = tokio::time::Instant::now();
+            let deadline = *budget_deadline.get_or_insert(now + wait);
+            if now >= deadline {
+                self.shared.overflow.trip();
+                return false;
             }
-            space.await;
+            // Room in the budget frees elsewhere, unannounced: look again
+            // soon, or as soon as this queue drains.
+            let _ = tokio::time::timeout_at(deadline.min(now + BUDGET_RETRY), space).await;
         }
     }
 }
@@ -424,7 +545,8 @@ impl Inbox {
         // Taken whole: an idle connection keeps no queue buffer, and the
         // items move out of the lock.
         let items = std::mem::take(&mut state.items);
-        state.depth.dec_by(items.len() as i64);
+        let bytes = state.bytes;
+        state.removed(items.len(), bytes);
         drop(state);
         self.shared.space.notify_waiters();
         into.extend(items.into_iter().map(|item| Queued {
@@ -439,7 +561,7 @@ impl Inbox {
         let item = {
             let mut state = self.shared.state.lock().expect("outbox lock");
             let item = state.items.pop_front()?;
-            state.depth.dec();
+            state.removed(1, item.len());
             item
         };
         self.shared.space.notify_one();
@@ -531,7 +653,11 @@ mod tests {
     #[test]
     fn the_depth_gauge_follows_what_is_queued_and_what_a_session_leaves() {
         let depth = Gauge::default();
-        let (outbox, mut inbox, _) = Outbox::counted(2, depth.clone());
+        let (outbox, mut inbox, _) = Outbox::bounded(Bounds {
+            frames: 2,
+            depth: depth.clone(),
+            ..Bounds::default()
+        });
         let push = |s| outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None, None);
         push("1");
         push("2");
@@ -546,5 +672,82 @@ mod tests {
         push("5");
         drop((outbox, inbox));
         assert_eq!(depth.get(), 0, "an ended session's queue leaves the gauge");
+    }
+
+    fn sized(len: usize) -> PreparedMessage {
+        PreparedMessage::text("x".repeat(len))
+    }
+
+    #[tokio::test]
+    async fn replies_wait_at_the_byte_bound_but_one_always_fits() {
+        let (outbox, mut inbox, _) = Outbox::bounded(Bounds {
+            frames: 100,
+            bytes: 1000,
+            ..Bounds::default()
+        });
+        assert!(
+            outbox.reply(sized(5000)).await,
+            "an empty queue takes any reply"
+        );
+        let waiting = outbox.reply(sized(10));
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err(),
+            "over the bound: the reply waits"
+        );
+        assert_eq!(inbox.try_recv().map(text).map(|t| t.len()), Some(5000));
+        assert!(waiting.await, "room again: it is queued");
+        assert_eq!(inbox.try_recv().map(text).map(|t| t.len()), Some(10));
+    }
+
+    #[test]
+    fn bytes_past_the_free_allowance_are_charged_to_the_budget_and_given_back() {
+        let budget = tether::Budget::new(1 << 20, Duration::from_secs(1));
+        let (outbox, mut inbox, overflow) = Outbox::bounded(Bounds {
+            frames: 100,
+            budget: Some(budget.clone()),
+            ..Bounds::default()
+        });
+        let policy = SlowConsumerPolicy::DropOldest;
+        assert!(outbox.push_with(sized(FREE_QUEUED), policy, None, None));
+        assert_eq!(budget.used(), 0, "within the free allowance");
+        assert!(outbox.push_with(sized(1000), policy, None, None));
+        assert_eq!(budget.used(), 1000);
+        assert!(
+            !outbox.push_with(sized(2 << 20), policy, None, None),
+            "past the budget: dropped"
+        );
+        assert!(!overflow.flag.load(Ordering::Acquire));
+        assert_eq!(
+            drain(&mut inbox).len(),
+            1,
+            "the oldest made way, the large one did not fit"
+        );
+        assert_eq!(budget.used(), 0);
+        assert!(outbox.push_with(sized(FREE_QUEUED + 10), policy, None, None));
+        assert_eq!(budget.used(), 10);
+        drop((outbox, inbox));
+        assert_eq!(budget.used(), 0, "an ended session gives its charge back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_the_budget_cannot_hold_cuts_the_session_off_after_the_wait() {
+        let budget = tether::Budget::new(FREE_QUEUED, Duration::from_millis(300));
+        assert!(
+            budget.try_charge(FREE_QUEUED),
+            "another session holds it all"
+        );
+        let (outbox, _inbox, overflow) = Outbox::bounded(Bounds {
+            frames: 100,
+            budget: Some(budget.clone()),
+            ..Bounds::default()
+        });
+        assert!(outbox.reply(sized(100)).await, "small replies are free");
+        let started = tokio::time::Instant::now();
+        assert!(!outbox.reply(sized(FREE_QUEUED)).await);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(overflow.flag.load(Ordering::Acquire));
     }
 }

@@ -219,8 +219,7 @@ impl Resumables {
     /// its driver.
     pub fn open(state: &AppState, kind: Kind, guard: SessionGuard) -> Arc<Resumable> {
         let config = &state.config;
-        let (outbox, inbox, overflow) =
-            Outbox::counted(config.outbound_queue, state.metrics.queued_frames.clone());
+        let (outbox, inbox, overflow) = Outbox::bounded(state.queue_bounds());
         let session = Session::new(
             state.hub.clone(),
             config.clone(),

@@ -162,8 +162,7 @@ where
         let metrics = state.metrics.clone();
         let _open = metrics.open("websocket");
         let config = state.config.clone();
-        let (outbox, queue, overflow) =
-            Outbox::counted(config.outbound_queue, state.metrics.queued_frames.clone());
+        let (outbox, queue, overflow) = Outbox::bounded(state.queue_bounds());
         let mut session = Session::new(
             state.hub.clone(),
             config.clone(),
