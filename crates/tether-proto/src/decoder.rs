@@ -233,13 +233,14 @@ impl Decoder {
             self.message = None;
         }
         if self.buf.is_empty() {
-            if self.buf.capacity() > 0 || self.borrowed {
-                // Everything was consumed: let go of the spare capacity, which
-                // may also keep a delivered message's allocation alive, so an
-                // idle connection holds no input buffer.
-                self.buf = BytesMut::new();
-                self.borrowed = false;
-            }
+            // Everything was consumed: let go of the spare capacity, so an
+            // idle connection holds no input buffer. Even with none left
+            // the buffer may be the tail of a delivered message's
+            // allocation (a frame read into room reserved for exactly it),
+            // which it would keep alive for as long as the connection is
+            // open; a fresh empty buffer holds nothing.
+            self.buf = BytesMut::new();
+            self.borrowed = false;
         } else if self.borrowed && matches!(result, Ok(None)) {
             // Waiting for the rest of a frame: keep just its start.
             self.buf = BytesMut::from(&self.buf[..]);
@@ -978,5 +979,29 @@ mod tests {
         assert_eq!(message, Message::text(text.as_str()));
         assert!(!decoder.wants_room());
         assert_eq!(decoder.held(), 0);
+    }
+
+    /// A frame read into room reserved for exactly it leaves the input buffer
+    /// empty with no capacity; that buffer must not keep the delivered
+    /// message's allocation alive for the life of the connection.
+    #[test]
+    fn a_delivered_message_owns_its_allocation_alone() {
+        let message = Message::binary(vec![5u8; 200_000]);
+        let mut frame = BytesMut::new();
+        crate::encoder::Encoder::new(Role::Client, None, 0)
+            .encode(&message, Some([1, 2, 3, 4]), &mut frame)
+            .unwrap();
+        let mut decoder = Decoder::new(Role::Server, Config::default(), None);
+        let buf = decoder.buffer_mut();
+        buf.reserve(frame.len());
+        buf.extend_from_slice(&frame);
+        let Some(Message::Binary(payload)) = decoder.poll().unwrap() else {
+            panic!("a binary message");
+        };
+        assert_eq!(payload.len(), 200_000);
+        assert!(
+            payload.try_into_mut().is_ok(),
+            "the decoder still shares the message's allocation"
+        );
     }
 }

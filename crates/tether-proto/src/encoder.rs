@@ -217,6 +217,45 @@ impl Encoder {
         }
     }
 
+    /// Frames a whole text or binary message as a header and a payload kept
+    /// apart, for a sender that writes large payloads without copying them:
+    /// appends the header to `out` and returns the bytes that follow it (the
+    /// message's own, shared, or its compressed form). Returns `None`,
+    /// having written nothing, for what must be framed in one piece: control
+    /// frames, and a client's frames, whose payload is masked in the copy.
+    pub fn encode_split(
+        &mut self,
+        message: &Message,
+        out: &mut BytesMut,
+    ) -> Result<Option<Bytes>, ProtocolError> {
+        if self.role != Role::Server {
+            return Ok(None);
+        }
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.clone().into_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes.clone()),
+            _ => return Ok(None),
+        };
+        let (rsv, payload) = match self.deflater.as_mut() {
+            Some(deflater) if payload.len() >= self.threshold as usize => {
+                let mut compressed = BytesMut::new();
+                deflater.compress(&payload, &mut compressed)?;
+                (FrameHeader::RSV1, compressed.freeze())
+            }
+            _ => (0, payload),
+        };
+        let (header, header_len) = FrameHeader {
+            fin: true,
+            rsv,
+            opcode,
+            mask: None,
+            len: payload.len() as u64,
+        }
+        .to_bytes();
+        out.extend_from_slice(&header[..header_len]);
+        Ok(Some(payload))
+    }
+
     fn write_frame(
         &mut self,
         opcode: OpCode,
@@ -456,5 +495,30 @@ mod tests {
         assert_eq!(&out[..], b"\x01\x03Hel\x80\x02lo");
         decoder.receive(&out);
         assert_eq!(decoder.poll().unwrap(), Some(Message::text("Hello")));
+    }
+
+    #[test]
+    fn a_split_frame_is_the_same_bytes_as_a_whole_one() {
+        let payload = Bytes::from(vec![7u8; 70_000]);
+        let message = Message::Binary(payload.clone());
+        let mut whole = BytesMut::new();
+        Encoder::new(Role::Server, None, 0)
+            .encode(&message, None, &mut whole)
+            .unwrap();
+        let mut head = BytesMut::new();
+        let body = Encoder::new(Role::Server, None, 0)
+            .encode_split(&message, &mut head)
+            .unwrap()
+            .expect("a server's data frame splits");
+        assert_eq!(body.as_ptr(), payload.as_ptr(), "the payload is not copied");
+        head.extend_from_slice(&body);
+        assert_eq!(head, whole);
+        let mut client = Encoder::new(Role::Client, None, 0);
+        assert!(client.encode_split(&message, &mut head).unwrap().is_none());
+        let mut server = Encoder::new(Role::Server, None, 0);
+        assert!(server
+            .encode_split(&Message::Ping(Bytes::new()), &mut head)
+            .unwrap()
+            .is_none());
     }
 }

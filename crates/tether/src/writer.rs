@@ -19,6 +19,11 @@ const MAX_HEADER: usize = 14;
 /// Most chunks one batch is split into (see [`Writer::make_room`]).
 const MAX_SLICES: usize = 8;
 
+/// Data messages from this size on go out from their own bytes (a server's,
+/// see [`Writer::queue_uncopied`]) instead of copied into the write buffer:
+/// an echoed 64 MiB message then costs 64 MiB, not twice that.
+const UNCOPIED_FROM: usize = 64 << 10;
+
 /// The sending state of a connection: encoder, outgoing buffer, close flag. The
 /// stream is passed to each write. Sending waits until the socket took the
 /// bytes, which is the backpressure: a slow peer slows its sender instead of
@@ -155,6 +160,9 @@ impl Writer {
         if self.close_sent() {
             return Err(Error::AlreadyClosed);
         }
+        if message.len() >= UNCOPIED_FROM && self.queue_uncopied(message)? {
+            return Ok(());
+        }
         let mask = self.mask();
         self.make_room(message.len());
         self.encoder.encode(message, mask, &mut self.buf)?;
@@ -162,6 +170,29 @@ impl Writer {
             self.close_sent.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Queues a large data message as its header and its own payload bytes,
+    /// two chunks of the vectored write, when the encoder can frame it so
+    /// (a server's frames; a client's are masked, which needs the copy).
+    /// False, having queued nothing, when it cannot or the batch has too
+    /// many chunks already.
+    fn queue_uncopied(&mut self, message: &Message) -> Result<bool> {
+        if self.sealed().len() + 2 >= MAX_SLICES {
+            return Ok(false);
+        }
+        // The header ends the buffer in progress, which is then sealed (at
+        // most a few bytes are moved to make room: not `grow`, which would
+        // size a new buffer for everything queued).
+        self.buf.reserve(MAX_HEADER);
+        let Some(payload) = self.encoder.encode_split(message, &mut self.buf)? else {
+            return Ok(false);
+        };
+        let head = std::mem::take(&mut self.buf).freeze();
+        let sealed = self.sealed.get_or_insert_with(Box::default);
+        sealed.push(head);
+        sealed.push(payload);
+        Ok(true)
     }
 
     /// Whether the queue passed the high-water mark and should be written now.
@@ -491,6 +522,44 @@ mod tests {
             assert!(!writer.has_pending());
         }
         assert!(socket.vectored_calls > 0);
+        let mut decoder = Decoder::new(Role::Client, Config::default(), None);
+        decoder.receive(&socket.out);
+        for message in sent {
+            assert_eq!(decoder.poll().unwrap(), Some(message));
+        }
+        assert_eq!(decoder.buffered(), 0);
+    }
+
+    /// Large messages go out from their own bytes, among small ones copied
+    /// into the buffer, whole and in order; past the slices one write takes,
+    /// they are copied like the rest.
+    #[tokio::test]
+    async fn large_messages_are_written_from_their_own_bytes_in_order() {
+        let mut writer = Writer::new(Encoder::new(Role::Server, None, 0), 64 << 20);
+        let mut socket = Trickle {
+            out: Vec::new(),
+            per_call: 100_000,
+            vectored_calls: 0,
+        };
+        let mut sent = Vec::new();
+        for i in 0..10u8 {
+            let small = Message::text(format!("small {i}"));
+            let large = Message::binary(vec![i; UNCOPIED_FROM + usize::from(i)]);
+            writer.queue(&small).unwrap();
+            writer.queue(&large).unwrap();
+            if i == 0 {
+                let Message::Binary(bytes) = &large else {
+                    unreachable!()
+                };
+                let chunks = writer.sealed();
+                assert_eq!(chunks.len(), 2, "the header, then the payload itself");
+                assert_eq!(chunks[1].as_ptr(), bytes.as_ptr(), "not copied");
+            }
+            sent.extend([small, large]);
+        }
+        assert!(writer.sealed().len() < MAX_SLICES);
+        writer.flush(&mut socket).await.unwrap();
+        assert!(!writer.has_pending());
         let mut decoder = Decoder::new(Role::Client, Config::default(), None);
         decoder.receive(&socket.out);
         for message in sent {

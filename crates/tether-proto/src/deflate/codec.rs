@@ -14,6 +14,8 @@ const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Output grows by at most this much per step, so a bomb is caught before it costs
 /// more than one step beyond the limit.
 const STEP: usize = 32 << 10;
+/// Most output one compression step writes.
+const COMPRESS_STEP: usize = 256 << 10;
 
 /// Compresses outgoing messages of one connection.
 pub struct Deflater {
@@ -67,10 +69,17 @@ impl Deflater {
             .state
             .get_or_insert_with(|| pool::take_compressor(level, bits));
         let start = out.len();
+        // The most deflate can write: stored blocks of incompressible input
+        // plus the flush. The buffer grows as a message's does (sized for
+        // this at once past 1 MiB: no copy), and only the room the next step
+        // may fill is zeroed, so a large message that compresses well costs
+        // what it compresses to, not half its size.
+        let bound = start + input.len() + input.len() / 1000 + 64;
         let mut consumed = 0;
         loop {
-            let room = (input.len() - consumed) / 2 + 64;
+            let room = ((input.len() - consumed) / 2 + 64).min(COMPRESS_STEP);
             let filled = out.len();
+            grow::reserve(out, room, bound);
             out.resize(filled + room, 0);
             let (in_before, out_before) = (state.total_in(), state.total_out());
             state
