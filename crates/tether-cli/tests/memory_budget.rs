@@ -362,3 +362,101 @@ async fn fifty_bombs_and_fifty_large_messages_stay_within_the_budget() {
         (now - before) >> 20
     );
 }
+
+/// Sends one message frame on a fresh connection and reads its echo whole,
+/// sampling the server's memory every 5 ms: returns its growth at the peak
+/// over `before`, and the connection (kept open: what it holds afterwards
+/// counts too).
+async fn echo_once(
+    port: u16,
+    pid: u32,
+    deflate: bool,
+    wire: &[u8],
+    before: usize,
+) -> (usize, TcpStream) {
+    let mut tcp = open(port, deflate).await;
+    let peak = Arc::new(AtomicUsize::new(before));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_bytes(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let (mut read, mut write) = tcp.split();
+    let writing = async { write.write_all(wire).await.unwrap() };
+    let reading = async {
+        let mut head = [0u8; 2];
+        read.read_exact(&mut head).await.unwrap();
+        assert_eq!(head[0] & 0x0f, 0x2, "a binary echo, not {:#x}", head[0]);
+        let size = match head[1] & 0x7f {
+            126 => read.read_u16().await.unwrap() as usize,
+            127 => read.read_u64().await.unwrap() as usize,
+            n => n as usize,
+        };
+        let mut left = size;
+        let mut chunk = vec![0u8; 1 << 16];
+        while left > 0 {
+            let n = read.read(&mut chunk[..left.min(1 << 16)]).await.unwrap();
+            assert!(n > 0, "cut off with {left} bytes to go");
+            left -= n;
+        }
+    };
+    tokio::join!(writing, reading);
+    done.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    (peak.load(Ordering::Relaxed).saturating_sub(before), tcp)
+}
+
+/// A message at the limit costs about its size, plain or inflated, echoed
+/// back and all: no doubling growth, no second copy on the way out, and the
+/// memory is given back while the connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_at_the_limit_costs_about_its_size() {
+    const SIZE: usize = 32 << 20;
+    let (server, port): (Child, u16) = spawn(
+        &["echo", "--max-message-size", &SIZE.to_string()],
+        Stdio::null(),
+    )
+    .await;
+    let pid = server.0.id();
+    let plain = frame(0x82, &vec![7u8; SIZE - 1024]);
+    let deflated = frame(0xc2, &deflate_bomb(SIZE - 1024));
+    round_trips(port, Instant::now() + Duration::from_millis(200)).await;
+    let mut held = Vec::new();
+    for (name, deflate, wire) in [("plain", false, &plain), ("inflated", true, &deflated)] {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = rss_bytes(pid);
+        let (growth, tcp) = echo_once(port, pid, deflate, wire, before).await;
+        let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+        eprintln!(
+            "{name}: a {:.0} MiB message echoed at {:.1} MiB over {:.1} MiB ({:.2}x)",
+            mib(SIZE),
+            mib(growth),
+            mib(before),
+            growth as f64 / SIZE as f64
+        );
+        // 1.25x the message plus a debug build's slack; a second copy
+        // would be 2x.
+        assert!(
+            growth < SIZE + SIZE / 4 + (4 << 20),
+            "{name}: {growth} bytes for a {SIZE}-byte message"
+        );
+        let mut after = rss_bytes(pid);
+        for _ in 0..50 {
+            if after < before + RETURN_MARGIN {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            after = rss_bytes(pid);
+        }
+        assert!(
+            after < before + RETURN_MARGIN,
+            "{name}: {after} bytes 5 s after, {before} before, the connection still open"
+        );
+        held.push(tcp);
+    }
+}
