@@ -411,9 +411,10 @@ async fn echo_once(
     (peak.load(Ordering::Relaxed).saturating_sub(before), tcp)
 }
 
-/// A message at the limit costs about its size, plain or inflated, echoed
-/// back and all: no doubling growth, no second copy on the way out, and the
-/// memory is given back while the connection stays open.
+/// A message at the limit costs about its size, plain, inflated or in large
+/// fragments, echoed back and all: no doubling growth, no second copy on the
+/// way in or out, and the memory is given back while the connection stays
+/// open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_at_the_limit_costs_about_its_size() {
     const SIZE: usize = 32 << 20;
@@ -425,9 +426,17 @@ async fn a_message_at_the_limit_costs_about_its_size() {
     let pid = server.0.id();
     let plain = frame(0x82, &vec![7u8; SIZE - 1024]);
     let deflated = frame(0xc2, &deflate_bomb(SIZE - 1024));
+    let half = vec![7u8; SIZE / 2 - 512];
+    let mut halves = frame(0x02, &half);
+    halves.extend(frame(0x80, &half));
     round_trips(port, Instant::now() + Duration::from_millis(200)).await;
     let mut held = Vec::new();
-    for (name, deflate, wire) in [("plain", false, &plain), ("inflated", true, &deflated)] {
+    let cases = [
+        ("plain", false, &plain),
+        ("inflated", true, &deflated),
+        ("in two fragments", false, &halves),
+    ];
+    for (name, deflate, wire) in cases {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = rss_bytes(pid);
         let (growth, tcp) = echo_once(port, pid, deflate, wire, before).await;
