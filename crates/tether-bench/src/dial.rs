@@ -28,6 +28,9 @@ pub struct Dialer {
     url: String,
     addr: SocketAddr,
     compress: bool,
+    /// The largest message (and frame) a connection accepts from the server,
+    /// when raised past the library's default.
+    max_message: Option<usize>,
     opened: AtomicUsize,
 }
 
@@ -52,8 +55,16 @@ impl Dialer {
             url: url.to_owned(),
             addr,
             compress,
+            max_message: None,
             opened: AtomicUsize::new(0),
         })
+    }
+
+    /// Lets connections accept messages and frames up to `bytes` from the
+    /// server (the library's default limits them to 64 MiB and 16 MiB).
+    pub fn accept_up_to(mut self, bytes: usize) -> Self {
+        self.max_message = Some(bytes);
+        self
     }
 
     /// The URL's path.
@@ -93,7 +104,14 @@ impl Dialer {
             }
             let tcp = socket.connect(self.addr).await?;
             tcp.set_nodelay(true)?;
-            let (ws, _) = tether::ClientBuilder::new(self.url.clone())
+            let mut client = tether::ClientBuilder::new(self.url.clone());
+            if let Some(bytes) = self.max_message {
+                let config = tether::Config::default()
+                    .max_message_size(bytes)
+                    .max_frame_size(bytes);
+                client = client.config(config);
+            }
+            let (ws, _) = client
                 .compression(self.compress)
                 .connect_on(tcp)
                 .await?;

@@ -78,6 +78,8 @@ pub struct Options {
     /// warm-up, in MiB: the least-squares line through the readings, from
     /// the first to the last. Default: [`DEFAULT_MAX_RSS_GROWTH`].
     pub max_rss_growth: f64,
+    /// Large: frames each message is sent in. Default: 1.
+    pub fragments: usize,
 }
 
 impl Options {
@@ -102,6 +104,7 @@ impl Options {
             subscribe: false,
             poll_interval: DEFAULT_POLL_INTERVAL,
             max_rss_growth: DEFAULT_MAX_RSS_GROWTH,
+            fragments: 1,
         }
     }
 

@@ -107,6 +107,48 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no VmRSS in /proc status"))
 }
 
+/// A process's resident memory, sampled every 5 ms by a task until dropped,
+/// keeping the highest reading: the peak a burst of work costs.
+#[derive(Debug)]
+pub struct PeakRss {
+    before: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    /// Starts sampling `pid` (a reading now is the level before).
+    pub fn start(pid: u32) -> io::Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let before = rss_bytes(pid)?;
+        let peak = std::sync::Arc::new(AtomicU64::new(before));
+        let sampled = peak.clone();
+        let task = tokio::spawn(async move {
+            while let Ok(rss) = rss_bytes(pid) {
+                sampled.fetch_max(rss, Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        Ok(Self { before, peak, task })
+    }
+
+    /// The reading when sampling started.
+    pub fn before(&self) -> u64 {
+        self.before
+    }
+
+    /// The highest reading so far.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Threads of `pid`.
 pub fn threads(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -8,7 +8,7 @@ use tether_bench::{Options, Scenario};
 /// Arguments of `tether bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// echo | fanout | idle | handshake | churn | transports | bombs | soak.
+    /// echo | fanout | idle | handshake | churn | transports | bombs | large | soak.
     scenario: Scenario,
     /// The server: `ws://HOST:PORT/PATH`. fanout and churn speak `tether serve`'s
     /// protocol, or the bare broadcast contract when the path is `/broadcast`;
@@ -24,7 +24,7 @@ pub struct BenchArgs {
     #[arg(short, long)]
     rate: Option<f64>,
     /// Payload bytes per message (bombs: what each bomb inflates to, at
-    /// least 1 MiB).
+    /// least 1 MiB; large: each message's size).
     #[arg(short, long, default_value_t = tether_bench::options::DEFAULT_SIZE)]
     size: usize,
     /// Seconds to run (idle: to hold the connections).
@@ -82,6 +82,9 @@ pub struct BenchArgs {
     /// line through the readings).
     #[arg(long, default_value_t = tether_bench::options::DEFAULT_MAX_RSS_GROWTH)]
     max_rss_growth: f64,
+    /// large: frames each message is sent in.
+    #[arg(long, default_value_t = 1)]
+    fragments: usize,
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -115,6 +118,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     options.subscribe = args.subscribe;
     options.poll_interval = seconds(args.poll_interval, "poll-interval")?;
     options.max_rss_growth = args.max_rss_growth;
+    options.fragments = args.fragments;
     options.timeout = seconds(args.timeout, "timeout")?;
     let report = args.scenario.run(&options).await?;
     print!("{}", report.summary());

@@ -127,6 +127,27 @@ async fn every_scenario_runs_and_reports() {
     assert_eq!(bombs["details"]["closed 1009"], 4.0, "{bombs}");
     assert!(bombs["details"]["server RSS peak, MiB"].as_f64().unwrap() > 0.0);
 
+    // Two 4 MiB messages in four fragments each, echoed whole.
+    let large = bench(
+        &[
+            "large",
+            &echo_url,
+            "-c",
+            "2",
+            "-s",
+            "4194304",
+            "--fragments",
+            "4",
+            "--server-pid",
+            &echo_pid,
+        ],
+        &dir,
+        "large",
+    );
+    assert_eq!(large["operations"], 2, "{large}");
+    assert_eq!(large["errors"], 0, "{large}");
+    assert!(large["details"]["peak growth per message byte"].is_number());
+
     let idle = bench(
         &[
             "idle",

@@ -7,7 +7,6 @@
 //! bombs costs, and whether the memory comes back.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,17 +35,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     let target = Target::parse(&options.url)?;
     let wire = Arc::new(bomb_frame(options.size));
     let pid = options.server_pid;
-    let rss_before = pid.map(procfs::rss_bytes).transpose()?;
-    let peak = Arc::new(AtomicU64::new(rss_before.unwrap_or(0)));
-    let sampling = pid.map(|pid| {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            while let Ok(rss) = procfs::rss_bytes(pid) {
-                peak.fetch_max(rss, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    });
+    let sampling = pid.map(procfs::PeakRss::start).transpose()?;
     let n = options.connections;
     let progress = Progress::new("bombs", Some(n as u64), options.progress);
     let meter = Meter::start(pid, progress);
@@ -73,12 +62,11 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         }
     }
     let measured = meter.finish().await;
-    let peak_rss = peak.load(Ordering::Relaxed);
+    let rss_before = sampling.as_ref().map(procfs::PeakRss::before);
+    let peak_rss = sampling.as_ref().map_or(0, procfs::PeakRss::peak);
+    drop(sampling);
     tokio::time::sleep(SETTLE).await;
     let rss_after = pid.map(procfs::rss_bytes).transpose()?;
-    if let Some(sampling) = sampling {
-        sampling.abort();
-    }
     let mut report = Report::new(
         "bombs",
         options,

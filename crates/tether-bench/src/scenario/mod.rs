@@ -9,6 +9,7 @@ mod fanout;
 pub(crate) mod feed;
 mod handshake;
 mod idle;
+mod large;
 mod soak;
 mod transports;
 
@@ -38,6 +39,9 @@ pub enum Scenario {
     /// Deflate bombs, all at once: close codes and the server's memory
     /// before, at its peak and after.
     Bombs,
+    /// Messages at the limit, echoed: the server's memory before, at its
+    /// peak and after, per byte of message.
+    Large,
     /// Fan-out, churn, resuming clients, slow consumers and floods at once
     /// against `tether serve` for `--duration`, with the server sampled every
     /// 10 s and checked at the end (nothing lost, nothing twice, no leaks, no
@@ -47,7 +51,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order `tether bench --help` lists them.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Echo,
         Scenario::Fanout,
         Scenario::Idle,
@@ -55,6 +59,7 @@ impl Scenario {
         Scenario::Churn,
         Scenario::Transports,
         Scenario::Bombs,
+        Scenario::Large,
         Scenario::Soak,
     ];
 
@@ -68,6 +73,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Transports => "transports",
             Scenario::Bombs => "bombs",
+            Scenario::Large => "large",
             Scenario::Soak => "soak",
         }
     }
@@ -83,6 +89,7 @@ impl Scenario {
             Scenario::Churn => churn::run(options).await,
             Scenario::Transports => transports::run(options).await,
             Scenario::Bombs => bombs::run(options).await,
+            Scenario::Large => large::run(options).await,
             Scenario::Soak => soak::run(options).await,
         }
     }
