@@ -111,10 +111,7 @@ impl Dialer {
                     .max_frame_size(bytes);
                 client = client.config(config);
             }
-            let (ws, _) = client
-                .compression(self.compress)
-                .connect_on(tcp)
-                .await?;
+            let (ws, _) = client.compression(self.compress).connect_on(tcp).await?;
             Ok::<_, tether::Error>(ws)
         };
         connect.await.map_err(|source| BenchError::Connect {

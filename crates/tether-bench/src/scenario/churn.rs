@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::feed::{close_all, subscribers, Feed, Mode, Publisher, Totals};
+use super::feed::{close_all, Feed, Running, Totals};
 use crate::dial::Dialer;
 use crate::error::Result;
 use crate::latency::{Latency, SharedLatency};
@@ -29,27 +29,13 @@ pub(super) struct Churned {
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
     let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
-    let mode = Mode::new(&dialer, options);
     let n = options.connections;
-    let connections = subscribers(&dialer, &mode, options, n).await?;
-    let origin = Instant::now();
-    let (finished, last) = watch::channel(None);
-    let feed = Feed {
-        mode: mode.clone(),
-        origin,
-        ready: Arc::new(AtomicUsize::new(0)),
-        last,
-        deliveries: Counter::default(),
-        latency: SharedLatency::default(),
-        drain: options.timeout,
-    };
-    let mut receivers = tokio::task::JoinSet::new();
-    for ws in connections {
-        let feed = feed.clone();
-        receivers.spawn(async move { feed.receive(ws, None).await });
-    }
-    let publisher = Publisher::connect(&dialer, mode.clone(), origin, options.size).await?;
-    publisher.warm_up(&feed.ready, n, options.timeout).await?;
+    let Running {
+        feed,
+        receivers,
+        finished,
+        publisher,
+    } = Running::start(&dialer, options).await?;
     let progress = Progress::new("deliveries", None, options.progress);
     let meter = Meter::start_with(feed.deliveries.clone(), options.server_pid, progress);
     let budget = Budget::new(options.duration, options.messages);

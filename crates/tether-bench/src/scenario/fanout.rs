@@ -2,16 +2,11 @@
 //! deliveries per second, publish-to-receive latency, and every subscriber
 //! checked for gaps and losses.
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Instant;
 
-use tokio::sync::watch;
-
-use super::feed::{close_all, subscribers, Feed, Mode, Publisher, Totals};
+use super::feed::{close_all, Running, Totals};
 use crate::dial::Dialer;
 use crate::error::Result;
-use crate::latency::SharedLatency;
 use crate::meter::{Budget, Meter};
 use crate::options::{Options, DEFAULT_PUBLISH_RATE};
 use crate::progress::Progress;
@@ -19,28 +14,14 @@ use crate::report::Report;
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
     let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
-    let mode = Mode::new(&dialer, options);
     let n = options.connections;
-    let connections = subscribers(&dialer, &mode, options, n).await?;
-    let origin = Instant::now();
-    let (finished, last) = watch::channel(None);
+    let Running {
+        feed,
+        receivers: tasks,
+        finished,
+        publisher,
+    } = Running::start(&dialer, options).await?;
     let meter_progress = Progress::new("deliveries", None, options.progress);
-    let feed = Feed {
-        mode: mode.clone(),
-        origin,
-        ready: Arc::new(AtomicUsize::new(0)),
-        last,
-        deliveries: Default::default(),
-        latency: SharedLatency::default(),
-        drain: options.timeout,
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    for ws in connections {
-        let feed = feed.clone();
-        tasks.spawn(async move { feed.receive(ws, None).await });
-    }
-    let publisher = Publisher::connect(&dialer, mode, origin, options.size).await?;
-    publisher.warm_up(&feed.ready, n, options.timeout).await?;
     tracing::debug!(subscribers = n, "subscribers ready, publishing");
     let meter = Meter::start_with(feed.deliveries.clone(), options.server_pid, meter_progress);
     let budget = Budget::new(options.duration, options.messages);

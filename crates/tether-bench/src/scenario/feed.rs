@@ -410,6 +410,50 @@ impl Publisher {
     }
 }
 
+/// A feed under way: its subscribers receiving, its publisher warmed up.
+pub(crate) struct Running {
+    pub(crate) feed: Feed,
+    pub(crate) receivers: tokio::task::JoinSet<(Received, Option<Connection>)>,
+    /// Told the last sequence once the publisher is done.
+    pub(crate) finished: watch::Sender<Option<u64>>,
+    pub(crate) publisher: Publisher,
+}
+
+impl Running {
+    /// Opens `options.connections` subscribers, starts them receiving, and
+    /// connects the publisher and warms it up: every subscriber has seen
+    /// the warm-up publication when this returns.
+    pub(crate) async fn start(dialer: &Arc<Dialer>, options: &Options) -> Result<Self> {
+        let mode = Mode::new(dialer, options);
+        let n = options.connections;
+        let connections = subscribers(dialer, &mode, options, n).await?;
+        let origin = Instant::now();
+        let (finished, last) = watch::channel(None);
+        let feed = Feed {
+            mode: mode.clone(),
+            origin,
+            ready: Arc::new(AtomicUsize::new(0)),
+            last,
+            deliveries: Counter::default(),
+            latency: SharedLatency::default(),
+            drain: options.timeout,
+        };
+        let mut receivers = tokio::task::JoinSet::new();
+        for ws in connections {
+            let feed = feed.clone();
+            receivers.spawn(async move { feed.receive(ws, None).await });
+        }
+        let publisher = Publisher::connect(dialer, mode, origin, options.size).await?;
+        publisher.warm_up(&feed.ready, n, options.timeout).await?;
+        Ok(Self {
+            feed,
+            receivers,
+            finished,
+            publisher,
+        })
+    }
+}
+
 /// Opens `n` subscribers, joined to the feed.
 pub(crate) async fn subscribers(
     dialer: &Arc<Dialer>,

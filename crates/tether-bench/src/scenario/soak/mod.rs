@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::churn::churn;
-use super::feed::{close_all, subscribers, Feed, Mode, Publisher, Totals};
+use super::feed::{close_all, Feed, Mode, Publisher, Running, Totals};
 use crate::dial::Dialer;
 use crate::error::{BenchError, Result};
 use crate::latency::SharedLatency;
@@ -87,26 +87,13 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     let sampling = sampler.clone().spawn(SAMPLE_EVERY, sampling);
 
     // Fan-out and churn, as the churn scenario runs them.
-    let mode = Mode::new(&dialer, options);
     let n = options.connections;
-    let connections = subscribers(&dialer, &mode, options, n).await?;
-    let (finished, last) = watch::channel(None);
-    let feed = Feed {
-        mode: mode.clone(),
-        origin,
-        ready: Arc::new(AtomicUsize::new(0)),
-        last,
-        deliveries: Counter::default(),
-        latency: SharedLatency::default(),
-        drain: options.timeout,
-    };
-    let mut receivers = tokio::task::JoinSet::new();
-    for ws in connections {
-        let feed = feed.clone();
-        receivers.spawn(async move { feed.receive(ws, None).await });
-    }
-    let publisher = Publisher::connect(&dialer, mode.clone(), origin, options.size).await?;
-    publisher.warm_up(&feed.ready, n, options.timeout).await?;
+    let Running {
+        feed,
+        receivers,
+        finished,
+        publisher,
+    } = Running::start(&dialer, options).await?;
 
     let progress = Progress::new("deliveries", None, options.progress);
     let meter = Meter::start_with(feed.deliveries.clone(), options.server_pid, progress);
@@ -145,7 +132,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         channel: pressure::SLOW_CHANNEL.to_owned(),
     };
     let slow_publisher =
-        Publisher::connect(&dialer, slow_mode, origin, pressure::SLOW_SIZE).await?;
+        Publisher::connect(&dialer, slow_mode, feed.origin, pressure::SLOW_SIZE).await?;
     let slow_budget = Budget::new(options.duration, None);
     let slow = tokio::spawn(pressure::slow_consumers(
         dialer.clone(),
