@@ -172,14 +172,15 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         config.max_subscriptions = max;
     }
     if let Some(size) = args.max_message_size {
-        config.websocket = config
-            .websocket
+        let connection = &mut config.websocket.connection;
+        *connection = connection
             .clone()
             .max_message_size(size)
             .max_frame_size(size);
     }
     if let Some(on) = args.compression {
-        config.websocket = config.websocket.clone().compression(on);
+        let connection = &mut config.websocket.connection;
+        *connection = connection.clone().compression(on);
     }
     if let Some(max) = args.max_connections {
         config.max_connections = max;
@@ -201,14 +202,14 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         config.rate_burst = burst;
     }
     if let Some(secs) = args.ping_interval {
-        config.ping_interval = seconds(secs, "ping-interval")?;
+        config.websocket.ping_interval = seconds(secs, "ping-interval")?;
         anyhow::ensure!(
-            !config.ping_interval.is_zero(),
+            !config.websocket.ping_interval.is_zero(),
             "--ping-interval must be above 0"
         );
     }
     if let Some(secs) = args.pong_timeout {
-        config.pong_timeout = seconds(secs, "pong-timeout")?;
+        config.websocket.pong_timeout = seconds(secs, "pong-timeout")?;
     }
     if let Some(secs) = args.shutdown_timeout {
         config.shutdown_timeout = seconds(secs, "shutdown-timeout")?;
@@ -297,12 +298,12 @@ mod tests {
         assert_eq!(config.listen.port(), 9999, "from the file");
         assert_eq!(config.outbound_queue, 7, "from the file");
         assert_eq!(config.default_namespace.history_size, 5, "the flag wins");
-        assert_eq!(config.ping_interval, Duration::from_millis(2500));
+        assert_eq!(config.websocket.ping_interval, Duration::from_millis(2500));
         assert_eq!(
             config.default_namespace.history_ttl, None,
             "0: no age limit"
         );
-        assert!(!config.websocket.protocol.deflate.enabled);
+        assert!(!config.websocket.connection.protocol.deflate.enabled);
         assert_eq!(
             config.max_subscriptions,
             tether_server::config::DEFAULT_MAX_SUBSCRIPTIONS,

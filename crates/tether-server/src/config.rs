@@ -35,10 +35,10 @@ pub const DEFAULT_MAX_DATA_DEPTH: usize = 32;
 /// Default for [`ServerConfig::max_api_body`], in bytes: room for a
 /// [`DEFAULT_MAX_PUBLISH_SIZE`] publication and a long list of channels.
 pub const DEFAULT_MAX_API_BODY: usize = 1 << 20;
-/// Default for [`ServerConfig::ping_interval`]: well under the 60 s idle cut-off
+/// Default for [`WebSocketConfig::ping_interval`]: well under the 60 s idle cut-off
 /// of common proxies and load balancers.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
-/// Default for [`ServerConfig::pong_timeout`].
+/// Default for [`WebSocketConfig::pong_timeout`].
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ServerConfig::shutdown_timeout`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -132,6 +132,32 @@ impl Default for NamespaceOptions {
             subscribe: Access::Anyone,
             publish: Access::Anyone,
             slow_consumer: SlowConsumerPolicy::Disconnect,
+        }
+    }
+}
+
+/// The WebSocket transport's settings: `[websocket]` in the file.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebSocketConfig {
+    /// Each connection's protocol limits, compression and timeouts. Default:
+    /// [`tether::Config::default`] with a 1 MiB message and frame limit.
+    pub connection: tether::Config,
+    /// How often the server pings each connection. Default: [`DEFAULT_PING_INTERVAL`].
+    pub ping_interval: Duration,
+    /// A connection silent (no pong, no message) for `ping_interval + pong_timeout`
+    /// is closed and leaves its channels. Default: [`DEFAULT_PONG_TIMEOUT`].
+    pub pong_timeout: Duration,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            connection: tether::Config::default()
+                .max_message_size(1 << 20)
+                .max_frame_size(1 << 20),
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
         }
     }
 }
@@ -257,11 +283,6 @@ pub struct ServerConfig {
     /// Hijacking. Requests without `Origin` (non-browser clients) are allowed.
     /// Empty allows every origin. Default: empty.
     pub allowed_origins: Vec<String>,
-    /// How often the server pings each connection. Default: [`DEFAULT_PING_INTERVAL`].
-    pub ping_interval: Duration,
-    /// A connection silent (no pong, no message) for `ping_interval + pong_timeout`
-    /// is closed and leaves its channels. Default: [`DEFAULT_PONG_TIMEOUT`].
-    pub pong_timeout: Duration,
     /// Requests per second a connection may make, steady state; over it a request
     /// is refused with error 109, and a client that goes on past a second burst
     /// is closed with 1008. Default: [`DEFAULT_RATE_LIMIT`].
@@ -296,9 +317,9 @@ pub struct ServerConfig {
     /// Token verification and anonymous access. Default: [`AuthConfig::default`]
     /// (no keys, anonymous clients allowed).
     pub auth: AuthConfig,
-    /// WebSocket settings (limits, compression, timeouts). Default:
-    /// [`tether::Config::default`] with a 1 MiB message limit.
-    pub websocket: tether::Config,
+    /// The WebSocket transport (`[websocket]` in the file). Default:
+    /// [`WebSocketConfig::default`].
+    pub websocket: WebSocketConfig,
     /// Server-Sent Events and long-polling. Default: [`HttpConfig::default`].
     pub http: HttpConfig,
 }
@@ -319,8 +340,6 @@ impl Default for ServerConfig {
             max_api_body: DEFAULT_MAX_API_BODY,
             api_key: None,
             allowed_origins: Vec::new(),
-            ping_interval: DEFAULT_PING_INTERVAL,
-            pong_timeout: DEFAULT_PONG_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_buffered_bytes: None,
@@ -330,9 +349,7 @@ impl Default for ServerConfig {
             rate_burst: DEFAULT_RATE_BURST,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
-            websocket: tether::Config::default()
-                .max_message_size(1 << 20)
-                .max_frame_size(1 << 20),
+            websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
         }
     }
@@ -398,7 +415,10 @@ impl ServerConfig {
         at_least_one("max_subscriptions", self.max_subscriptions)?;
         at_least_one("max_channel_name", self.max_channel_name)?;
         at_least_one("max_publish_size", self.max_publish_size)?;
-        at_least_one("max_message_size", self.websocket.protocol.max_message_size)?;
+        at_least_one(
+            "websocket.max_message_size",
+            self.websocket.connection.protocol.max_message_size,
+        )?;
         at_least_one("max_data_depth", self.max_data_depth)?;
         if self.max_data_depth > MAX_DATA_DEPTH_LIMIT {
             return Err(InvalidSetting::new(
@@ -419,9 +439,9 @@ impl ServerConfig {
                 ),
             ));
         }
-        positive("ping_interval_secs", self.ping_interval)?;
+        positive("websocket.ping_interval_secs", self.websocket.ping_interval)?;
         positive("buffer_wait_secs", self.buffer_wait)?;
-        positive("pong_timeout_secs", self.pong_timeout)?;
+        positive("websocket.pong_timeout_secs", self.websocket.pong_timeout)?;
         positive("idempotency_window_secs", self.idempotency_window)?;
         positive("http.session_ttl_secs", self.http.session_ttl)?;
         positive("http.sse_heartbeat_secs", self.http.sse_heartbeat)?;
@@ -505,10 +525,10 @@ impl ServerConfig {
         self
     }
 
-    /// Sets [`ServerConfig::ping_interval`] and [`ServerConfig::pong_timeout`].
+    /// Sets [`WebSocketConfig::ping_interval`] and [`WebSocketConfig::pong_timeout`].
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.ping_interval = interval;
-        self.pong_timeout = timeout;
+        self.websocket.ping_interval = interval;
+        self.websocket.pong_timeout = timeout;
         self
     }
 
@@ -621,7 +641,7 @@ mod tests {
             "outbound_queue"
         );
         let silent = ServerConfig::default().heartbeat(Duration::ZERO, Duration::from_secs(1));
-        assert_eq!(key(silent), "ping_interval_secs");
+        assert_eq!(key(silent), "websocket.ping_interval_secs");
         assert_eq!(
             key(ServerConfig::default().rate_limit(f64::NAN, 10)),
             "rate_limit"

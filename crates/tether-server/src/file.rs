@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{self, InvalidSetting, NamespaceOptions, ServerConfig};
+use crate::config::{self, InvalidSetting, NamespaceOptions, ServerConfig, WebSocketConfig};
 
 /// The file's shape. Durations are in seconds.
 #[derive(Debug, Default, Deserialize)]
@@ -23,12 +23,8 @@ pub struct FileConfig {
     max_publish_size: Option<usize>,
     max_data_depth: Option<usize>,
     max_api_body: Option<usize>,
-    max_message_size: Option<usize>,
-    compression: Option<bool>,
     api_key: Option<String>,
     allowed_origins: Option<Vec<String>>,
-    ping_interval_secs: Option<f64>,
-    pong_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
     reconnect_window_secs: Option<f64>,
     rate_limit: Option<f64>,
@@ -44,7 +40,55 @@ pub struct FileConfig {
     #[serde(default)]
     auth: AuthFile,
     #[serde(default)]
+    websocket: WebSocketFile,
+    #[serde(default)]
     http: HttpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebSocketFile {
+    max_message_size: Option<usize>,
+    compression: Option<bool>,
+    ping_interval_secs: Option<f64>,
+    pong_timeout_secs: Option<f64>,
+    close_timeout_secs: Option<f64>,
+    handshake_timeout_secs: Option<f64>,
+}
+
+impl WebSocketFile {
+    fn apply(self, websocket: &mut WebSocketConfig) -> Result<(), FileError> {
+        let connection = &mut websocket.connection;
+        if let Some(size) = self.max_message_size {
+            *connection = connection
+                .clone()
+                .max_message_size(size)
+                .max_frame_size(size);
+        }
+        if let Some(on) = self.compression {
+            *connection = connection.clone().compression(on);
+        }
+        secs(
+            "websocket.close_timeout_secs",
+            self.close_timeout_secs,
+            &mut connection.close_timeout,
+        )?;
+        secs(
+            "websocket.handshake_timeout_secs",
+            self.handshake_timeout_secs,
+            &mut connection.handshake_timeout,
+        )?;
+        secs(
+            "websocket.ping_interval_secs",
+            self.ping_interval_secs,
+            &mut websocket.ping_interval,
+        )?;
+        secs(
+            "websocket.pong_timeout_secs",
+            self.pong_timeout_secs,
+            &mut websocket.pong_timeout,
+        )
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,30 +225,10 @@ impl FileConfig {
         set(self.max_publish_size, &mut config.max_publish_size);
         set(self.max_data_depth, &mut config.max_data_depth);
         set(self.max_api_body, &mut config.max_api_body);
-        if let Some(size) = self.max_message_size {
-            config.websocket = config
-                .websocket
-                .clone()
-                .max_message_size(size)
-                .max_frame_size(size);
-        }
-        if let Some(on) = self.compression {
-            config.websocket = config.websocket.clone().compression(on);
-        }
         if self.api_key.is_some() {
             config.api_key = self.api_key;
         }
         set(self.allowed_origins, &mut config.allowed_origins);
-        secs(
-            "ping_interval_secs",
-            self.ping_interval_secs,
-            &mut config.ping_interval,
-        )?;
-        secs(
-            "pong_timeout_secs",
-            self.pong_timeout_secs,
-            &mut config.pong_timeout,
-        )?;
         secs(
             "shutdown_timeout_secs",
             self.shutdown_timeout_secs,
@@ -230,6 +254,7 @@ impl FileConfig {
             self.buffer_wait_secs,
             &mut config.buffer_wait,
         )?;
+        self.websocket.apply(&mut config.websocket)?;
         let http = &mut config.http;
         secs(
             "http.session_ttl_secs",
@@ -303,19 +328,10 @@ max_publish_size = {publish}
 max_data_depth = {depth}
 # Largest HTTP API request body, bytes (larger: 413).
 max_api_body = {api_body}
-# Largest WebSocket message, bytes (a larger one closes with 1009).
-max_message_size = {message}
-# Offer permessage-deflate to clients that ask for it.
-compression = true
-
 # Browser origins allowed to connect; empty allows all. Others get 403.
 allowed_origins = []
 # Key for /api/* (Authorization: apikey KEY); unset leaves the API open.
 # api_key = "change-me"
-
-# Heartbeat: ping every ping_interval_secs; silent past pong_timeout_secs more: close.
-ping_interval_secs = {ping}
-pong_timeout_secs = {pong}
 
 # Requests per second per connection (token bucket) and the burst above it.
 rate_limit = {rate}
@@ -366,6 +382,22 @@ slow_consumer = "disconnect"
 # ec_public_key_file = "/etc/tether/es256.pem"
 # anonymous = false
 
+# The WebSocket transport (/connection/websocket).
+[websocket]
+# Largest message (and frame), bytes; a larger one closes with 1009. For a
+# compressed message this counts the inflated bytes.
+max_message_size = {message}
+# Accept permessage-deflate from clients that offer it.
+compression = true
+# Heartbeat: ping every ping_interval_secs; silent past pong_timeout_secs more:
+# disconnect 4002.
+ping_interval_secs = {ping}
+pong_timeout_secs = {pong}
+# Seconds to wait for the peer's close frame once ours is sent, and for a
+# client's opening handshake.
+close_timeout_secs = {close}
+handshake_timeout_secs = {handshake}
+
 # The HTTP fallbacks: Server-Sent Events (/connection/sse) and long-polling
 # (/connection/longpoll), whose sessions outlive each request.
 [http]
@@ -392,9 +424,11 @@ max_stream_bytes = {stream_bytes}
         publish = d.max_publish_size,
         depth = d.max_data_depth,
         api_body = d.max_api_body,
-        message = d.websocket.protocol.max_message_size,
-        ping = d.ping_interval.as_secs_f64(),
-        pong = d.pong_timeout.as_secs_f64(),
+        message = d.websocket.connection.protocol.max_message_size,
+        ping = d.websocket.ping_interval.as_secs_f64(),
+        pong = d.websocket.pong_timeout.as_secs_f64(),
+        close = d.websocket.connection.close_timeout.as_secs_f64(),
+        handshake = d.websocket.connection.handshake_timeout.as_secs_f64(),
         rate = d.rate_limit,
         burst = d.rate_burst,
         max_conn = d.max_connections,
@@ -427,13 +461,23 @@ mod tests {
         let defaults = ServerConfig::default();
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.default_namespace, defaults.default_namespace);
-        assert_eq!(config.ping_interval, defaults.ping_interval);
+        assert_eq!(
+            config.websocket.ping_interval,
+            defaults.websocket.ping_interval
+        );
+        assert_eq!(
+            config.websocket.connection.close_timeout,
+            defaults.websocket.connection.close_timeout
+        );
         assert_eq!(config.rate_limit, defaults.rate_limit);
         assert_eq!(
             config.max_connections_per_ip,
             defaults.max_connections_per_ip
         );
-        assert_eq!(config.websocket.protocol, defaults.websocket.protocol);
+        assert_eq!(
+            config.websocket.connection.protocol,
+            defaults.websocket.connection.protocol
+        );
         assert!(config.auth.anonymous());
     }
 
@@ -458,10 +502,12 @@ mod tests {
     #[test]
     fn names_a_negative_duration_instead_of_ignoring_it() {
         let mut config = ServerConfig::default();
-        let file = FileConfig::parse("ping_interval_secs = -5\n", "t").unwrap();
+        let file = FileConfig::parse("[websocket]\nping_interval_secs = -5\n", "t").unwrap();
         let error = file.apply(&mut config).unwrap_err();
         assert!(
-            error.to_string().starts_with("ping_interval_secs = -5:"),
+            error
+                .to_string()
+                .starts_with("websocket.ping_interval_secs = -5:"),
             "{error}"
         );
         let file = FileConfig::parse("[namespaces.chat]\nhistory_ttl_secs = -1\n", "t").unwrap();
@@ -560,5 +606,23 @@ mod tests {
     fn rejects_unknown_settings() {
         let err = FileConfig::parse("lisen = \"127.0.0.1:1\"\n", "typo.toml").unwrap_err();
         assert!(err.to_string().contains("typo.toml"), "{err}");
+    }
+
+    #[test]
+    fn websocket_settings_live_in_their_section() {
+        let text = "[websocket]\nmax_message_size = 4096\ncompression = false\nping_interval_secs = 3\nclose_timeout_secs = 2\n";
+        let mut config = ServerConfig::default();
+        FileConfig::parse(text, "t")
+            .unwrap()
+            .apply(&mut config)
+            .unwrap();
+        let websocket = &config.websocket;
+        assert_eq!(websocket.connection.protocol.max_message_size, 4096);
+        assert_eq!(websocket.connection.protocol.max_frame_size, 4096);
+        assert!(!websocket.connection.protocol.deflate.enabled);
+        assert_eq!(websocket.ping_interval, Duration::from_secs(3));
+        assert_eq!(websocket.connection.close_timeout, Duration::from_secs(2));
+        let flat = FileConfig::parse("max_message_size = 4096\n", "old.toml").unwrap_err();
+        assert!(flat.to_string().contains("max_message_size"), "{flat}");
     }
 }

@@ -39,6 +39,8 @@ pub mod transport;
 
 pub use tether_protocol as protocol;
 
-pub use config::{Access, HttpConfig, NamespaceOptions, ServerConfig, SlowConsumerPolicy};
+pub use config::{
+    Access, HttpConfig, NamespaceOptions, ServerConfig, SlowConsumerPolicy, WebSocketConfig,
+};
 pub use server::{router, run};
 pub use state::AppState;

@@ -52,12 +52,12 @@ impl AppState {
         let verifier = Arc::new(Verifier::new(&config.auth)?);
         // The WebSocket transport answers a client's close itself, once the
         // replies to the requests read before it are out.
-        config.websocket.auto_close = false;
+        config.websocket.connection.auto_close = false;
         let limit = config
             .max_buffered_bytes
             .unwrap_or_else(tether::budget::machine_default);
         let budget = (limit > 0).then(|| tether::Budget::new(limit, config.buffer_wait));
-        config.websocket.budget = budget.clone();
+        config.websocket.connection.budget = budget.clone();
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::new(budget));
@@ -80,7 +80,7 @@ impl AppState {
         Bounds {
             frames: self.config.outbound_queue,
             bytes: self.config.max_queued_bytes,
-            budget: self.config.websocket.budget.clone(),
+            budget: self.config.websocket.connection.budget.clone(),
             depth: self.metrics.queued_frames.clone(),
         }
     }

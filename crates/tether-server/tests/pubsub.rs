@@ -276,10 +276,7 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
         .rate_limit(1e6, 1 << 20)
         .default_namespace(NamespaceOptions::default().history_size(COUNT as usize));
     // Long enough for the goodbye to wait until the slow client reads again below.
-    config.websocket = config
-        .websocket
-        .clone()
-        .close_timeout(Duration::from_secs(60));
+    config.websocket.connection.close_timeout = Duration::from_secs(60);
     let server = start(config).await;
     // The slow client subscribes and then stops reading. A small receive buffer
     // keeps the kernel (which autotunes up to 32 MiB here) from absorbing it all.
@@ -1062,10 +1059,7 @@ async fn latest_per_key_delivers_the_newest_value_of_each_key() {
 #[tokio::test]
 async fn cuts_off_a_slowloris_request_head() {
     let mut config = ServerConfig::default();
-    config.websocket = config
-        .websocket
-        .clone()
-        .handshake_timeout(Duration::from_millis(500));
+    config.websocket.connection.handshake_timeout = Duration::from_millis(500);
     let server = start(config).await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(b"GET /connection/websocket HTTP/1.1\r\n")

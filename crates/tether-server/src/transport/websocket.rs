@@ -39,7 +39,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             return refuse(HandshakeError::Refused { status, reason })
         }
     };
-    match tether::upgrade(&mut request, &state.config.websocket, None) {
+    match tether::upgrade(&mut request, &state.config.websocket.connection, None) {
         Ok((response, pending)) => {
             tokio::spawn(async move {
                 match pending.finish().await {
@@ -186,10 +186,10 @@ where
             .run(queue),
         );
         let mut shutdown = state.shutdown.clone();
-        let mut heartbeat = tokio::time::interval(config.ping_interval);
+        let mut heartbeat = tokio::time::interval(config.websocket.ping_interval);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
-        let close_timeout = config.websocket.close_timeout;
+        let close_timeout = config.websocket.connection.close_timeout;
         let (reason, ending) = loop {
             tokio::select! {
                 message = reader.recv() => {
@@ -222,7 +222,7 @@ where
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > config.ping_interval + config.pong_timeout {
+                    if last_heard.elapsed() > config.websocket.ping_interval + config.websocket.pong_timeout {
                         writer_task.abort();
                         let code = DisconnectCode::NoPong;
                         metrics.disconnect(code as u16);
