@@ -14,7 +14,8 @@ pub struct Sessions {
     live: AtomicUsize,
     idle: Notify,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    kicks: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Keyed by the session's own id (shared, not copied).
+    kicks: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
 }
 
 /// Why a new connection was refused.
@@ -76,12 +77,12 @@ impl Sessions {
     }
 
     /// Makes `client` reachable by [`Sessions::kick`]; returns what it waits on.
-    pub fn register(&self, client: &str) -> Arc<Notify> {
+    pub fn register(&self, client: &Arc<str>) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         self.kicks
             .lock()
             .expect("registry lock")
-            .insert(client.to_owned(), notify.clone());
+            .insert(client.clone(), notify.clone());
         notify
     }
 
@@ -147,7 +148,7 @@ mod tests {
     #[test]
     fn kicks_registered_clients_only() {
         let sessions = Sessions::default();
-        let notify = sessions.register("c1");
+        let notify = sessions.register(&"c1".into());
         assert!(sessions.kick("c1"));
         assert!(!sessions.kick("c2"));
         drop(notify);

@@ -562,6 +562,10 @@ impl Inbox {
             let mut state = self.shared.state.lock().expect("outbox lock");
             let item = state.items.pop_front()?;
             state.removed(1, item.len());
+            if state.items.is_empty() {
+                // An idle session keeps no queue buffer.
+                state.items = VecDeque::new();
+            }
             item
         };
         self.shared.space.notify_one();

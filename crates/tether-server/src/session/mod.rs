@@ -90,7 +90,7 @@ impl Session {
     }
 
     /// This client's id, as presence shows it.
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &ClientId {
         &self.id
     }
 

@@ -233,7 +233,7 @@ impl Resumables {
         let resumable = Arc::new(Resumable {
             key: new_key(),
             kind,
-            client: session.id().into(),
+            client: session.id().clone(),
             log,
             session: tokio::sync::Mutex::new(Some(session)),
             attach: Mutex::new(Attach {
@@ -305,7 +305,7 @@ fn drive(
         let _open = metrics.open(resumable.kind.as_str());
         let config = state.config.clone();
         let ttl = config.http.session_ttl;
-        let client = resumable.client.to_string();
+        let client = resumable.client.clone();
         let kicked = state.sessions.register(&client);
         let written = Written::default();
         let mut delivery = tokio::spawn(
