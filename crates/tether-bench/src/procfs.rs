@@ -107,6 +107,19 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no VmRSS in /proc status"))
 }
 
+/// The anonymous part of `pid`'s resident memory (what it allocated), in
+/// bytes, as against the pages of files it maps (its own binary's among them).
+pub fn rss_anon_bytes(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("RssAnon:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| kib << 10)
+        .ok_or_else(|| io::Error::other("no RssAnon in /proc status"))
+}
+
 /// A process's resident memory, sampled every 5 ms by a task until dropped,
 /// keeping the highest reading: the peak a burst of work costs.
 #[derive(Debug)]
@@ -184,5 +197,7 @@ mod tests {
         assert!(start.threads.is_some(), "schedstat is read");
         assert!(rss_bytes(pid).unwrap() > 1 << 20);
         assert!(threads(pid).unwrap() >= 1);
+        let anon = rss_anon_bytes(pid).unwrap();
+        assert!(anon > 0 && anon <= rss_bytes(pid).unwrap() + (1 << 20));
     }
 }

@@ -119,6 +119,9 @@ pub struct SoakSample {
     pub at_s: f64,
     /// Resident memory, in bytes (given the server's PID).
     pub rss_bytes: Option<u64>,
+    /// Its anonymous part (what the server allocated, not the pages of its
+    /// binary), in bytes.
+    pub rss_anon_bytes: Option<u64>,
     /// Open file descriptors (given the PID).
     pub descriptors: Option<u64>,
     /// Threads (given the PID).
@@ -320,20 +323,23 @@ impl Report {
             return String::new();
         }
         let mut out = String::from(
-            "\n| s | RSS MiB | fds | threads | sessions | subscriptions | channels | tasks | queued frames | buffered KiB |\n\
-             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            "\n| s | RSS MiB | anon MiB | fds | threads | sessions | subscriptions | channels | tasks | queued frames | buffered KiB |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         );
         let int = |v: Option<u64>| v.map_or("–".to_owned(), |v| v.to_string());
         let num = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
+        let mib = |v: Option<u64>| {
+            v.map_or("–".to_owned(), |b| {
+                format!("{:.1}", b as f64 / (1 << 20) as f64)
+            })
+        };
         for s in &self.samples {
             let _ = writeln!(
                 out,
-                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 s.at_s,
-                s.rss_bytes.map_or("–".to_owned(), |b| format!(
-                    "{:.1}",
-                    b as f64 / (1 << 20) as f64
-                )),
+                mib(s.rss_bytes),
+                mib(s.rss_anon_bytes),
                 int(s.descriptors),
                 int(s.threads),
                 num(s.sessions),

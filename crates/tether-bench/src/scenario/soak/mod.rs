@@ -358,6 +358,7 @@ mod tests {
         let reading = |at_s: f64, mib: u64| SoakSample {
             at_s,
             rss_bytes: Some(mib << 20),
+            rss_anon_bytes: None,
             descriptors: None,
             threads: None,
             sessions: None,

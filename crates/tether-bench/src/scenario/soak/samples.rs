@@ -34,6 +34,7 @@ impl Sampler {
         SoakSample {
             at_s: self.origin.elapsed().as_secs_f64(),
             rss_bytes: self.pid.and_then(|pid| procfs::rss_bytes(pid).ok()),
+            rss_anon_bytes: self.pid.and_then(|pid| procfs::rss_anon_bytes(pid).ok()),
             descriptors: self.pid.and_then(|pid| descriptors(pid).ok()),
             threads: self.pid.and_then(|pid| procfs::threads(pid).ok()),
             sessions: metric("tether_connections"),
