@@ -122,6 +122,9 @@ pub struct SoakSample {
     /// Its anonymous part (what the server allocated, not the pages of its
     /// binary), in bytes.
     pub rss_anon_bytes: Option<u64>,
+    /// What the server's allocator holds from the system, in bytes
+    /// (`tether_allocator_committed_bytes`).
+    pub allocator_bytes: Option<f64>,
     /// Open file descriptors (given the PID).
     pub descriptors: Option<u64>,
     /// Threads (given the PID).
@@ -323,8 +326,8 @@ impl Report {
             return String::new();
         }
         let mut out = String::from(
-            "\n| s | RSS MiB | anon MiB | fds | threads | sessions | subscriptions | channels | tasks | queued frames | buffered KiB |\n\
-             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            "\n| s | RSS MiB | anon MiB | allocator MiB | fds | threads | sessions | subscriptions | channels | tasks | queued frames | buffered KiB |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         );
         let int = |v: Option<u64>| v.map_or("–".to_owned(), |v| v.to_string());
         let num = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
@@ -336,10 +339,11 @@ impl Report {
         for s in &self.samples {
             let _ = writeln!(
                 out,
-                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 s.at_s,
                 mib(s.rss_bytes),
                 mib(s.rss_anon_bytes),
+                mib(s.allocator_bytes.map(|b| b as u64)),
                 int(s.descriptors),
                 int(s.threads),
                 num(s.sessions),

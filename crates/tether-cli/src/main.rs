@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(cli.command, Command::Serve(_) | Command::Echo(_)) {
         reclaim::start()?;
+        tether_server::metrics::set_allocator_probe(reclaim::allocator_stats);
     }
     if let Command::Echo(args) = cli.command {
         // The echo server builds a runtime per serving thread.

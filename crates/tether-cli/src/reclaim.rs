@@ -51,6 +51,29 @@ pub fn on_park() {
     }
 }
 
+/// mimalloc's own account of what it holds, for `/metrics`.
+pub fn allocator_stats() -> tether_server::metrics::AllocatorStats {
+    let mut committed = 0usize;
+    let mut ignored = [0usize; 7];
+    let [elapsed, user, system, rss, peak_rss, peak_commit, faults] = &mut ignored;
+    // SAFETY: every pointer is to a live, writable `usize` of this frame.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            elapsed,
+            user,
+            system,
+            rss,
+            peak_rss,
+            &mut committed,
+            peak_commit,
+            faults,
+        );
+    }
+    tether_server::metrics::AllocatorStats {
+        committed_bytes: committed as u64,
+    }
+}
+
 /// How often [`wake_up`] wakes its runtime.
 const WAKE_PERIOD: Duration = Duration::from_secs(1);
 

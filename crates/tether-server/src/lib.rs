@@ -10,6 +10,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`registry`]: live sessions, connection limits, disconnect by id.
+//! - [`alarm`]: what tells a session's task to end (overflow, kick, shutdown).
 //! - [`session`]: one client's requests and subscriptions, whatever the transport.
 //! - [`transport`]: WebSocket, Server-Sent Events and long-polling, and the
 //!   POSTs that carry the HTTP transports' requests.
@@ -22,6 +23,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alarm;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -8,6 +8,28 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// What the process's allocator says it holds, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllocatorStats {
+    /// Bytes the allocator has taken from the system and not given back:
+    /// live objects plus what it keeps for reuse. Resident memory above this
+    /// is not the allocator's (the binary, stacks, the kernel's pages).
+    pub committed_bytes: u64,
+}
+
+/// Reads the allocator's figures; cheap enough to call at every render.
+pub type AllocatorProbe = fn() -> AllocatorStats;
+
+/// The process-wide probe (the allocator is process-wide too).
+static ALLOCATOR_PROBE: std::sync::OnceLock<AllocatorProbe> = std::sync::OnceLock::new();
+
+/// Makes every server's `/metrics` carry `tether_allocator_committed_bytes`,
+/// read with `probe`. The binary that picks the global allocator calls this
+/// once, before it builds a server; later calls are ignored.
+pub fn set_allocator_probe(probe: AllocatorProbe) {
+    let _ = ALLOCATOR_PROBE.set(probe);
+}
+
 /// Label for rejected handshakes.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -77,6 +99,8 @@ pub struct Metrics {
     pub accept_errors: Family<ReasonLabel, Counter>,
     /// The buffer budget the WebSocket connections share, read at each render.
     budget: Option<BudgetMetrics>,
+    /// What the allocator holds, read at each render (given a probe).
+    allocator: Option<(AllocatorProbe, Gauge)>,
 }
 
 /// The budget's figures as metrics, brought up to date when rendered.
@@ -170,6 +194,7 @@ impl Metrics {
             fanout_seconds: Histogram::new((0..21).map(|i| 1e-6 * 2f64.powi(i))),
             accept_errors: Family::default(),
             budget: None,
+            allocator: None,
             registry: Registry::default(),
         };
         registry.register(
@@ -258,9 +283,19 @@ impl Metrics {
             metrics.accept_errors.clone(),
         );
         let budget = budget.map(|budget| BudgetMetrics::register(budget, &mut registry));
+        let allocator = ALLOCATOR_PROBE.get().map(|&probe| {
+            let committed = Gauge::default();
+            registry.register(
+                "allocator_committed_bytes",
+                "Bytes the memory allocator holds from the system (live and kept for reuse)",
+                committed.clone(),
+            );
+            (probe, committed)
+        });
         Self {
             registry,
             budget,
+            allocator,
             ..metrics
         }
     }
@@ -313,6 +348,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         if let Some(budget) = &self.budget {
             budget.update();
+        }
+        if let Some((probe, committed)) = &self.allocator {
+            let stats = probe();
+            committed.set(i64::try_from(stats.committed_bytes).unwrap_or(i64::MAX));
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let tasks = runtime.metrics().num_alive_tasks();

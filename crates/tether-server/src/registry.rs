@@ -8,14 +8,24 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::alarm::Alarm;
+
 /// The registry of live sessions.
 #[derive(Debug, Default)]
 pub struct Sessions {
     live: AtomicUsize,
     idle: Notify,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Keyed by the session's own id (shared, not copied).
-    kicks: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+    reachable: Mutex<Reachable>,
+}
+
+/// The sessions the API and shutdown can reach.
+#[derive(Debug, Default)]
+struct Reachable {
+    /// Each session's alarm, keyed by its own id (shared, not copied).
+    alarms: HashMap<Arc<str>, Arc<Alarm>>,
+    /// Shutdown has begun: a session registered from now on is told at once.
+    stopping: bool,
 }
 
 /// Why a new connection was refused.
@@ -76,30 +86,50 @@ impl Sessions {
         }
     }
 
-    /// Makes `client` reachable by [`Sessions::kick`]; returns what it waits on.
-    pub fn register(&self, client: &Arc<str>) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        self.kicks
-            .lock()
-            .expect("registry lock")
-            .insert(client.clone(), notify.clone());
-        notify
+    /// Makes `client` reachable by [`Sessions::kick`] and [`Sessions::stop_all`]
+    /// through its `alarm`.
+    pub fn register(&self, client: &Arc<str>, alarm: &Arc<Alarm>) {
+        let mut reachable = self.reachable.lock().expect("registry lock");
+        if reachable.stopping {
+            alarm.stop();
+        }
+        reachable.alarms.insert(client.clone(), alarm.clone());
     }
 
     /// Forgets `client`.
     pub fn unregister(&self, client: &str) {
-        self.kicks.lock().expect("registry lock").remove(client);
+        self.reachable
+            .lock()
+            .expect("registry lock")
+            .alarms
+            .remove(client);
     }
 
     /// Asks `client`'s session to disconnect; false if there is no such client.
     pub fn kick(&self, client: &str) -> bool {
-        match self.kicks.lock().expect("registry lock").get(client) {
-            Some(notify) => {
-                // notify_one keeps a permit, so a session busy elsewhere still sees it.
-                notify.notify_one();
+        match self
+            .reachable
+            .lock()
+            .expect("registry lock")
+            .alarms
+            .get(client)
+        {
+            Some(alarm) => {
+                // The alarm stays raised, so a session busy elsewhere still sees it.
+                alarm.kick();
                 true
             }
             None => false,
+        }
+    }
+
+    /// Tells every session, and every one registered later, that the server
+    /// is shutting down.
+    pub fn stop_all(&self) {
+        let mut reachable = self.reachable.lock().expect("registry lock");
+        reachable.stopping = true;
+        for alarm in reachable.alarms.values() {
+            alarm.stop();
         }
     }
 }
@@ -148,11 +178,24 @@ mod tests {
     #[test]
     fn kicks_registered_clients_only() {
         let sessions = Sessions::default();
-        let notify = sessions.register(&"c1".into());
+        let alarm = Arc::new(Alarm::default());
+        sessions.register(&"c1".into(), &alarm);
         assert!(sessions.kick("c1"));
+        assert!(alarm.raised().kicked());
         assert!(!sessions.kick("c2"));
-        drop(notify);
         sessions.unregister("c1");
         assert!(!sessions.kick("c1"));
+    }
+
+    #[test]
+    fn stop_reaches_sessions_registered_before_and_after() {
+        let sessions = Sessions::default();
+        let before = Arc::new(Alarm::default());
+        sessions.register(&"c1".into(), &before);
+        sessions.stop_all();
+        assert!(before.raised().stopping());
+        let after = Arc::new(Alarm::default());
+        sessions.register(&"c2".into(), &after);
+        assert!(after.raised().stopping() && !after.raised().kicked());
     }
 }

@@ -189,6 +189,7 @@ pub async fn run(
         });
     }
     let _ = stop.send(true);
+    sessions.stop_all();
     drop(listener);
     sweeper.abort();
     let live = sessions.live();

@@ -58,7 +58,7 @@ pub use config::Config;
 pub use connect::{connect, ClientBuilder};
 pub use error::{Error, Result};
 pub use runtime::runtime;
-pub use split::{Batch, WsReader, WsWriter};
+pub use split::{Batch, Incoming, Unsettled, WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use tether_proto::{
     CloseCode, CloseFrame, DeflateConfig, HandshakeError, Message, PreparedMessage, ProtocolError,

@@ -1,7 +1,7 @@
 //! The receiving half's state: decoder and socket reads.
 
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -76,6 +76,7 @@ impl Drop for Reader {
 }
 
 /// One step of reading.
+#[derive(Debug)]
 pub(crate) enum Read {
     /// A message or control frame.
     Message(Message),
@@ -132,11 +133,6 @@ impl Reader {
     /// batched flush.
     pub(crate) fn has_buffered(&self) -> bool {
         self.decoder.buffered() > 0
-    }
-
-    /// The next read step from `io`.
-    pub(crate) async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<Read> {
-        poll_fn(|cx| self.poll_next(io, cx)).await
     }
 
     /// Polls for the next read step: decodes what is buffered, reads when more

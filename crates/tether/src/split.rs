@@ -1,6 +1,8 @@
 //! The two halves of a split connection.
 
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tether_proto::{CloseFrame, Message, PreparedMessage};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -38,6 +40,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Duplex for Halves<'_, S> {
     }
 }
 
+/// What [`WsReader::poll_recv`] found.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A data message or a pong: nothing to answer.
+    Message(Message),
+    /// A ping, a close, a protocol failure or the end of TCP: hand it to
+    /// [`WsReader::settle`], which answers it.
+    Settle(Unsettled),
+    /// Both close frames have passed: nothing more will come.
+    Ended,
+}
+
+/// Something read that the connection must answer before the application
+/// sees it; see [`WsReader::settle`].
+#[derive(Debug)]
+pub struct Unsettled(Read);
+
 /// The receiving half of a [`WebSocket`](crate::WebSocket).
 #[derive(Debug)]
 pub struct WsReader<S> {
@@ -67,16 +86,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
 
     /// The next message; see [`WebSocket::recv`](crate::WebSocket::recv).
     pub async fn recv(&mut self) -> Result<Option<Message>> {
-        if self.reader.closing_done() {
-            return Ok(None);
+        match poll_fn(|cx| self.poll_recv(cx)).await? {
+            Incoming::Message(message) => Ok(Some(message)),
+            Incoming::Ended => Ok(None),
+            Incoming::Settle(unsettled) => self.settle(unsettled).await,
         }
-        // Data needs no reply: do not wait for a writer that may be busy.
-        let read = match self.reader.next(&mut self.io).await? {
+    }
+
+    /// Polls for what comes next, without a future: for a connection driven
+    /// by hand, whose idle state should hold no nested futures. Data and
+    /// pongs come out at once; what needs an answer (a ping, a close, the
+    /// end of the stream) comes out as [`Incoming::Settle`], for
+    /// [`WsReader::settle`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
+        if self.reader.closing_done() {
+            return Poll::Ready(Ok(Incoming::Ended));
+        }
+        let read = std::task::ready!(self.reader.poll_next(&mut self.io, cx))?;
+        Poll::Ready(Ok(match read {
+            // Data needs no reply: do not wait for a writer that may be busy.
             Read::Message(message) if message.is_data() || matches!(message, Message::Pong(_)) => {
-                return Ok(Some(message))
+                Incoming::Message(message)
             }
-            read => read,
-        };
+            read => Incoming::Settle(Unsettled(read)),
+        }))
+    }
+
+    /// Answers what [`WsReader::poll_recv`] could not (a ping's pong, a
+    /// close's reply, a failure's close frame) and returns what
+    /// [`WsReader::recv`] would have: the ping or close message, or `None`
+    /// once the stream is over.
+    pub async fn settle(&mut self, unsettled: Unsettled) -> Result<Option<Message>> {
         let mut side = self.writer.lock().await;
         let side = &mut *side;
         let io = Halves {
@@ -84,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
             write: &mut side.io,
         };
         Box::pin(settle(
-            read,
+            unsettled.0,
             &mut self.reader,
             &mut side.writer,
             io,

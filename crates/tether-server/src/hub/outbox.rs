@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tether::PreparedMessage;
 use tokio::sync::Notify;
 
+use crate::alarm::Alarm;
 use crate::config::SlowConsumerPolicy;
 
 /// A channel's frames (publications and presence events) in the order they
@@ -218,7 +219,7 @@ struct Shared {
     state: Mutex<State>,
     space: Notify,
     senders: AtomicUsize,
-    overflow: Arc<Overflow>,
+    overflow: Arc<Alarm>,
 }
 
 /// The sending side of a connection's queue. Pushing a publication never waits:
@@ -234,33 +235,6 @@ pub struct Outbox {
 #[derive(Debug)]
 pub struct Inbox {
     shared: Arc<Shared>,
-}
-
-/// Set when a `disconnect`-policy queue overflowed; the session waits on it.
-#[derive(Debug, Default)]
-pub struct Overflow {
-    flag: AtomicBool,
-    notify: Notify,
-}
-
-impl Overflow {
-    /// Waits until the queue has overflowed.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.flag.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Raises the signal (the writer does, when a subscriber lagged).
-    pub fn trip(&self) {
-        if !self.flag.swap(true, Ordering::AcqRel) {
-            self.notify.notify_waiters();
-        }
-    }
 }
 
 impl Clone for Outbox {
@@ -287,8 +261,8 @@ impl Drop for Outbox {
 
 impl Outbox {
     /// A queue of `capacity` messages; returns the outbox, its receiving side and
-    /// the overflow signal.
-    pub fn new(capacity: usize) -> (Self, Inbox, Arc<Overflow>) {
+    /// the session's alarm, which a full queue trips.
+    pub fn new(capacity: usize) -> (Self, Inbox, Arc<Alarm>) {
         Self::bounded(Bounds {
             frames: capacity,
             ..Bounds::default()
@@ -296,9 +270,9 @@ impl Outbox {
     }
 
     /// A queue within `bounds`; returns the outbox, its receiving side and
-    /// the overflow signal.
-    pub fn bounded(bounds: Bounds) -> (Self, Inbox, Arc<Overflow>) {
-        let overflow = Arc::new(Overflow::default());
+    /// the session's alarm, which a full queue trips.
+    pub fn bounded(bounds: Bounds) -> (Self, Inbox, Arc<Alarm>) {
+        let overflow = Arc::new(Alarm::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 items: VecDeque::new(),
@@ -602,7 +576,7 @@ mod tests {
         let push = |s| outbox.push_with(b(s), SlowConsumerPolicy::Disconnect, None, None);
         assert!(push("1") && push("2"));
         assert!(!push("3"));
-        assert!(overflow.flag.load(Ordering::Acquire));
+        assert!(overflow.raised().overflow());
         assert_eq!(drain(&mut inbox), ["1", "2"]);
     }
 
@@ -612,7 +586,7 @@ mod tests {
         for s in ["1", "2", "3", "4"] {
             outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None, None);
         }
-        assert!(!overflow.flag.load(Ordering::Acquire));
+        assert!(!overflow.raised().overflow());
         assert_eq!(drain(&mut inbox), ["3", "4"]);
     }
 
@@ -624,7 +598,7 @@ mod tests {
         assert!(push("a1", "a") && push("b1", "b") && push("a2", "a"));
         assert!(!push("b2", "b"), "full: b1 is superseded");
         assert!(!push("c1", "c"), "full, no queued c: the oldest goes");
-        assert!(!overflow.flag.load(Ordering::Acquire));
+        assert!(!overflow.raised().overflow());
         assert_eq!(drain(&mut inbox), ["a2", "b2", "c1"]);
     }
 
@@ -723,7 +697,7 @@ mod tests {
             !outbox.push_with(sized(2 << 20), policy, None, None),
             "past the budget: dropped"
         );
-        assert!(!overflow.flag.load(Ordering::Acquire));
+        assert!(!overflow.raised().overflow());
         assert_eq!(
             drain(&mut inbox).len(),
             1,
@@ -752,6 +726,6 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(!outbox.reply(sized(FREE_QUEUED)).await);
         assert!(started.elapsed() >= Duration::from_millis(300));
-        assert!(overflow.flag.load(Ordering::Acquire));
+        assert!(overflow.raised().overflow());
     }
 }

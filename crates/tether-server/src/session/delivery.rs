@@ -13,8 +13,9 @@ use std::task::Poll;
 
 use tether::broadcast::{Ended, Queued as Progress};
 
+use crate::alarm::Alarm;
 use crate::config::SlowConsumerPolicy;
-use crate::hub::{Follow, Inbox, Overflow, Position, Queued, StreamSubscription};
+use crate::hub::{Follow, Inbox, Position, Queued, StreamSubscription};
 use crate::metrics::Metrics;
 
 use super::sink::{Burst, Sink, SinkClosed};
@@ -24,6 +25,7 @@ use super::sink::{Burst, Sink, SinkClosed};
 pub type Written = Arc<Mutex<HashMap<Arc<str>, Arc<Position>>>>;
 
 /// A channel stream the session sends.
+#[derive(Debug)]
 struct Following {
     channel: Arc<str>,
     epoch: Arc<str>,
@@ -53,17 +55,24 @@ impl From<SinkClosed> for Stop {
     }
 }
 
-/// A session's delivery task: what it needs besides its queue.
+/// A session's delivery: its queue, the streams it follows, and where it
+/// writes. [`Delivery::run`] drives it as a task of its own; a transport that
+/// drives its connection by hand polls [`Delivery::poll_due`] and runs
+/// [`Delivery::send_burst`] when it is ready.
 #[derive(Debug)]
 pub struct Delivery<K> {
     /// Where it writes.
-    pub sink: K,
+    sink: K,
     /// For the messages and bytes sent, and the drops.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// The positions it records.
-    pub written: Written,
-    /// Raised when a `disconnect`-policy subscriber lags.
-    pub overflow: Arc<Overflow>,
+    written: Written,
+    /// Tripped when a `disconnect`-policy subscriber lags.
+    alarm: Arc<Alarm>,
+    /// The session's queue: replies, stream starts and stops.
+    queue: Inbox,
+    /// The channel streams it sends.
+    following: Vec<Following>,
 }
 
 /// Counts of one burst, for the metrics.
@@ -81,88 +90,132 @@ impl Sent {
 }
 
 impl<K: Sink> Delivery<K> {
+    /// Delivery of `queue` into `sink`, recording positions in `written`
+    /// and tripping `alarm` when a `disconnect`-policy subscriber lags.
+    pub fn new(
+        sink: K,
+        metrics: Arc<Metrics>,
+        written: Written,
+        alarm: Arc<Alarm>,
+        queue: Inbox,
+    ) -> Self {
+        Self {
+            sink,
+            metrics,
+            written,
+            alarm,
+            queue,
+            following: Vec::new(),
+        }
+    }
+
     /// Runs until the queue closes (the session ended), the sink fails, or a
-    /// subscriber lags on a `disconnect` channel (the overflow signal is raised
-    /// and the session says goodbye).
-    pub async fn run(self, mut queue: Inbox) {
-        let mut following: Vec<Following> = Vec::new();
-        let mut burst = Vec::new();
-        // Positions of queued frames (subscribe replies, conflated
-        // publications) in this burst, recorded with the streams'.
-        let mut replied: Vec<Arc<Position>> = Vec::new();
-        loop {
-            let open = poll_fn(|cx| {
-                // Poll every source, so each registers this task for wake-up.
-                let mut ready = false;
-                for follow in &mut following {
-                    match follow.subscription.poll_messages(cx) {
-                        Poll::Ready(Err(Ended::Closed)) => follow.closed = true,
-                        Poll::Ready(_) => ready = true,
-                        Poll::Pending => {}
-                    }
-                }
-                // A closed queue (the session ended) stops delivery, even
-                // with stream frames left: the client is going away.
-                match queue.poll_ready(cx) {
-                    Poll::Ready(open) => Poll::Ready(open),
-                    Poll::Pending if ready => Poll::Ready(true),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await;
-            if !open {
+    /// subscriber lags on a `disconnect` channel (the alarm is tripped and
+    /// the session says goodbye).
+    pub async fn run(mut self) {
+        while poll_fn(|cx| self.poll_due(cx)).await {
+            if !self.send_burst().await {
                 return;
-            }
-            following.retain(|f| !f.closed);
-            let mut sent = Sent::default();
-            let mut batch = self.sink.burst().await;
-            let result = self
-                .burst(
-                    &mut batch,
-                    &mut queue,
-                    &mut following,
-                    &mut burst,
-                    &mut replied,
-                    &mut sent,
-                )
-                .await;
-            // Noted once the frames are in the sink: whatever
-            // happens next, they go out before a disconnect push does.
-            self.record(&mut replied, &mut following);
-            // Between bursts a connection holds no scratch buffers: most are
-            // idle, and a stream's publications need neither.
-            if burst.capacity() != 0 {
-                burst = Vec::new();
-            }
-            if replied.capacity() != 0 {
-                replied = Vec::new();
-            }
-            self.metrics.messages_out.inc_by(sent.messages);
-            self.metrics.bytes_out.inc_by(sent.bytes);
-            let flushed = match result {
-                Ok(()) => self.flush(&mut batch, &mut following).await,
-                Err(stop) => Err(stop),
-            };
-            match flushed {
-                Ok(()) => {}
-                // The session says goodbye (and aborts this task if the
-                // socket stays full).
-                Err(Stop::Overflow) => {
-                    let _ = poll_fn(|cx| batch.poll_flush(cx)).await;
-                    return;
-                }
-                Err(Stop::Sink) => return,
             }
         }
     }
 
+    /// Ready with `true` when there is something to send, with `false` when
+    /// the queue closed (the session ended) and delivery is over; registers
+    /// `cx` with every source otherwise.
+    pub fn poll_due(&mut self, cx: &mut std::task::Context<'_>) -> Poll<bool> {
+        // Poll every source, so each registers this task for wake-up.
+        let mut ready = false;
+        for follow in &mut self.following {
+            match follow.subscription.poll_messages(cx) {
+                Poll::Ready(Err(Ended::Closed)) => follow.closed = true,
+                Poll::Ready(_) => ready = true,
+                Poll::Pending => {}
+            }
+        }
+        // A closed queue (the session ended) stops delivery, even with stream
+        // frames left: the client is going away.
+        match self.queue.poll_ready(cx) {
+            Poll::Ready(open) => Poll::Ready(open),
+            Poll::Pending if ready => Poll::Ready(true),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Sends one burst, once [`Delivery::poll_due`] said there is one: false
+    /// when delivery is over (the sink failed, or a subscriber lagged on a
+    /// `disconnect` channel and the alarm is tripped).
+    pub async fn send_burst(&mut self) -> bool {
+        self.following.retain(|f| !f.closed);
+        // Scratch for this burst only: between bursts a connection holds no
+        // buffers (most are idle, and a stream's publications need neither).
+        let mut burst = Vec::new();
+        // Positions of queued frames (subscribe replies, conflated
+        // publications) in this burst, recorded with the streams'.
+        let mut replied: Vec<Arc<Position>> = Vec::new();
+        let Self {
+            sink,
+            metrics,
+            written,
+            alarm,
+            queue,
+            following,
+        } = self;
+        let parts = Parts {
+            metrics,
+            alarm,
+            written,
+        };
+        let mut sent = Sent::default();
+        let mut batch = sink.burst().await;
+        let result = parts
+            .burst(
+                &mut batch,
+                queue,
+                following,
+                &mut burst,
+                &mut replied,
+                &mut sent,
+            )
+            .await;
+        // Noted once the frames are in the sink: whatever happens next, they
+        // go out before a disconnect push does.
+        parts.record(&mut replied, following);
+        metrics.messages_out.inc_by(sent.messages);
+        metrics.bytes_out.inc_by(sent.bytes);
+        let flushed = match result {
+            Ok(()) => parts.flush(&mut batch, following).await,
+            Err(stop) => Err(stop),
+        };
+        match flushed {
+            Ok(()) => true,
+            // The session says goodbye (and drops delivery if the socket
+            // stays full).
+            Err(Stop::Overflow) => {
+                let _ = poll_fn(|cx| batch.poll_flush(cx)).await;
+                false
+            }
+            Err(Stop::Sink) => false,
+        }
+    }
+}
+
+/// What a burst needs of its delivery besides the sink, the queue and the
+/// streams (borrowed apart from them).
+struct Parts<'a> {
+    metrics: &'a Metrics,
+    alarm: &'a Alarm,
+    written: &'a Written,
+}
+
+impl Parts<'_> {
     /// One burst: what the followed streams hold, then what the queue held
     /// when the burst began (where a subscribe reply starts a stream right
     /// after itself, and an unsubscribe reply or a bare stop ends one right
     /// before itself).
-    async fn burst(
+    async fn burst<B: Burst>(
         &self,
-        batch: &mut K::Burst<'_>,
+        batch: &mut B,
         queue: &mut Inbox,
         following: &mut Vec<Following>,
         burst: &mut Vec<Queued>,
@@ -251,10 +304,10 @@ impl<K: Sink> Delivery<K> {
     /// the batch reaches the high-water mark. A lag is handled by the channel's
     /// policy: `disconnect` raises the overflow signal; the others skip to the
     /// oldest frame the stream still holds.
-    async fn forward(
+    async fn forward<B: Burst>(
         &self,
         follow: &mut Following,
-        batch: &mut K::Burst<'_>,
+        batch: &mut B,
         until: u64,
         sent: &mut Sent,
     ) -> Result<(), Stop> {
@@ -284,7 +337,7 @@ impl<K: Sink> Delivery<K> {
                 Progress::Ended(Ended::Lagged { missed }) => {
                     self.metrics.queue_drops.inc_by(missed);
                     if follow.policy == SlowConsumerPolicy::Disconnect {
-                        self.overflow.trip();
+                        self.alarm.trip();
                         return Err(Stop::Overflow);
                     }
                     follow.subscription.skip_lagged();
@@ -297,7 +350,7 @@ impl<K: Sink> Delivery<K> {
     /// `disconnect` channel whose subscriber lagged ends the wait: the overflow
     /// signal goes up and the session disconnects the slow consumer, instead of
     /// the lag going unnoticed until the client reads again.
-    async fn flush(&self, batch: &mut K::Burst<'_>, watched: &mut [Following]) -> Result<(), Stop> {
+    async fn flush<B: Burst>(&self, batch: &mut B, watched: &mut [Following]) -> Result<(), Stop> {
         poll_fn(|cx| {
             if let Poll::Ready(result) = batch.poll_flush(cx) {
                 return Poll::Ready(result.map_err(Stop::from));
@@ -308,7 +361,7 @@ impl<K: Sink> Delivery<K> {
                 }
                 if let Poll::Ready(missed) = follow.subscription.poll_lag(cx) {
                     self.metrics.queue_drops.inc_by(missed);
-                    self.overflow.trip();
+                    self.alarm.trip();
                     return Poll::Ready(Err(Stop::Overflow));
                 }
             }

@@ -21,7 +21,8 @@ use super::delivery::{Delivery, Written};
 use super::lifecycle::{self, disconnect_push};
 use super::log::{EventLog, LogSink};
 use super::Session;
-use crate::hub::{Outbox, Overflow};
+use crate::alarm::Alarm;
+use crate::hub::Outbox;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
 use crate::state::AppState;
@@ -273,13 +274,6 @@ enum Ending {
     Shutdown,
 }
 
-/// Resolves once shutdown has begun; never, if nobody can start it any more.
-async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// Sleeps until `at`, or forever.
 async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -296,7 +290,7 @@ fn drive(
     state: AppState,
     guard: SessionGuard,
     inbox: crate::hub::Inbox,
-    overflow: Arc<Overflow>,
+    alarm: Arc<Alarm>,
 ) -> impl std::future::Future<Output = ()> + Send {
     // A block, not an `async fn`, which would hold its arguments twice for
     // the session's whole life.
@@ -306,18 +300,18 @@ fn drive(
         let config = state.config.clone();
         let ttl = config.http.session_ttl;
         let client = resumable.client.clone();
-        let kicked = state.sessions.register(&client);
+        state.sessions.register(&client, &alarm);
         let written = Written::default();
         let mut delivery = tokio::spawn(
-            Delivery {
-                sink: LogSink(resumable.log.clone()),
-                metrics: metrics.clone(),
-                written: written.clone(),
-                overflow: overflow.clone(),
-            }
-            .run(inbox),
+            Delivery::new(
+                LogSink(resumable.log.clone()),
+                metrics.clone(),
+                written.clone(),
+                alarm.clone(),
+                inbox,
+            )
+            .run(),
         );
-        let mut shutdown = state.shutdown.clone();
         let opened = Instant::now();
         let ending = loop {
             let changed = resumable.changed.notified();
@@ -336,9 +330,13 @@ fn drive(
             tokio::select! {
                 () = &mut changed => {}
                 () = sleep_until(expiry) => {}
-                () = kicked.notified() => break Ending::Disconnect(DisconnectCode::Kicked),
-                () = overflow.wait() => break Ending::SlowConsumer,
-                () = stopping(&mut shutdown) => break Ending::Shutdown,
+                raised = alarm.wait() => break if raised.overflow() {
+                    Ending::SlowConsumer
+                } else if raised.kicked() {
+                    Ending::Disconnect(DisconnectCode::Kicked)
+                } else {
+                    Ending::Shutdown
+                },
             }
         };
         state.sessions.unregister(&client);

@@ -359,6 +359,7 @@ mod tests {
             at_s,
             rss_bytes: Some(mib << 20),
             rss_anon_bytes: None,
+            allocator_bytes: None,
             descriptors: None,
             threads: None,
             sessions: None,

@@ -35,6 +35,7 @@ impl Sampler {
             at_s: self.origin.elapsed().as_secs_f64(),
             rss_bytes: self.pid.and_then(|pid| procfs::rss_bytes(pid).ok()),
             rss_anon_bytes: self.pid.and_then(|pid| procfs::rss_anon_bytes(pid).ok()),
+            allocator_bytes: metric("tether_allocator_committed_bytes"),
             descriptors: self.pid.and_then(|pid| descriptors(pid).ok()),
             threads: self.pid.and_then(|pid| procfs::threads(pid).ok()),
             sessions: metric("tether_connections"),

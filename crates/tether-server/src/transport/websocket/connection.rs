@@ -1,0 +1,330 @@
+//! One WebSocket connection between its handshake and its ending, driven by
+//! hand rather than as an `async` block.
+//!
+//! Most connections are idle most of the time, and an idle connection should
+//! cost little more than its socket. As a hand-written future, a connection
+//! holds its parts (the socket's halves, the session, its delivery, a timer,
+//! its alarm) and nothing else while it waits; the work that needs a future
+//! (handling a request, sending a burst, answering a ping or a close) runs in
+//! one boxed for just that long, which owns the parts it needs and hands them
+//! back. Delivery runs beside a request being handled, so a reply waiting
+//! for room in the queue is not waiting on itself.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use tether::{CloseFrame, Incoming, Message, WsReader, WsWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Interval;
+
+use crate::alarm::Alarm;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::protocol::DisconnectCode;
+use crate::session::delivery::Delivery;
+use crate::session::{Session, Verdict};
+
+/// Work that owns what it needs and returns it when done.
+type Job<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What answering a ping or a close gives back: the reader, and what
+/// [`WsReader::recv`] would have returned.
+type Settled<S> = (WsReader<S>, tether::Result<Option<Message>>);
+
+/// A connection's delivery: waiting for something to send, sending a burst,
+/// or over (the session ended, or the socket failed).
+pub(super) enum Outbound<S> {
+    /// Waiting for the queue or a stream.
+    Idle(Delivery<WsWriter<S>>),
+    /// Sending one burst; true when delivery goes on after it.
+    Sending(Job<(Delivery<WsWriter<S>>, bool)>),
+    /// Nothing more is delivered.
+    Over,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Outbound<S> {
+    /// Delivers what is left until the queue runs dry (the session has
+    /// ended) or the socket fails.
+    pub(super) async fn drain(self) {
+        let delivery = match self {
+            Outbound::Idle(delivery) => delivery,
+            Outbound::Sending(burst) => match burst.await {
+                (delivery, true) => delivery,
+                (_, false) => return,
+            },
+            Outbound::Over => return,
+        };
+        delivery.run().await;
+    }
+}
+
+/// Why a connection's steady state ended, which decides what is still sent.
+pub(super) enum Ending {
+    /// The client sent a close frame: the replies to what it asked before it
+    /// are owed, then our close answers its own.
+    ClientClosed(Option<CloseFrame>),
+    /// The server ends the session: the replies already queued (the refusals
+    /// that explain it), then the `disconnect` push and the close.
+    Disconnect(DisconnectCode),
+    /// The client stopped answering pings: the push and the close, nothing
+    /// queued.
+    NoPong,
+    /// A `disconnect`-policy queue overflowed: the push with the positions
+    /// reached and the close, nothing queued.
+    SlowConsumer,
+    /// The server is shutting down: what is queued, then the push with
+    /// reconnect advice.
+    Shutdown,
+    /// Nothing more can be sent (the socket ended or failed).
+    Done,
+}
+
+/// A connection's parts when its steady state ends, for its goodbye.
+pub(super) struct Exit<S> {
+    pub(super) reader: WsReader<S>,
+    pub(super) writer: WsWriter<S>,
+    pub(super) session: Session,
+    pub(super) delivery: Outbound<S>,
+    pub(super) config: Arc<ServerConfig>,
+    /// For the log.
+    pub(super) reason: String,
+    pub(super) ending: Ending,
+}
+
+/// A connection in its steady state; resolves to its [`Exit`].
+pub(super) struct Connection<S> {
+    /// Waiting for input (`None` while a ping or a close is being answered).
+    reader: Option<WsReader<S>>,
+    /// Answering a ping or a close (or failing the stream), with the reader.
+    settling: Option<Job<Settled<S>>>,
+    /// Between requests (`None` while one is handled).
+    session: Option<Session>,
+    /// Handling one request, with the session.
+    handling: Option<Job<(Session, Verdict)>>,
+    delivery: Outbound<S>,
+    /// Sending a ping.
+    ping: Option<Job<()>>,
+    writer: WsWriter<S>,
+    alarm: Arc<Alarm>,
+    heartbeat: Interval,
+    last_heard: Instant,
+    config: Arc<ServerConfig>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
+    /// A connection of `session` over `reader` and `writer`, delivering with
+    /// `delivery`, ended early by `alarm`. Starts its heartbeat, so it must
+    /// be made inside the runtime.
+    pub(super) fn new(
+        (reader, writer): (WsReader<S>, WsWriter<S>),
+        session: Session,
+        delivery: Delivery<WsWriter<S>>,
+        alarm: Arc<Alarm>,
+        config: Arc<ServerConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let period = config.websocket.ping_interval;
+        let now = Instant::now();
+        Self {
+            reader: Some(reader),
+            settling: None,
+            session: Some(session),
+            handling: None,
+            delivery: Outbound::Idle(delivery),
+            ping: None,
+            writer,
+            alarm,
+            heartbeat: tokio::time::interval_at((now + period).into(), period),
+            last_heard: now,
+            config,
+            metrics,
+        }
+    }
+
+    /// Sends bursts for as long as there is something to send.
+    fn poll_delivery(&mut self, cx: &mut Context<'_>) {
+        loop {
+            match &mut self.delivery {
+                Outbound::Idle(delivery) => match delivery.poll_due(cx) {
+                    Poll::Ready(true) => {
+                        let Outbound::Idle(mut delivery) =
+                            std::mem::replace(&mut self.delivery, Outbound::Over)
+                        else {
+                            unreachable!("matched as idle")
+                        };
+                        self.delivery = Outbound::Sending(Box::pin(async move {
+                            let more = delivery.send_burst().await;
+                            (delivery, more)
+                        }));
+                    }
+                    Poll::Ready(false) => self.delivery = Outbound::Over,
+                    Poll::Pending => return,
+                },
+                Outbound::Sending(burst) => match burst.as_mut().poll(cx) {
+                    Poll::Ready((delivery, true)) => self.delivery = Outbound::Idle(delivery),
+                    Poll::Ready((_, false)) => self.delivery = Outbound::Over,
+                    Poll::Pending => return,
+                },
+                Outbound::Over => return,
+            }
+        }
+    }
+
+    /// Takes the parts for the goodbye; only between requests and reads.
+    fn exit(&mut self, reason: String, ending: Ending) -> Exit<S> {
+        match &ending {
+            Ending::Disconnect(code) => self.metrics.disconnect(*code as u16),
+            Ending::NoPong => self.metrics.disconnect(DisconnectCode::NoPong as u16),
+            Ending::SlowConsumer => self.metrics.disconnect(DisconnectCode::SlowConsumer as u16),
+            Ending::ClientClosed(_) | Ending::Shutdown | Ending::Done => {}
+        }
+        Exit {
+            reader: self.reader.take().expect("exit between reads"),
+            writer: self.writer.clone(),
+            session: self.session.take().expect("exit between requests"),
+            delivery: std::mem::replace(&mut self.delivery, Outbound::Over),
+            config: self.config.clone(),
+            reason,
+            ending,
+        }
+    }
+
+    /// Sends a ping unless the last one is still on its way.
+    fn ping(&mut self, cx: &mut Context<'_>) {
+        if self.ping.is_some() {
+            return;
+        }
+        let writer = self.writer.clone();
+        let mut ping: Job<()> = Box::pin(async move {
+            let _ = writer.send(Message::Ping(bytes::Bytes::new())).await;
+        });
+        if ping.as_mut().poll(cx).is_pending() {
+            self.ping = Some(ping);
+        }
+    }
+
+    /// Requests, pings and closes from the client, the heartbeat and the
+    /// alarm: ready when the steady state ends.
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Exit<S>> {
+        loop {
+            // While a request is handled nothing more is read (the client
+            // waits for its replies) and nothing else is heeded.
+            if let Some(handling) = &mut self.handling {
+                let (session, verdict) = ready!(handling.as_mut().poll(cx));
+                self.handling = None;
+                self.session = Some(session);
+                if let Verdict::Disconnect(code) = verdict {
+                    let reason = code.reason().to_owned();
+                    return Poll::Ready(self.exit(reason, Ending::Disconnect(code)));
+                }
+                continue;
+            }
+            if let Some(settling) = &mut self.settling {
+                let (reader, settled) = ready!(settling.as_mut().poll(cx));
+                self.settling = None;
+                self.reader = Some(reader);
+                let (reason, ending) = match settled {
+                    Ok(Some(Message::Close(frame))) => {
+                        let reason = match &frame {
+                            Some(frame) => format!(
+                                "closed by client: {} {:?}",
+                                frame.code.0,
+                                frame.reason.as_str()
+                            ),
+                            None => "closed by client".to_owned(),
+                        };
+                        (reason, Ending::ClientClosed(frame))
+                    }
+                    // A ping, answered.
+                    Ok(Some(_)) => continue,
+                    Ok(None) => ("connection ended".to_owned(), Ending::Done),
+                    Err(e) => (format!("connection failed: {e}"), Ending::Done),
+                };
+                return Poll::Ready(self.exit(reason, ending));
+            }
+            if let Poll::Ready(raised) = self.alarm.poll_raised(cx) {
+                let (reason, ending) = if raised.overflow() {
+                    ("slow consumer", Ending::SlowConsumer)
+                } else if raised.kicked() {
+                    let code = DisconnectCode::Kicked;
+                    ("disconnected through the API", Ending::Disconnect(code))
+                } else {
+                    ("server shutting down", Ending::Shutdown)
+                };
+                return Poll::Ready(self.exit(reason.to_owned(), ending));
+            }
+            if self.heartbeat.poll_tick(cx).is_ready() {
+                let websocket = &self.config.websocket;
+                if self.last_heard.elapsed() > websocket.ping_interval + websocket.pong_timeout {
+                    let reason = "no pong within the heartbeat timeout".to_owned();
+                    return Poll::Ready(self.exit(reason, Ending::NoPong));
+                }
+                self.ping(cx);
+                continue;
+            }
+            let reader = self.reader.as_mut().expect("reader between reads");
+            let incoming = ready!(reader.poll_recv(cx));
+            self.last_heard = Instant::now();
+            match incoming {
+                Ok(Incoming::Message(message)) => {
+                    if message.is_data() {
+                        self.metrics.messages_in.inc();
+                        self.metrics.bytes_in.inc_by(message.len() as u64);
+                    }
+                    let mut session = match message {
+                        Message::Text(_) | Message::Binary(_) => {
+                            self.session.take().expect("session between requests")
+                        }
+                        // A pong: heard from.
+                        _ => continue,
+                    };
+                    self.handling = Some(Box::pin(async move {
+                        let verdict = match message {
+                            Message::Text(text) => session.handle_text(&text).await,
+                            _ => session.handle_binary().await,
+                        };
+                        (session, verdict)
+                    }));
+                }
+                Ok(Incoming::Settle(unsettled)) => {
+                    let mut reader = self.reader.take().expect("reader between reads");
+                    self.settling = Some(Box::pin(async move {
+                        let settled = reader.settle(unsettled).await;
+                        (reader, settled)
+                    }));
+                }
+                Ok(Incoming::Ended) => {
+                    return Poll::Ready(self.exit("connection ended".to_owned(), Ending::Done))
+                }
+                Err(e) => {
+                    let reason = format!("connection failed: {e}");
+                    return Poll::Ready(self.exit(reason, Ending::Done));
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Connection<S> {
+    type Output = Exit<S>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exit<S>> {
+        let this = self.get_mut();
+        this.poll_delivery(cx);
+        if let Some(ping) = &mut this.ping {
+            if ping.as_mut().poll(cx).is_ready() {
+                this.ping = None;
+            }
+        }
+        let exit = this.poll_inbound(cx);
+        if exit.is_pending() {
+            // A request handled just now may have queued its reply.
+            this.poll_delivery(cx);
+        }
+        exit
+    }
+}
