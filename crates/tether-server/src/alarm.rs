@@ -20,6 +20,8 @@ impl Raised {
     const OVERFLOW: u8 = 1;
     const KICKED: u8 = 2;
     const STOPPING: u8 = 4;
+    /// Not a reason to end: time for a heartbeat (see [`Alarm::take_beat`]).
+    const BEAT: u8 = 8;
 
     /// A queue on a `disconnect`-policy channel overflowed, or a subscriber
     /// lagged: the session is a slow consumer.
@@ -69,12 +71,25 @@ impl Alarm {
         self.raise(Raised::STOPPING);
     }
 
-    /// What has been raised so far (nothing: all false).
-    pub fn raised(&self) -> Raised {
-        Raised(self.raised.load(Ordering::Acquire))
+    /// Time for the session's heartbeat: wakes its task, which takes the
+    /// beat with [`Alarm::take_beat`]. One server-wide timer beats every
+    /// session in turn, rather than a timer per session.
+    pub fn beat(&self) {
+        self.raise(Raised::BEAT);
     }
 
-    /// Ready once anything is raised; registers `cx`'s waker otherwise.
+    /// Whether a beat came since the last call (and clears it).
+    pub fn take_beat(&self) -> bool {
+        self.raised.fetch_and(!Raised::BEAT, Ordering::AcqRel) & Raised::BEAT != 0
+    }
+
+    /// The reasons to end raised so far (nothing: all false).
+    pub fn raised(&self) -> Raised {
+        Raised(self.raised.load(Ordering::Acquire) & !Raised::BEAT)
+    }
+
+    /// Ready once a reason to end is raised; registers `cx`'s waker
+    /// otherwise (which a beat wakes too).
     pub fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<Raised> {
         let raised = self.raised();
         if raised != Raised::default() {
@@ -89,7 +104,7 @@ impl Alarm {
         }
     }
 
-    /// Waits until anything is raised.
+    /// Waits until a reason to end is raised.
     pub async fn wait(&self) -> Raised {
         poll_fn(|cx| self.poll_raised(cx)).await
     }
@@ -109,6 +124,16 @@ mod tests {
         alarm.trip();
         let raised = alarm.raised();
         assert!(raised.kicked() && raised.overflow() && !raised.stopping());
+    }
+
+    #[test]
+    fn beats_are_taken_once_and_end_nothing() {
+        let alarm = Alarm::default();
+        assert!(!alarm.take_beat());
+        alarm.beat();
+        assert_eq!(alarm.raised(), Raised::default());
+        assert!(alarm.take_beat());
+        assert!(!alarm.take_beat());
     }
 
     #[tokio::test]

@@ -19,14 +19,31 @@ pub struct Sessions {
     reachable: Mutex<Reachable>,
 }
 
-/// The sessions the API and shutdown can reach.
+/// The sessions the API, shutdown and the heartbeat can reach.
 #[derive(Debug, Default)]
 struct Reachable {
     /// Each session's alarm, keyed by its own id (shared, not copied).
-    alarms: HashMap<Arc<str>, Arc<Alarm>>,
+    alarms: HashMap<Arc<str>, Reach>,
     /// Shutdown has begun: a session registered from now on is told at once.
     stopping: bool,
+    /// The heartbeat slot the next session with a heartbeat gets.
+    next_slot: u8,
+    /// The heartbeat timer is running.
+    beating: bool,
 }
+
+/// One registered session.
+#[derive(Debug)]
+struct Reach {
+    alarm: Arc<Alarm>,
+    /// Which of the [`SLOTS`] beats of a heartbeat period are this session's
+    /// (`None`: it has no heartbeat).
+    slot: Option<u8>,
+}
+
+/// A heartbeat period is cut into this many beats, each for the sessions of
+/// its slot, so pings go out spread over the period rather than all at once.
+const SLOTS: u8 = 16;
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +106,69 @@ impl Sessions {
     /// Makes `client` reachable by [`Sessions::kick`] and [`Sessions::stop_all`]
     /// through its `alarm`.
     pub fn register(&self, client: &Arc<str>, alarm: &Arc<Alarm>) {
+        self.insert(client, alarm, None);
+    }
+
+    /// Registers `client` as [`Sessions::register`] does, and beats its alarm
+    /// once every `period` (the server's ping interval), starting the one
+    /// heartbeat timer all sessions share if it is not running yet.
+    pub fn register_with_heartbeat(
+        self: &Arc<Self>,
+        client: &Arc<str>,
+        alarm: &Arc<Alarm>,
+        period: std::time::Duration,
+    ) {
+        let (slot, start) = {
+            let mut reachable = self.reachable.lock().expect("registry lock");
+            let slot = reachable.next_slot;
+            reachable.next_slot = (slot + 1) % SLOTS;
+            (slot, !std::mem::replace(&mut reachable.beating, true))
+        };
+        if start {
+            self.start_heartbeat(period);
+        }
+        self.insert(client, alarm, Some(slot));
+    }
+
+    fn insert(&self, client: &Arc<str>, alarm: &Arc<Alarm>, slot: Option<u8>) {
         let mut reachable = self.reachable.lock().expect("registry lock");
         if reachable.stopping {
             alarm.stop();
         }
-        reachable.alarms.insert(client.clone(), alarm.clone());
+        let reach = Reach {
+            alarm: alarm.clone(),
+            slot,
+        };
+        reachable.alarms.insert(client.clone(), reach);
+    }
+
+    /// The shared heartbeat timer: one beat every `period / SLOTS`, each to
+    /// one slot's sessions. Ends with the registry.
+    fn start_heartbeat(self: &Arc<Self>, period: std::time::Duration) {
+        let sessions = Arc::downgrade(self);
+        let beat = (period / u32::from(SLOTS)).max(std::time::Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(beat);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            for slot in (0..SLOTS).cycle() {
+                every.tick().await;
+                let Some(sessions) = sessions.upgrade() else {
+                    return;
+                };
+                sessions.beat(slot);
+            }
+        });
+    }
+
+    /// Beats the alarms of `slot`'s sessions.
+    fn beat(&self, slot: u8) {
+        let reachable = self.reachable.lock().expect("registry lock");
+        for reach in reachable.alarms.values() {
+            if reach.slot == Some(slot) {
+                reach.alarm.beat();
+            }
+        }
     }
 
     /// Forgets `client`.
@@ -114,9 +189,9 @@ impl Sessions {
             .alarms
             .get(client)
         {
-            Some(alarm) => {
+            Some(reach) => {
                 // The alarm stays raised, so a session busy elsewhere still sees it.
-                alarm.kick();
+                reach.alarm.kick();
                 true
             }
             None => false,
@@ -128,8 +203,8 @@ impl Sessions {
     pub fn stop_all(&self) {
         let mut reachable = self.reachable.lock().expect("registry lock");
         reachable.stopping = true;
-        for alarm in reachable.alarms.values() {
-            alarm.stop();
+        for reach in reachable.alarms.values() {
+            reach.alarm.stop();
         }
     }
 }
@@ -197,5 +272,27 @@ mod tests {
         let after = Arc::new(Alarm::default());
         sessions.register(&"c2".into(), &after);
         assert!(after.raised().stopping() && !after.raised().kicked());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beats_each_session_once_a_period() {
+        let sessions = Arc::new(Sessions::default());
+        let period = std::time::Duration::from_secs(16);
+        let alarms: Vec<Arc<Alarm>> = (0..40).map(|_| Arc::new(Alarm::default())).collect();
+        for (i, alarm) in alarms.iter().enumerate() {
+            sessions.register_with_heartbeat(&format!("c{i}").into(), alarm, period);
+        }
+        let quiet = Arc::new(Alarm::default());
+        sessions.register(&"quiet".into(), &quiet);
+        let mut beats = vec![0; alarms.len()];
+        for _ in 0..32 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            for (count, alarm) in beats.iter_mut().zip(&alarms) {
+                *count += u32::from(alarm.take_beat());
+            }
+        }
+        // Two periods: two beats each (the first one may fall either side).
+        assert!(beats.iter().all(|&n| (1..=2).contains(&n)), "{beats:?}");
+        assert!(!quiet.take_beat());
     }
 }

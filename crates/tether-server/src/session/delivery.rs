@@ -6,7 +6,6 @@
 //! recorded positions a slow consumer resumes from, and the lag policy; the
 //! transports only carry what it writes.
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -20,9 +19,52 @@ use crate::metrics::Metrics;
 
 use super::sink::{Burst, Sink, SinkClosed};
 
-/// The stream position of the last frame written per channel, kept by the
-/// delivery task so a slow consumer's disconnect can say where to resume.
-pub type Written = Arc<Mutex<HashMap<Arc<str>, Arc<Position>>>>;
+/// The stream position of the last frame written per channel, kept by
+/// delivery so a slow consumer's disconnect can say where to resume.
+pub type Written = Arc<Mutex<Positions>>;
+
+/// One position per channel written to, sorted by channel: a connection
+/// follows few channels, and a sorted vector holds one in 40 bytes where a
+/// hash map takes about 110, and is updated in place, burst after burst.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions(Vec<Position>);
+
+impl Positions {
+    /// Notes that `channel` reached `offset` in `epoch`.
+    pub fn set(&mut self, channel: &Arc<str>, offset: u64, epoch: &Arc<str>) {
+        match self
+            .0
+            .binary_search_by(|p| p.channel.as_ref().cmp(channel.as_ref()))
+        {
+            Ok(at) => {
+                let position = &mut self.0[at];
+                position.offset = offset;
+                if position.epoch != *epoch {
+                    position.epoch = epoch.clone();
+                }
+            }
+            Err(at) => {
+                if self.0.capacity() == 0 {
+                    // Most connections follow one channel: room for exactly that.
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(
+                    at,
+                    Position {
+                        channel: channel.clone(),
+                        offset,
+                        epoch: epoch.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Every channel's position, by channel.
+    pub fn iter(&self) -> impl Iterator<Item = &Position> {
+        self.0.iter()
+    }
+}
 
 /// A channel stream the session sends.
 #[derive(Debug)]
@@ -378,16 +420,11 @@ impl Parts<'_> {
         }
         let mut written = self.written.lock().expect("positions lock");
         for position in replied.drain(..) {
-            written.insert(position.channel.clone(), position);
+            written.set(&position.channel, position.offset, &position.epoch);
         }
         for follow in following.iter_mut() {
             if let Some(offset) = follow.reached.take() {
-                let position = Position {
-                    channel: follow.channel.clone(),
-                    offset,
-                    epoch: follow.epoch.clone(),
-                };
-                written.insert(follow.channel.clone(), Arc::new(position));
+                written.set(&follow.channel, offset, &follow.epoch);
             }
         }
     }

@@ -97,13 +97,13 @@ pub fn slow_consumer_push(written: &Written, session: Option<&Session>) -> Strin
     let written = written.lock().expect("positions lock").clone();
     let positions = written
         .iter()
-        .filter(|(channel, _)| session.is_some_and(|s| s.is_subscribed(channel)))
-        .map(|(channel, at)| {
+        .filter(|at| session.is_some_and(|s| s.is_subscribed(&at.channel)))
+        .map(|at| {
             let position = StreamPosition {
                 offset: at.offset,
                 epoch: at.epoch.to_string(),
             };
-            (Cow::Owned(channel.to_string()), position)
+            (Cow::Owned(at.channel.to_string()), position)
         })
         .collect();
     disconnect_push_at(DisconnectCode::SlowConsumer, None, positions)

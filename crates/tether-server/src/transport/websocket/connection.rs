@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use tether::{CloseFrame, Incoming, Message, WsReader, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Interval;
 
 use crate::alarm::Alarm;
 use crate::config::ServerConfig;
@@ -108,8 +107,8 @@ pub(super) struct Connection<S> {
     /// Sending a ping.
     ping: Option<Job<()>>,
     writer: WsWriter<S>,
+    /// Raised to end the session, and beaten by the registry's heartbeat.
     alarm: Arc<Alarm>,
-    heartbeat: Interval,
     last_heard: Instant,
     config: Arc<ServerConfig>,
     metrics: Arc<Metrics>,
@@ -117,8 +116,7 @@ pub(super) struct Connection<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     /// A connection of `session` over `reader` and `writer`, delivering with
-    /// `delivery`, ended early by `alarm`. Starts its heartbeat, so it must
-    /// be made inside the runtime.
+    /// `delivery`, ended early (and its heartbeat beaten) by `alarm`.
     pub(super) fn new(
         (reader, writer): (WsReader<S>, WsWriter<S>),
         session: Session,
@@ -127,8 +125,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
         config: Arc<ServerConfig>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let period = config.websocket.ping_interval;
-        let now = Instant::now();
         Self {
             reader: Some(reader),
             settling: None,
@@ -138,8 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             ping: None,
             writer,
             alarm,
-            heartbeat: tokio::time::interval_at((now + period).into(), period),
-            last_heard: now,
+            last_heard: Instant::now(),
             config,
             metrics,
         }
@@ -257,7 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                 };
                 return Poll::Ready(self.exit(reason.to_owned(), ending));
             }
-            if self.heartbeat.poll_tick(cx).is_ready() {
+            if self.alarm.take_beat() {
                 let websocket = &self.config.websocket;
                 if self.last_heard.elapsed() > websocket.ping_interval + websocket.pong_timeout {
                     let reason = "no pong within the heartbeat timeout".to_owned();

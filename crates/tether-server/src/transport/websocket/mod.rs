@@ -157,7 +157,7 @@ impl std::fmt::Display for Peer {
 ///
 /// `live` is the session's place in the registry, released when it ends;
 /// `peer` is the client's address, for the log. Must be called inside the
-/// runtime (it starts the connection's heartbeat).
+/// runtime (the first connection starts the shared heartbeat).
 pub fn serve<S>(
     ws: WebSocket<S>,
     state: AppState,
@@ -187,7 +187,10 @@ where
     let peer = Peer(peer);
     let client = session.id().clone();
     tracing::info!(%client, %peer, compressed, "connection open");
-    state.sessions.register(&client, &alarm);
+    let period = config.websocket.ping_interval;
+    state
+        .sessions
+        .register_with_heartbeat(&client, &alarm, period);
     let written = Written::default();
     let delivery = Delivery::new(
         writer.clone(),
