@@ -209,6 +209,13 @@ impl Sessions {
     }
 }
 
+impl SessionGuard {
+    /// The client's IP address, when known.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+}
+
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         if let Some(ip) = self.ip {

@@ -133,6 +133,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
         .await
     }
 
+    /// A sending half of this reader's connection (what [`WebSocket::split`]
+    /// returned beside it), for a caller that kept only the reader.
+    ///
+    /// [`WebSocket::split`]: crate::WebSocket::split
+    pub fn writer(&self) -> WsWriter<S> {
+        WsWriter::new(self.writer.clone())
+    }
+
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()

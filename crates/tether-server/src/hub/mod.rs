@@ -26,7 +26,8 @@ use serde_json::value::RawValue;
 use tether::PreparedMessage;
 
 pub use outbox::{
-    Bounds, ClientId, Follow, Inbox, Outbox, Position, Queued, Stream, StreamSubscription,
+    Bounds, ClientId, Follow, Inbox, Outbox, Position, Positions, Queued, Stream,
+    StreamSubscription,
 };
 
 use crate::config::{ServerConfig, SlowConsumerPolicy};

@@ -7,7 +7,7 @@
 //! transports only carry what it writes.
 
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 
 use tether::broadcast::{Ended, Queued as Progress};
@@ -18,53 +18,6 @@ use crate::hub::{Follow, Inbox, Position, Queued, StreamSubscription};
 use crate::metrics::Metrics;
 
 use super::sink::{Burst, Sink, SinkClosed};
-
-/// The stream position of the last frame written per channel, kept by
-/// delivery so a slow consumer's disconnect can say where to resume.
-pub type Written = Arc<Mutex<Positions>>;
-
-/// One position per channel written to, sorted by channel: a connection
-/// follows few channels, and a sorted vector holds one in 40 bytes where a
-/// hash map takes about 110, and is updated in place, burst after burst.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Positions(Vec<Position>);
-
-impl Positions {
-    /// Notes that `channel` reached `offset` in `epoch`.
-    pub fn set(&mut self, channel: &Arc<str>, offset: u64, epoch: &Arc<str>) {
-        match self
-            .0
-            .binary_search_by(|p| p.channel.as_ref().cmp(channel.as_ref()))
-        {
-            Ok(at) => {
-                let position = &mut self.0[at];
-                position.offset = offset;
-                if position.epoch != *epoch {
-                    position.epoch = epoch.clone();
-                }
-            }
-            Err(at) => {
-                if self.0.capacity() == 0 {
-                    // Most connections follow one channel: room for exactly that.
-                    self.0.reserve_exact(1);
-                }
-                self.0.insert(
-                    at,
-                    Position {
-                        channel: channel.clone(),
-                        offset,
-                        epoch: epoch.clone(),
-                    },
-                );
-            }
-        }
-    }
-
-    /// Every channel's position, by channel.
-    pub fn iter(&self) -> impl Iterator<Item = &Position> {
-        self.0.iter()
-    }
-}
 
 /// A channel stream the session sends.
 #[derive(Debug)]
@@ -107,8 +60,6 @@ pub struct Delivery<K> {
     sink: K,
     /// For the messages and bytes sent, and the drops.
     metrics: Arc<Metrics>,
-    /// The positions it records.
-    written: Written,
     /// Tripped when a `disconnect`-policy subscriber lags.
     alarm: Arc<Alarm>,
     /// The session's queue: replies, stream starts and stops.
@@ -132,23 +83,22 @@ impl Sent {
 }
 
 impl<K: Sink> Delivery<K> {
-    /// Delivery of `queue` into `sink`, recording positions in `written`
-    /// and tripping `alarm` when a `disconnect`-policy subscriber lags.
-    pub fn new(
-        sink: K,
-        metrics: Arc<Metrics>,
-        written: Written,
-        alarm: Arc<Alarm>,
-        queue: Inbox,
-    ) -> Self {
+    /// Delivery of `queue` into `sink`, recording in the queue the positions
+    /// it reaches, and tripping `alarm` when a `disconnect`-policy subscriber
+    /// lags.
+    pub fn new(sink: K, metrics: Arc<Metrics>, alarm: Arc<Alarm>, queue: Inbox) -> Self {
         Self {
             sink,
             metrics,
-            written,
             alarm,
             queue,
             following: Vec::new(),
         }
+    }
+
+    /// Where it writes.
+    pub fn sink(&self) -> &K {
+        &self.sink
     }
 
     /// Runs until the queue closes (the session ended), the sink fails, or a
@@ -198,16 +148,11 @@ impl<K: Sink> Delivery<K> {
         let Self {
             sink,
             metrics,
-            written,
             alarm,
             queue,
             following,
         } = self;
-        let parts = Parts {
-            metrics,
-            alarm,
-            written,
-        };
+        let parts = Parts { metrics, alarm };
         let mut sent = Sent::default();
         let mut batch = sink.burst().await;
         let result = parts
@@ -222,7 +167,7 @@ impl<K: Sink> Delivery<K> {
             .await;
         // Noted once the frames are in the sink: whatever happens next, they
         // go out before a disconnect push does.
-        parts.record(&mut replied, following);
+        record(queue, &mut replied, following);
         metrics.messages_out.inc_by(sent.messages);
         metrics.bytes_out.inc_by(sent.bytes);
         let flushed = match result {
@@ -247,7 +192,6 @@ impl<K: Sink> Delivery<K> {
 struct Parts<'a> {
     metrics: &'a Metrics,
     alarm: &'a Alarm,
-    written: &'a Written,
 }
 
 impl Parts<'_> {
@@ -411,14 +355,16 @@ impl Parts<'_> {
         })
         .await
     }
+}
 
-    /// Records the positions reached in this burst for the disconnect push.
-    fn record(&self, replied: &mut Vec<Arc<Position>>, following: &mut [Following]) {
-        let reached = following.iter().any(|f| f.reached.is_some());
-        if replied.is_empty() && !reached {
-            return;
-        }
-        let mut written = self.written.lock().expect("positions lock");
+/// Records in `queue` the positions reached in this burst, for a slow
+/// consumer's disconnect push.
+fn record(queue: &Inbox, replied: &mut Vec<Arc<Position>>, following: &mut [Following]) {
+    let reached = following.iter().any(|f| f.reached.is_some());
+    if replied.is_empty() && !reached {
+        return;
+    }
+    queue.record(|written| {
         for position in replied.drain(..) {
             written.set(&position.channel, position.offset, &position.epoch);
         }
@@ -427,5 +373,5 @@ impl Parts<'_> {
                 written.set(&follow.channel, offset, &follow.epoch);
             }
         }
-    }
+    });
 }

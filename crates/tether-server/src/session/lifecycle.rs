@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::delivery::Written;
 use super::Session;
 use crate::protocol::{DisconnectCode, Push, StreamPosition};
 use crate::registry::{Refusal, SessionGuard};
@@ -93,11 +92,14 @@ pub fn disconnect_push(code: DisconnectCode, after: Option<Duration>) -> String 
 
 /// The `disconnect` push for a slow consumer: where each channel it is still
 /// subscribed to stands, so it resumes from history without a gap.
-pub fn slow_consumer_push(written: &Written, session: Option<&Session>) -> String {
-    let written = written.lock().expect("positions lock").clone();
+pub fn slow_consumer_push(session: Option<&Session>) -> String {
+    let Some(session) = session else {
+        return disconnect_push_at(DisconnectCode::SlowConsumer, None, BTreeMap::new());
+    };
+    let written = session.outbox.written();
     let positions = written
         .iter()
-        .filter(|at| session.is_some_and(|s| s.is_subscribed(&at.channel)))
+        .filter(|at| session.is_subscribed(&at.channel))
         .map(|at| {
             let position = StreamPosition {
                 offset: at.offset,

@@ -26,7 +26,7 @@ use crate::hub::{ClientId, Hub, Left, Outbox};
 use crate::protocol::{
     Command, Connected, DisconnectCode, Empty, ErrorBody, ErrorCode, PresenceList, Reply, Request,
 };
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{Rate, TokenBucket};
 
 pub mod delivery;
 pub mod lifecycle;
@@ -58,7 +58,9 @@ pub struct Session {
     /// Requests refused in a row by the rate limit.
     refused: u32,
     verifier: Arc<Verifier>,
-    identity: Option<Identity>,
+    /// Boxed: most sessions never authenticate, and every one would carry
+    /// the room.
+    identity: Option<Box<Identity>>,
 }
 
 /// The channels a session is subscribed to, sorted: a connection has few
@@ -109,7 +111,7 @@ impl Session {
         outbox: Outbox,
     ) -> Self {
         let id: ClientId = format!("c{}", NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)).into();
-        let bucket = TokenBucket::new(config.rate_limit, config.rate_burst);
+        let bucket = TokenBucket::full(Self::rate(&config));
         Self {
             id,
             hub,
@@ -121,6 +123,23 @@ impl Session {
             verifier,
             identity: None,
         }
+    }
+
+    fn rate(config: &ServerConfig) -> Rate {
+        Rate {
+            per_second: config.rate_limit,
+            burst: config.rate_burst,
+        }
+    }
+
+    /// The settings it runs under.
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.hub.metrics()
     }
 
     /// This client's id, as presence shows it.
@@ -137,7 +156,7 @@ impl Session {
     /// refused one (error 109, or a disconnect with 4502 once the client has
     /// ignored a whole burst of refusals).
     async fn admit(&mut self, id: u64) -> Result<(), Verdict> {
-        if self.bucket.take() {
+        if self.bucket.take(Self::rate(&self.config)) {
             self.refused = 0;
             return Ok(());
         }
@@ -212,7 +231,7 @@ impl Session {
                     client: self.id.to_string(),
                     user: Some(identity.user.clone()),
                 };
-                self.identity = Some(identity);
+                self.identity = Some(Box::new(identity));
                 Ok(result)
             }
             None if self.verifier.anonymous() => Ok(Connected {

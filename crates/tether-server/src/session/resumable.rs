@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::delivery::{Delivery, Written};
+use super::delivery::Delivery;
 use super::lifecycle::{self, disconnect_push};
 use super::log::{EventLog, LogSink};
 use super::Session;
@@ -301,12 +301,10 @@ fn drive(
         let ttl = config.http.session_ttl;
         let client = resumable.client.clone();
         state.sessions.register(&client, &alarm);
-        let written = Written::default();
         let mut delivery = tokio::spawn(
             Delivery::new(
                 LogSink(resumable.log.clone()),
                 metrics.clone(),
-                written.clone(),
                 alarm.clone(),
                 inbox,
             )
@@ -348,7 +346,7 @@ fn drive(
             }
             Ending::SlowConsumer => {
                 delivery.abort();
-                Some(lifecycle::slow_consumer_push(&written, session.as_ref()))
+                Some(lifecycle::slow_consumer_push(session.as_ref()))
             }
             Ending::Disconnect(_) | Ending::Shutdown => {
                 // Leaving the channels lets the queue run dry into the log.

@@ -12,26 +12,37 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tether::{CloseFrame, Incoming, Message, WsReader, WsWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::alarm::Alarm;
-use crate::config::ServerConfig;
-use crate::metrics::Metrics;
 use crate::protocol::DisconnectCode;
 use crate::session::delivery::Delivery;
 use crate::session::{Session, Verdict};
 
+/// Milliseconds since the first call in this process: a clock for
+/// connections to note times in eight bytes.
+fn millis() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Work that owns what it needs and returns it when done.
 type Job<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// What answering a ping or a close gives back: the reader, and what
-/// [`WsReader::recv`] would have returned.
-type Settled<S> = (WsReader<S>, tether::Result<Option<Message>>);
+/// What a connection's one inbound job gives back when done.
+enum Finished<S> {
+    /// A ping or a close answered (or the stream failed): the reader, and
+    /// what [`WsReader::recv`] would have returned.
+    Settled(WsReader<S>, tether::Result<Option<Message>>),
+    /// A request handled: the session, and what to do next.
+    Handled(Session, Verdict),
+}
 
 /// A connection's delivery: waiting for something to send, sending a burst,
 /// or over (the session ended, or the socket failed).
@@ -87,56 +98,51 @@ pub(super) struct Exit<S> {
     pub(super) writer: WsWriter<S>,
     pub(super) session: Session,
     pub(super) delivery: Outbound<S>,
-    pub(super) config: Arc<ServerConfig>,
     /// For the log.
     pub(super) reason: String,
     pub(super) ending: Ending,
 }
 
 /// A connection in its steady state; resolves to its [`Exit`].
+///
+/// Every field counts: an idle connection is this struct, and the runtime
+/// allocates its task in steps of 128 bytes.
 pub(super) struct Connection<S> {
-    /// Waiting for input (`None` while a ping or a close is being answered).
+    /// Waiting for input (`None` while a ping or a close is answered).
     reader: Option<WsReader<S>>,
-    /// Answering a ping or a close (or failing the stream), with the reader.
-    settling: Option<Job<Settled<S>>>,
     /// Between requests (`None` while one is handled).
     session: Option<Session>,
-    /// Handling one request, with the session.
-    handling: Option<Job<(Session, Verdict)>>,
+    /// Answering a ping or a close, or handling a request, with the reader
+    /// or the session it took.
+    busy: Option<Job<Finished<S>>>,
+    /// Its writer is where pings go too.
     delivery: Outbound<S>,
-    /// Sending a ping.
-    ping: Option<Job<()>>,
-    writer: WsWriter<S>,
     /// Raised to end the session, and beaten by the registry's heartbeat.
     alarm: Arc<Alarm>,
-    last_heard: Instant,
-    config: Arc<ServerConfig>,
-    metrics: Arc<Metrics>,
+    /// When the client was last heard from, in [`millis`] (8 bytes, not an
+    /// `Instant`'s 16).
+    last_heard: u64,
+    /// A heartbeat asked for a ping, which goes out between bursts.
+    ping_due: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     /// A connection of `session` over `reader` and `writer`, delivering with
     /// `delivery`, ended early (and its heartbeat beaten) by `alarm`.
     pub(super) fn new(
-        (reader, writer): (WsReader<S>, WsWriter<S>),
+        reader: WsReader<S>,
         session: Session,
         delivery: Delivery<WsWriter<S>>,
         alarm: Arc<Alarm>,
-        config: Arc<ServerConfig>,
-        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             reader: Some(reader),
-            settling: None,
             session: Some(session),
-            handling: None,
+            busy: None,
             delivery: Outbound::Idle(delivery),
-            ping: None,
-            writer,
             alarm,
-            last_heard: Instant::now(),
-            config,
-            metrics,
+            last_heard: millis(),
+            ping_due: false,
         }
     }
 
@@ -144,6 +150,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     fn poll_delivery(&mut self, cx: &mut Context<'_>) {
         loop {
             match &mut self.delivery {
+                Outbound::Idle(_) if self.ping_due => {
+                    self.ping_due = false;
+                    let Outbound::Idle(delivery) =
+                        std::mem::replace(&mut self.delivery, Outbound::Over)
+                    else {
+                        unreachable!("matched as idle")
+                    };
+                    self.delivery = Outbound::Sending(Box::pin(async move {
+                        let ping = Message::Ping(bytes::Bytes::new());
+                        // A failed socket shows in the next burst.
+                        let _ = delivery.sink().send(ping).await;
+                        (delivery, true)
+                    }));
+                }
                 Outbound::Idle(delivery) => match delivery.poll_due(cx) {
                     Poll::Ready(true) => {
                         let Outbound::Idle(mut delivery) =
@@ -169,36 +189,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
         }
     }
 
-    /// Takes the parts for the goodbye; only between requests and reads.
-    fn exit(&mut self, reason: String, ending: Ending) -> Exit<S> {
-        match &ending {
-            Ending::Disconnect(code) => self.metrics.disconnect(*code as u16),
-            Ending::NoPong => self.metrics.disconnect(DisconnectCode::NoPong as u16),
-            Ending::SlowConsumer => self.metrics.disconnect(DisconnectCode::SlowConsumer as u16),
-            Ending::ClientClosed(_) | Ending::Shutdown | Ending::Done => {}
-        }
-        Exit {
-            reader: self.reader.take().expect("exit between reads"),
-            writer: self.writer.clone(),
-            session: self.session.take().expect("exit between requests"),
-            delivery: std::mem::replace(&mut self.delivery, Outbound::Over),
-            config: self.config.clone(),
-            reason,
-            ending,
-        }
+    /// The session, between requests.
+    fn session(&self) -> &Session {
+        self.session.as_ref().expect("session between requests")
     }
 
-    /// Sends a ping unless the last one is still on its way.
-    fn ping(&mut self, cx: &mut Context<'_>) {
-        if self.ping.is_some() {
-            return;
+    /// Takes the parts for the goodbye; only between requests and reads.
+    fn exit(&mut self, reason: String, ending: Ending) -> Exit<S> {
+        let metrics = self.session().metrics();
+        match &ending {
+            Ending::Disconnect(code) => metrics.disconnect(*code as u16),
+            Ending::NoPong => metrics.disconnect(DisconnectCode::NoPong as u16),
+            Ending::SlowConsumer => metrics.disconnect(DisconnectCode::SlowConsumer as u16),
+            Ending::ClientClosed(_) | Ending::Shutdown | Ending::Done => {}
         }
-        let writer = self.writer.clone();
-        let mut ping: Job<()> = Box::pin(async move {
-            let _ = writer.send(Message::Ping(bytes::Bytes::new())).await;
-        });
-        if ping.as_mut().poll(cx).is_pending() {
-            self.ping = Some(ping);
+        let reader = self.reader.take().expect("exit between reads");
+        Exit {
+            writer: reader.writer(),
+            reader,
+            session: self.session.take().expect("exit between requests"),
+            delivery: std::mem::replace(&mut self.delivery, Outbound::Over),
+            reason,
+            ending,
         }
     }
 
@@ -207,21 +219,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Exit<S>> {
         loop {
             // While a request is handled nothing more is read (the client
-            // waits for its replies) and nothing else is heeded.
-            if let Some(handling) = &mut self.handling {
-                let (session, verdict) = ready!(handling.as_mut().poll(cx));
-                self.handling = None;
-                self.session = Some(session);
-                if let Verdict::Disconnect(code) = verdict {
-                    let reason = code.reason().to_owned();
-                    return Poll::Ready(self.exit(reason, Ending::Disconnect(code)));
-                }
-                continue;
-            }
-            if let Some(settling) = &mut self.settling {
-                let (reader, settled) = ready!(settling.as_mut().poll(cx));
-                self.settling = None;
-                self.reader = Some(reader);
+            // waits for its replies) and nothing else is heeded; likewise
+            // while a ping or a close is answered.
+            if let Some(busy) = &mut self.busy {
+                let finished = ready!(busy.as_mut().poll(cx));
+                self.busy = None;
+                let settled = match finished {
+                    Finished::Handled(session, verdict) => {
+                        self.session = Some(session);
+                        if let Verdict::Disconnect(code) = verdict {
+                            let reason = code.reason().to_owned();
+                            return Poll::Ready(self.exit(reason, Ending::Disconnect(code)));
+                        }
+                        continue;
+                    }
+                    Finished::Settled(reader, settled) => {
+                        self.reader = Some(reader);
+                        settled
+                    }
+                };
                 let (reason, ending) = match settled {
                     Ok(Some(Message::Close(frame))) => {
                         let reason = match &frame {
@@ -253,22 +269,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                 return Poll::Ready(self.exit(reason.to_owned(), ending));
             }
             if self.alarm.take_beat() {
-                let websocket = &self.config.websocket;
-                if self.last_heard.elapsed() > websocket.ping_interval + websocket.pong_timeout {
+                let websocket = &self.session().config().websocket;
+                let silent = Duration::from_millis(millis().saturating_sub(self.last_heard));
+                if silent > websocket.ping_interval + websocket.pong_timeout {
                     let reason = "no pong within the heartbeat timeout".to_owned();
                     return Poll::Ready(self.exit(reason, Ending::NoPong));
                 }
-                self.ping(cx);
+                self.ping_due = true;
+                self.poll_delivery(cx);
                 continue;
             }
             let reader = self.reader.as_mut().expect("reader between reads");
             let incoming = ready!(reader.poll_recv(cx));
-            self.last_heard = Instant::now();
+            self.last_heard = millis();
             match incoming {
                 Ok(Incoming::Message(message)) => {
                     if message.is_data() {
-                        self.metrics.messages_in.inc();
-                        self.metrics.bytes_in.inc_by(message.len() as u64);
+                        let metrics = self.session().metrics();
+                        metrics.messages_in.inc();
+                        metrics.bytes_in.inc_by(message.len() as u64);
                     }
                     let mut session = match message {
                         Message::Text(_) | Message::Binary(_) => {
@@ -277,19 +296,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                         // A pong: heard from.
                         _ => continue,
                     };
-                    self.handling = Some(Box::pin(async move {
+                    self.busy = Some(Box::pin(async move {
                         let verdict = match message {
                             Message::Text(text) => session.handle_text(&text).await,
                             _ => session.handle_binary().await,
                         };
-                        (session, verdict)
+                        Finished::Handled(session, verdict)
                     }));
                 }
                 Ok(Incoming::Settle(unsettled)) => {
                     let mut reader = self.reader.take().expect("reader between reads");
-                    self.settling = Some(Box::pin(async move {
+                    self.busy = Some(Box::pin(async move {
                         let settled = reader.settle(unsettled).await;
-                        (reader, settled)
+                        Finished::Settled(reader, settled)
                     }));
                 }
                 Ok(Incoming::Ended) => {
@@ -310,11 +329,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Connection<S
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exit<S>> {
         let this = self.get_mut();
         this.poll_delivery(cx);
-        if let Some(ping) = &mut this.ping {
-            if ping.as_mut().poll(cx).is_ready() {
-                this.ping = None;
-            }
-        }
         let exit = this.poll_inbound(cx);
         if exit.is_pending() {
             // A request handled just now may have queued its reply.
