@@ -80,7 +80,10 @@ impl Alarm {
 
     /// Whether a beat came since the last call (and clears it).
     pub fn take_beat(&self) -> bool {
-        self.raised.fetch_and(!Raised::BEAT, Ordering::AcqRel) & Raised::BEAT != 0
+        // A look first: the connection asks at every wake-up, and most have
+        // nothing to do with its heartbeat.
+        self.raised.load(Ordering::Acquire) & Raised::BEAT != 0
+            && self.raised.fetch_and(!Raised::BEAT, Ordering::AcqRel) & Raised::BEAT != 0
     }
 
     /// The reasons to end raised so far (nothing: all false).
