@@ -29,7 +29,8 @@ pub const DEFAULT_MAX_RSS_GROWTH: f64 = 8.0;
 pub struct Options {
     /// The server, `ws://HOST:PORT/PATH`. For `fanout` and `churn`, a path of
     /// `/broadcast` speaks the bare broadcast contract of `tether echo`; any
-    /// other path speaks `tether serve`'s JSON protocol.
+    /// other path speaks `tether serve`'s JSON protocol. `idle` also takes
+    /// `http://HOST:PORT/connection/longpoll` or `/connection/sse`.
     pub url: String,
     /// Connections (echo, idle), subscribers (fanout), receivers (churn) or
     /// parallel workers (handshake). Default: [`DEFAULT_CONNECTIONS`].

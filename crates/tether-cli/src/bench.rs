@@ -12,7 +12,9 @@ pub struct BenchArgs {
     scenario: Scenario,
     /// The server: `ws://HOST:PORT/PATH`. fanout and churn speak `tether serve`'s
     /// protocol, or the bare broadcast contract when the path is `/broadcast`;
-    /// transports takes `tether serve`'s `http://HOST:PORT`.
+    /// transports takes `tether serve`'s `http://HOST:PORT`; idle also holds
+    /// long-poll sessions or SSE streams at `http://HOST:PORT/connection/longpoll`
+    /// or `/connection/sse`.
     url: String,
     /// Connections (echo, idle, bombs: all at once), subscribers (fanout),
     /// receivers (churn) or parallel workers (handshake).

@@ -17,7 +17,7 @@ use crate::error::{BenchError, Result};
 
 /// TCP payload bytes and HTTP requests of one transport's subscribers.
 #[derive(Debug, Default)]
-pub(super) struct Wire {
+pub(in crate::scenario) struct Wire {
     /// Server to client.
     pub(super) down: AtomicU64,
     /// Client to server.
@@ -68,18 +68,18 @@ impl AsyncWrite for Counted {
     }
 }
 
-pub(super) fn protocol(why: impl std::fmt::Display) -> BenchError {
+pub(in crate::scenario) fn protocol(why: impl std::fmt::Display) -> BenchError {
     BenchError::Protocol(why.to_string())
 }
 
 /// HTTP/1.1 over one kept-alive, counted connection.
-pub(super) struct HttpConn {
+pub(in crate::scenario) struct HttpConn {
     io: BufReader<Counted>,
     host: String,
 }
 
 impl HttpConn {
-    pub(super) async fn open(addr: &str, wire: &Arc<Wire>) -> Result<Self> {
+    pub(in crate::scenario) async fn open(addr: &str, wire: &Arc<Wire>) -> Result<Self> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let io = BufReader::new(Counted {
@@ -93,7 +93,7 @@ impl HttpConn {
     }
 
     /// Sends a request; returns the status and the headers' end.
-    pub(super) async fn send(
+    pub(in crate::scenario) async fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -143,7 +143,7 @@ impl HttpConn {
     }
 
     /// A whole request and its body.
-    pub(super) async fn call(
+    pub(in crate::scenario) async fn call(
         &mut self,
         method: &str,
         path: &str,
@@ -165,7 +165,7 @@ impl HttpConn {
     }
 
     /// The next chunk of a chunked body; `None` at its end.
-    pub(super) async fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
+    pub(in crate::scenario) async fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
         let mut line = String::new();
         if self.io.read_line(&mut line).await? == 0 {
             return Ok(None);

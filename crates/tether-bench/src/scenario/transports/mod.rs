@@ -8,7 +8,7 @@
 //! subscribers open, the earlier ones still held: indicative, as an
 //! allocator reuses what it freed; a fresh server per transport is exact).
 
-mod http;
+pub(super) mod http;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -408,7 +408,7 @@ async fn measure(
 }
 
 /// `host:port` of the server, from `http://`, `ws://` or a bare address.
-fn address(url: &str) -> Result<String> {
+pub(super) fn address(url: &str) -> Result<String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() {

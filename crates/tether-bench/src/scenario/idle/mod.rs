@@ -1,7 +1,10 @@
 //! `idle`: opens connections and holds them, each after one small exchange
 //! (so the server has read from it, as from any real client) or, with
 //! `subscribe`, after subscribing to a `tether serve` channel, and reports the
-//! server's memory per connection when given its PID.
+//! server's memory per connection when given its PID. [`http`]: the same for
+//! `tether serve`'s long-poll sessions and SSE streams.
+
+mod http;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +26,9 @@ use crate::report::Report;
 const SETTLE: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
+    if http::handles(&options.url) {
+        return http::run(options).await;
+    }
     let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
     let n = options.connections;
     let rss_before = options.server_pid.map(procfs::rss_bytes).transpose()?;
