@@ -239,6 +239,32 @@ async fn every_scenario_runs_and_reports() {
         assert!(row["server_cpu_us_per_message"].as_f64().is_some(), "{row}");
     }
     assert!(rows[2]["requests_per_second"].as_f64().unwrap() > 1.0);
+
+    // Idle sessions over the HTTP transports: held, measured, deleted.
+    for (path, name) in [("longpoll", "idle-longpoll"), ("sse", "idle-sse")] {
+        let idle = bench(
+            &[
+                "idle",
+                &format!("http://127.0.0.1:{serve_port}/connection/{path}"),
+                "-c",
+                "20",
+                "-d",
+                "0.5",
+                "--channel",
+                "bench:idle",
+                "--server-pid",
+                &serve_pid,
+            ],
+            &dir,
+            name,
+        );
+        assert_eq!(idle["details"]["held open"], 20.0, "{idle}");
+        assert_eq!(idle["errors"], 0, "{idle}");
+        assert!(
+            idle["server"]["rss_per_connection_bytes"].is_number(),
+            "{idle}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
