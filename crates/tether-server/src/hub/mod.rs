@@ -17,6 +17,7 @@
 
 mod channel;
 mod outbox;
+mod position;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

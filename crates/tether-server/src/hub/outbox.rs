@@ -24,6 +24,8 @@ use tokio::sync::Notify;
 use crate::alarm::Alarm;
 use crate::config::SlowConsumerPolicy;
 
+pub use super::position::{Position, Positions};
+
 /// A channel's frames (publications and presence events) in the order they
 /// happened, framed once and shared by every subscriber's writer; each tagged
 /// with its publication offset (none for presence events).
@@ -63,63 +65,6 @@ pub enum Follow {
 
 /// A connection's id, unique within the process.
 pub type ClientId = Arc<str>;
-
-/// Where a connection stands in a channel's stream once a frame is written:
-/// what a client needs to resume without loss after a disconnect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    /// The channel.
-    pub channel: Arc<str>,
-    /// The offset of the publication (or, for a subscribe reply, the newest
-    /// offset at the time of subscribing).
-    pub offset: u64,
-    /// The channel's epoch.
-    pub epoch: Arc<str>,
-}
-
-/// One position per channel written to, sorted by channel, kept in the session's queue by its delivery
-/// so a slow consumer's disconnect can say where to resume. A connection
-/// follows few channels, and a sorted vector holds one in 40 bytes where a
-/// hash map takes about 110, and is updated in place, burst after burst.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Positions(Vec<Position>);
-
-impl Positions {
-    /// Notes that `channel` reached `offset` in `epoch`.
-    pub fn set(&mut self, channel: &Arc<str>, offset: u64, epoch: &Arc<str>) {
-        match self
-            .0
-            .binary_search_by(|p| p.channel.as_ref().cmp(channel.as_ref()))
-        {
-            Ok(at) => {
-                let position = &mut self.0[at];
-                position.offset = offset;
-                if position.epoch != *epoch {
-                    position.epoch = epoch.clone();
-                }
-            }
-            Err(at) => {
-                if self.0.capacity() == 0 {
-                    // Most connections follow one channel: room for exactly that.
-                    self.0.reserve_exact(1);
-                }
-                self.0.insert(
-                    at,
-                    Position {
-                        channel: channel.clone(),
-                        offset,
-                        epoch: epoch.clone(),
-                    },
-                );
-            }
-        }
-    }
-
-    /// Every channel's position, by channel.
-    pub fn iter(&self) -> impl Iterator<Item = &Position> {
-        self.0.iter()
-    }
-}
 
 /// A frame taken from the queue, with the stream position it brings the client to.
 #[derive(Debug)]

@@ -134,20 +134,8 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
 
 /// Opens a long-poll session subscribed to `channel`.
 async fn open_longpoll(conn: &mut HttpConn, channel: &str) -> Result<Held> {
-    let (status, body) = conn
-        .call("POST", "/connection/longpoll", &subscribe_request(channel))
-        .await?;
-    if status != 200 {
-        return Err(protocol(format!("open answered {status}")));
-    }
-    let opened: Value = serde_json::from_slice(&body).map_err(protocol)?;
-    let key = opened["session"]
-        .as_str()
-        .ok_or_else(|| protocol("no session"))?;
-    Ok(Held {
-        key: key.to_owned(),
-        stream: None,
-    })
+    let key = conn.open_longpoll(&subscribe_request(channel)).await?;
+    Ok(Held { key, stream: None })
 }
 
 /// Opens an SSE stream subscribed to `channel` and reads until the

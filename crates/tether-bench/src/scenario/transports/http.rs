@@ -142,6 +142,20 @@ impl HttpConn {
         ))
     }
 
+    /// Opens a long-poll session whose first request is `first`; returns
+    /// the session's key.
+    pub(in crate::scenario) async fn open_longpoll(&mut self, first: &str) -> Result<String> {
+        let (status, body) = self.call("POST", "/connection/longpoll", first).await?;
+        if status != 200 {
+            return Err(protocol(format!("open answered {status}")));
+        }
+        let opened: serde_json::Value = serde_json::from_slice(&body).map_err(protocol)?;
+        let key = opened["session"]
+            .as_str()
+            .ok_or_else(|| protocol("no session"))?;
+        Ok(key.to_owned())
+    }
+
     /// A whole request and its body.
     pub(in crate::scenario) async fn call(
         &mut self,

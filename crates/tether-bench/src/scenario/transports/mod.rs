@@ -173,21 +173,7 @@ async fn sse(ctx: Ctx, ready: tokio::sync::oneshot::Sender<()>) -> Result<()> {
 /// Long-polling (`short` false) or short polling every `ctx.interval`.
 async fn polling(ctx: Ctx, ready: tokio::sync::oneshot::Sender<()>, short: bool) -> Result<()> {
     let mut conn = HttpConn::open(&ctx.addr, &ctx.wire).await?;
-    let (status, body) = conn
-        .call(
-            "POST",
-            "/connection/longpoll",
-            &subscribe_body(&ctx.channel),
-        )
-        .await?;
-    if status != 200 {
-        return Err(protocol(format!("open answered {status}")));
-    }
-    let opened: Value = serde_json::from_slice(&body).map_err(protocol)?;
-    let key = opened["session"]
-        .as_str()
-        .ok_or_else(|| protocol("no session"))?
-        .to_owned();
+    let key = conn.open_longpoll(&subscribe_body(&ctx.channel)).await?;
     let mut recorder = ctx.latency.recorder();
     let mut ready = Some(ready);
     let mut cursor = 0;

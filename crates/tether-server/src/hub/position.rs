@@ -1,0 +1,82 @@
+//! Where a session stands in the channels it is sent: what a slow consumer's
+//! `disconnect` push tells it to resume from.
+
+use std::sync::Arc;
+
+/// Where a connection stands in a channel's stream once a frame is written:
+/// what a client needs to resume without loss after a disconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The offset of the publication (or, for a subscribe reply, the newest
+    /// offset at the time of subscribing).
+    pub offset: u64,
+    /// The channel's epoch.
+    pub epoch: Arc<str>,
+}
+
+/// One position per channel written to, sorted by channel, kept in the
+/// session's queue by its delivery so a slow consumer's disconnect can say
+/// where to resume. A connection
+/// follows few channels, and a sorted vector holds one in 40 bytes where a
+/// hash map takes about 110, and is updated in place, burst after burst.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions(Vec<Position>);
+
+impl Positions {
+    /// Notes that `channel` reached `offset` in `epoch`.
+    pub fn set(&mut self, channel: &Arc<str>, offset: u64, epoch: &Arc<str>) {
+        match self
+            .0
+            .binary_search_by(|p| p.channel.as_ref().cmp(channel.as_ref()))
+        {
+            Ok(at) => {
+                let position = &mut self.0[at];
+                position.offset = offset;
+                if position.epoch != *epoch {
+                    position.epoch = epoch.clone();
+                }
+            }
+            Err(at) => {
+                if self.0.capacity() == 0 {
+                    // Most connections follow one channel: room for exactly that.
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(
+                    at,
+                    Position {
+                        channel: channel.clone(),
+                        offset,
+                        epoch: epoch.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Every channel's position, by channel.
+    pub fn iter(&self) -> impl Iterator<Item = &Position> {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_position_per_channel_sorted_and_updated_in_place() {
+        let mut positions = Positions::default();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let (epoch, next): (Arc<str>, Arc<str>) = ("e1".into(), "e2".into());
+        positions.set(&b, 3, &epoch);
+        positions.set(&a, 1, &epoch);
+        positions.set(&b, 7, &next);
+        let seen: Vec<(&str, u64, &str)> = positions
+            .iter()
+            .map(|p| (&*p.channel, p.offset, &*p.epoch))
+            .collect();
+        assert_eq!(seen, [("a", 1, "e1"), ("b", 7, "e2")]);
+    }
+}
