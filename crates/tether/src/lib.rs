@@ -64,7 +64,7 @@ pub use tether_proto::{
     CloseCode, CloseFrame, DeflateConfig, HandshakeError, Message, PreparedMessage, ProtocolError,
     Role, Utf8Bytes,
 };
-pub use upgrade::{upgrade, PendingUpgrade, UpgradedStream};
+pub use upgrade::{upgrade, Finished, PendingUpgrade, UpgradedStream};
 pub use websocket::WebSocket;
 
 pub use tether_proto as proto;

@@ -72,28 +72,69 @@ pub struct PendingUpgrade {
     protocol: Option<String>,
 }
 
+/// What [`PendingUpgrade::finish_as`] yields: the WebSocket over the
+/// connection's own stream when it is of the type asked for, else over
+/// hyper's boxed stream, as [`PendingUpgrade::finish`] gives it.
+#[derive(Debug)]
+pub enum Finished<T> {
+    /// Over the connection's own stream.
+    Direct(WebSocket<T>),
+    /// Over hyper's boxed stream (the connection was of another type).
+    Boxed(WebSocket<UpgradedStream>),
+}
+
 impl PendingUpgrade {
     /// Waits for hyper to hand over the connection.
-    pub async fn finish(self) -> Result<WebSocket<UpgradedStream>> {
-        let upgraded = self
-            .on_upgrade
+    pub async fn finish(mut self) -> Result<WebSocket<UpgradedStream>> {
+        let upgraded = self.upgraded().await?;
+        Ok(self.websocket(TokioIo::new(upgraded), &[]))
+    }
+
+    /// [`PendingUpgrade::finish`], but over the connection's own stream when
+    /// it is a `T` (the server's `TcpStream`, say, served as `TokioIo<T>`):
+    /// no boxed stream between the WebSocket and the socket, one allocation
+    /// less per connection, and the bytes hyper read past the request handed
+    /// to the decoder.
+    pub async fn finish_as<T>(mut self) -> Result<Finished<T>>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let upgraded = self.upgraded().await?;
+        Ok(match upgraded.downcast::<TokioIo<T>>() {
+            Ok(parts) => Finished::Direct(self.websocket(parts.io.into_inner(), &parts.read_buf)),
+            Err(upgraded) => Finished::Boxed(self.websocket(TokioIo::new(upgraded), &[])),
+        })
+    }
+
+    async fn upgraded(&mut self) -> Result<Upgraded> {
+        (&mut self.on_upgrade)
             .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+            .map_err(|e| Error::Io(std::io::Error::other(e)))
+    }
+
+    /// The WebSocket over `stream`, whose first bytes `read` were already read.
+    fn websocket<S>(self, stream: S, read: &[u8]) -> WebSocket<S>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let inflater = self.negotiated.as_ref().map(|n| n.inflater());
-        let decoder = Decoder::new(Role::Server, self.config.protocol.clone(), inflater);
+        let mut decoder = Decoder::new(Role::Server, self.config.protocol.clone(), inflater);
+        if !read.is_empty() {
+            decoder.receive(read);
+        }
         let (deflater, threshold) = match &self.negotiated {
             Some(n) => (n.deflater(), n.threshold),
             None => (None, 0),
         };
         let encoder = Encoder::new(Role::Server, deflater, threshold);
         let compressed = self.negotiated.is_some();
-        Ok(WebSocket::from_parts(
-            TokioIo::new(upgraded),
+        WebSocket::from_parts(
+            stream,
             decoder,
             encoder,
             &self.config,
             self.protocol,
             compressed,
-        ))
+        )
     }
 }

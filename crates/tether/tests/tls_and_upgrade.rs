@@ -106,3 +106,62 @@ async fn upgrades_inside_a_hyper_server() {
         Some(Message::text("through hyper"))
     );
 }
+
+/// `finish_as` over the server's own `TcpStream`: the frame a client sent in the
+/// same segment as its handshake (read by hyper along with the request) is not
+/// lost.
+#[tokio::test]
+async fn upgrades_onto_the_tcp_stream_keeping_pipelined_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (direct_tx, direct_rx) = tokio::sync::oneshot::channel();
+    let direct_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(direct_tx)));
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let direct_tx = direct_tx.clone();
+            async move {
+                let (response, pending) =
+                    tether::upgrade(&mut request, &Config::default(), None).unwrap();
+                tokio::spawn(async move {
+                    let finished = pending.finish_as::<tokio::net::TcpStream>().await.unwrap();
+                    let tether::Finished::Direct(mut ws) = finished else {
+                        panic!("not over the TcpStream");
+                    };
+                    let first = ws.recv().await.unwrap();
+                    let tx = direct_tx.lock().unwrap().take().unwrap();
+                    tx.send(first).unwrap();
+                    ws.send("bye").await.unwrap();
+                });
+                Ok::<_, Infallible>(response.map(|()| String::new()))
+            }
+        });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades()
+            .await
+            .unwrap();
+    });
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The handshake and a masked text frame "hi", in one write.
+    let mut bytes = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    let mask = [1u8, 2, 3, 4];
+    bytes.extend_from_slice(&[0x81, 0x80 | 2]);
+    bytes.extend_from_slice(&mask);
+    bytes.extend(b"hi".iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    tcp.write_all(&bytes).await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), direct_rx)
+        .await
+        .expect("the frame arrived")
+        .unwrap();
+    assert_eq!(first, Some(Message::text("hi")));
+    let mut answer = vec![0; 512];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 101"), "{:?}", &answer[..n]);
+}

@@ -15,7 +15,9 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use tether::broadcast::Queued as Progress;
-use tether::{Batch, CloseFrame, HandshakeError, PreparedMessage, WebSocket, WsReader, WsWriter};
+use tether::{
+    Batch, CloseFrame, Finished, HandshakeError, PreparedMessage, WebSocket, WsReader, WsWriter,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::hub::{Outbox, StreamSubscription};
@@ -48,11 +50,14 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
     match tether::upgrade(&mut request, &state.config.websocket.connection, None) {
         Ok((response, pending)) => {
             tokio::spawn(async move {
-                match pending.finish().await {
+                // Over the TCP stream itself where the server accepted it
+                // (`server::run` does): no boxed stream in between.
+                match pending.finish_as::<tokio::net::TcpStream>().await {
                     // A task of its own: one that went on from here would
                     // carry the pending upgrade's room for the connection's
                     // whole life (about 0.8 KiB each).
-                    Ok(ws) => drop(tokio::spawn(serve(ws, state, guard, peer))),
+                    Ok(Finished::Direct(ws)) => drop(tokio::spawn(serve(ws, state, guard, peer))),
+                    Ok(Finished::Boxed(ws)) => drop(tokio::spawn(serve(ws, state, guard, peer))),
                     Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
             });
