@@ -163,5 +163,9 @@ async fn upgrades_onto_the_tcp_stream_keeping_pipelined_bytes() {
     assert_eq!(first, Some(Message::text("hi")));
     let mut answer = vec![0; 512];
     let n = tcp.read(&mut answer).await.unwrap();
-    assert!(answer[..n].starts_with(b"HTTP/1.1 101"), "{:?}", &answer[..n]);
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        &answer[..n]
+    );
 }
