@@ -73,7 +73,9 @@ pub struct Decoder {
     limits: Limits,
     buf: BytesMut,
     frame: Option<FrameState>,
-    message: Option<MessageState>,
+    /// Boxed: an idle connection has none, nor does a message of one whole
+    /// frame (the fast path); the others pay a small allocation per message.
+    message: Option<Box<MessageState>>,
     /// Boxed: most connections do not compress, and they should not pay for it.
     inflater: Option<Box<Inflater>>,
     /// A close frame was received or an error found: nothing more is decoded.
@@ -397,13 +399,13 @@ impl Decoder {
             }
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (_, None) => {
-                self.message = Some(MessageState {
+                self.message = Some(Box::new(MessageState {
                     text: opcode == OpCode::Text,
                     compressed,
                     payload: BytesMut::new(),
                     fragments: 1,
                     utf8: Utf8Validator::new(),
-                })
+                }))
             }
         }
         let message = self.message.as_ref().expect("message in progress");
