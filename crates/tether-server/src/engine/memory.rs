@@ -4,7 +4,7 @@
 //! events reach the hub in offset order. Nothing here waits, so each call does
 //! its work when made and returns a future that is already done.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,11 @@ struct Channel {
     offset: u64,
     history: VecDeque<Retained>,
     idempotency: HashMap<String, (u64, Instant)>,
-    /// Client id to user id.
-    presence: BTreeMap<String, Option<String>>,
+    /// Client id to user id. A hash map of boxed strings: every subscriber
+    /// of a presence channel has an entry, and this holds one in about 45
+    /// bytes where a B-tree of `String`s took over 80; the list is sorted
+    /// when it is asked for.
+    presence: HashMap<Box<str>, Option<Box<str>>>,
     /// Set when the channel was forgotten; whoever still holds it looks again.
     removed: bool,
 }
@@ -46,7 +49,7 @@ impl Channel {
             offset: 0,
             history: VecDeque::new(),
             idempotency: HashMap::new(),
-            presence: BTreeMap::new(),
+            presence: HashMap::new(),
             removed: false,
         }
     }
@@ -258,9 +261,10 @@ impl Engine for MemoryEngine {
 
     fn presence_add<'a>(&'a self, channel: &'a str, entry: PresenceEntry) -> EngineFuture<'a, ()> {
         self.with_channel(channel, |state| {
-            let known = state
-                .presence
-                .insert(entry.client.clone(), entry.user.clone());
+            let known = state.presence.insert(
+                entry.client.as_str().into(),
+                entry.user.as_deref().map(Box::from),
+            );
             if known.is_none() {
                 self.deliver(channel, Event::Join(&entry));
             }
@@ -274,7 +278,7 @@ impl Engine for MemoryEngine {
             if let Some(user) = state.presence.remove(client) {
                 let entry = PresenceEntry {
                     client: client.to_owned(),
-                    user,
+                    user: user.map(String::from),
                 };
                 self.deliver(channel, Event::Leave(&entry));
             }
@@ -285,14 +289,16 @@ impl Engine for MemoryEngine {
     fn presence_list<'a>(&'a self, channel: &'a str) -> EngineFuture<'a, Vec<PresenceEntry>> {
         let list = self.existing(channel).map_or_else(Vec::new, |shared| {
             let state = shared.lock().expect("channel lock");
-            state
+            let mut list: Vec<PresenceEntry> = state
                 .presence
                 .iter()
                 .map(|(client, user)| PresenceEntry {
-                    client: client.clone(),
-                    user: user.clone(),
+                    client: client.to_string(),
+                    user: user.as_deref().map(String::from),
                 })
-                .collect()
+                .collect();
+            list.sort_unstable_by(|a, b| a.client.cmp(&b.client));
+            list
         });
         Box::pin(std::future::ready(Ok(list)))
     }
