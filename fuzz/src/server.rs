@@ -9,8 +9,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use tether_server::hub::Outbox;
-use tether_server::session::{Session, Verdict};
+use tether_server::session::Verdict;
 use tether_server::state::AppState;
 use tether_server::ServerConfig;
 
@@ -47,13 +46,7 @@ fn json_of(frame: &tether::PreparedMessage) -> serde_json::Value {
 pub fn session_requests(data: &[u8]) {
     runtime().block_on(async {
         let (state, _running) = state();
-        let (outbox, mut inbox, _overflow) = Outbox::new(state.config.outbound_queue);
-        let mut session = Session::new(
-            state.hub.clone(),
-            state.config.clone(),
-            state.verifier.clone(),
-            outbox,
-        );
+        let (mut session, mut inbox, _overflow) = state.new_session();
         for line in data.split(|&byte| byte == b'\n').take(MAX_REQUESTS) {
             let verdict = match std::str::from_utf8(line) {
                 Ok(text) => session.handle_text(text).await,

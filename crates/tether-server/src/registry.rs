@@ -210,6 +210,11 @@ impl Sessions {
 }
 
 impl SessionGuard {
+    /// The registry the session is counted in.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
     /// The client's IP address, when known.
     pub fn ip(&self) -> Option<IpAddr> {
         self.ip

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::alarm::Alarm;
 use crate::auth::{KeyError, Verifier};
 use crate::config::{InvalidSetting, ServerConfig};
-use crate::hub::{Bounds, Hub};
+use crate::hub::{Bounds, Hub, Inbox, Outbox};
 use crate::metrics::Metrics;
 use crate::registry::Sessions;
 use crate::session::resumable::Resumables;
+use crate::session::Session;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Sessions carried by SSE streams and long-polls, by key.
     pub resumables: Arc<Resumables>,
+    /// What bounds every session's outbound queue (see [`AppState::queue_bounds`]).
+    queue_bounds: Arc<Bounds>,
 }
 
 impl AppState {
@@ -62,6 +66,12 @@ impl AppState {
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::new(budget));
         let hub = Hub::new(config.clone(), metrics.clone());
+        let queue_bounds = Arc::new(Bounds {
+            frames: config.outbound_queue,
+            bytes: config.max_queued_bytes,
+            budget: config.websocket.connection.budget.clone(),
+            depth: metrics.queued_frames.clone(),
+        });
         let state = Self {
             hub,
             config,
@@ -70,18 +80,23 @@ impl AppState {
             metrics,
             verifier,
             resumables: Arc::default(),
+            queue_bounds,
         };
         Ok((state, stop))
     }
 
     /// The bounds of one session's outbound queue: `outbound_queue` frames,
     /// `max_queued_bytes`, the shared buffer budget, the depth gauge.
-    pub fn queue_bounds(&self) -> Bounds {
-        Bounds {
-            frames: self.config.outbound_queue,
-            bytes: self.config.max_queued_bytes,
-            budget: self.config.websocket.connection.budget.clone(),
-            depth: self.metrics.queued_frames.clone(),
-        }
+    pub fn queue_bounds(&self) -> Arc<Bounds> {
+        self.queue_bounds.clone()
+    }
+
+    /// A new session, whatever carries it: its queue within
+    /// [`AppState::queue_bounds`], the receiving side for its delivery, and
+    /// its alarm (which a full queue trips).
+    pub fn new_session(&self) -> (Session, Inbox, Arc<Alarm>) {
+        let (outbox, inbox, alarm) = Outbox::bounded(self.queue_bounds());
+        let session = Session::new(self.hub.clone(), self.verifier.clone(), outbox);
+        (session, inbox, alarm)
     }
 }

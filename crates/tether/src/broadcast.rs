@@ -34,9 +34,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use tether_proto::PreparedMessage;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::Result;
+use crate::halves::SplitStream;
 use crate::split::WsWriter;
 
 /// The bounds of a [`Broadcast`] group's ring.
@@ -106,9 +106,13 @@ pub struct Subscription<T = ()> {
     shared: Arc<Shared<T>>,
     next: u64,
     /// The wake-up generation this member is registered for, so a spurious
-    /// poll does not register it twice.
-    registered: Option<u64>,
+    /// poll does not register it twice ([`UNREGISTERED`]: none; a `u64`, not
+    /// an `Option`'s 16 bytes, in every member).
+    registered: u64,
 }
+
+/// A generation no ring reaches: the member is registered for none.
+const UNREGISTERED: u64 = u64::MAX;
 
 #[derive(Debug)]
 struct Shared<T> {
@@ -290,7 +294,7 @@ impl<T> Broadcast<T> {
         Subscription {
             shared: self.shared.clone(),
             next,
-            registered: None,
+            registered: UNREGISTERED,
         }
     }
 
@@ -352,10 +356,7 @@ impl<T> Subscription<T> {
     /// Sends the group's messages through `writer` as they come, each burst
     /// framed into the socket buffer and written with one flush, until the
     /// group closes or this member lags. Errors are the writer's.
-    pub async fn forward_to<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        writer: &WsWriter<S>,
-    ) -> Result<Ended> {
+    pub async fn forward_to<S: SplitStream>(&mut self, writer: &WsWriter<S>) -> Result<Ended> {
         loop {
             if let Err(ended) = poll_fn(|cx| self.poll_messages(cx)).await {
                 return Ok(ended);
@@ -383,8 +384,8 @@ impl<T> Subscription<T> {
         if self.next < ring.head() {
             return Poll::Ready(Ok(()));
         }
-        if self.registered != Some(ring.generation) {
-            self.registered = Some(ring.generation);
+        if self.registered != ring.generation {
+            self.registered = ring.generation;
             ring.waiting.push(cx.waker().clone());
         }
         Poll::Pending
@@ -398,8 +399,8 @@ impl<T> Subscription<T> {
         if self.next < ring.first {
             return Poll::Ready(ring.first - self.next);
         }
-        if self.registered != Some(ring.generation) {
-            self.registered = Some(ring.generation);
+        if self.registered != ring.generation {
+            self.registered = ring.generation;
             ring.waiting.push(cx.waker().clone());
         }
         Poll::Pending
@@ -409,7 +410,7 @@ impl<T> Subscription<T> {
     /// `on_each` with each message's payload length and tag, until the next
     /// one would not fit under the batch's high-water mark or none is left.
     /// Nothing is written: the caller flushes.
-    pub fn queue_into<S: AsyncRead + AsyncWrite + Unpin>(
+    pub fn queue_into<S: SplitStream>(
         &mut self,
         batch: &mut crate::Batch<'_, S>,
         until: u64,
@@ -422,7 +423,7 @@ impl<T> Subscription<T> {
     /// whose tag `keep` refuses: what a member already got some other way,
     /// such as the publications a recovery read from history.
     #[inline]
-    pub fn queue_filtered_into<S: AsyncRead + AsyncWrite + Unpin>(
+    pub fn queue_filtered_into<S: SplitStream>(
         &mut self,
         batch: &mut crate::Batch<'_, S>,
         until: u64,
@@ -544,7 +545,7 @@ impl<T> Drop for Subscription<T> {
         // list is stale, wake everyone (spuriously; live members register
         // again) and start a fresh list.
         let mut woken = Vec::new();
-        if self.registered == Some(ring.generation) {
+        if self.registered == ring.generation {
             ring.stale += 1;
             if ring.stale > 64 && ring.stale * 2 > ring.waiting.len() {
                 ring.generation += 1;

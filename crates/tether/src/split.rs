@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tether_proto::{CloseFrame, Message, PreparedMessage};
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::Result;
@@ -13,29 +12,38 @@ use crate::reader::{Read, Reader};
 use crate::websocket::{settle, Duplex, Policy};
 use crate::writer::Writer;
 
+use crate::halves::SplitStream;
+
 /// The sending side of a split connection: its half of the stream and the
 /// writer state, taken together under one lock.
-#[derive(Debug)]
-pub(crate) struct WriteSide<S> {
-    pub(crate) io: WriteHalf<S>,
+pub(crate) struct WriteSide<S: SplitStream> {
+    pub(crate) io: S::WriteHalf,
     pub(crate) writer: Writer,
+}
+
+impl<S: SplitStream> std::fmt::Debug for WriteSide<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteSide")
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
 }
 
 type SharedWriter<S> = Arc<Mutex<WriteSide<S>>>;
 
 /// The two halves, for the receiving half's automatic replies.
-struct Halves<'a, S> {
-    read: &'a mut ReadHalf<S>,
-    write: &'a mut WriteHalf<S>,
+struct Halves<'a, S: SplitStream> {
+    read: &'a mut S::ReadHalf,
+    write: &'a mut S::WriteHalf,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Duplex for Halves<'_, S> {
-    type Read = ReadHalf<S>;
-    type Write = WriteHalf<S>;
-    fn read_half(&mut self) -> &mut ReadHalf<S> {
+impl<S: SplitStream> Duplex for Halves<'_, S> {
+    type Read = S::ReadHalf;
+    type Write = S::WriteHalf;
+    fn read_half(&mut self) -> &mut S::ReadHalf {
         self.read
     }
-    fn write_half(&mut self) -> &mut WriteHalf<S> {
+    fn write_half(&mut self) -> &mut S::WriteHalf {
         self.write
     }
 }
@@ -58,18 +66,27 @@ pub enum Incoming {
 pub struct Unsettled(Read);
 
 /// The receiving half of a [`WebSocket`](crate::WebSocket).
-#[derive(Debug)]
-pub struct WsReader<S> {
-    io: ReadHalf<S>,
+pub struct WsReader<S: SplitStream> {
+    io: S::ReadHalf,
     reader: Reader,
     writer: SharedWriter<S>,
     policy: Policy,
     protocol: Option<Box<str>>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+impl<S: SplitStream> std::fmt::Debug for WsReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsReader")
+            .field("reader", &self.reader)
+            .field("policy", &self.policy)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SplitStream> WsReader<S> {
     pub(crate) fn new(
-        io: ReadHalf<S>,
+        io: S::ReadHalf,
         reader: Reader,
         writer: SharedWriter<S>,
         policy: Policy,
@@ -119,7 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     pub async fn settle(&mut self, unsettled: Unsettled) -> Result<Option<Message>> {
         let mut side = self.writer.lock().await;
         let side = &mut *side;
-        let io = Halves {
+        let io = Halves::<S> {
             read: &mut self.io,
             write: &mut side.io,
         };
@@ -149,12 +166,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
 
 /// The sending half of a [`WebSocket`](crate::WebSocket). Cheap to clone; clones
 /// share one socket and take turns.
-#[derive(Debug)]
-pub struct WsWriter<S> {
+pub struct WsWriter<S: SplitStream> {
     writer: SharedWriter<S>,
 }
 
-impl<S> Clone for WsWriter<S> {
+impl<S: SplitStream> std::fmt::Debug for WsWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsWriter").finish_non_exhaustive()
+    }
+}
+
+impl<S: SplitStream> Clone for WsWriter<S> {
     fn clone(&self) -> Self {
         Self {
             writer: self.writer.clone(),
@@ -162,7 +184,7 @@ impl<S> Clone for WsWriter<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+impl<S: SplitStream> WsWriter<S> {
     pub(crate) fn new(writer: SharedWriter<S>) -> Self {
         Self { writer }
     }
@@ -231,12 +253,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
 }
 
 /// A [`WsWriter`] held for a batch of messages (see [`WsWriter::batch`]).
-#[derive(Debug)]
-pub struct Batch<'a, S> {
+pub struct Batch<'a, S: SplitStream> {
     side: MutexGuard<'a, WriteSide<S>>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Batch<'_, S> {
+impl<S: SplitStream> std::fmt::Debug for Batch<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("side", &*self.side).finish()
+    }
+}
+
+impl<S: SplitStream> Batch<'_, S> {
     /// Queues a message.
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<()> {
         let side = &mut *self.side;

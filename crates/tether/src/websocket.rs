@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::halves::SplitStream;
 use crate::reader::{Read, Reader};
 use crate::split::{WriteSide, WsReader, WsWriter};
 use crate::writer::Writer;
@@ -363,9 +364,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Splits into a receiving and a sending half for use from two tasks. The
-    /// receiving half still answers pings and close frames through the shared writer.
-    pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let (read, write) = tokio::io::split(self.io);
+    /// receiving half still answers pings and close frames through the shared
+    /// writer. A TCP stream splits without a lock between the halves (see
+    /// [`SplitStream`]).
+    pub fn split(self) -> (WsReader<S>, WsWriter<S>)
+    where
+        S: SplitStream,
+    {
+        let (read, write) = self.io.split_stream();
         let writer = Arc::new(Mutex::new(WriteSide {
             io: write,
             writer: self.writer,

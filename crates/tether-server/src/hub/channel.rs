@@ -28,7 +28,9 @@ pub(crate) struct Subscriber {
     pub(crate) outbox: Outbox,
     /// Set while its subscribe reads history, on channels without a stream
     /// (a stream's subscription holds what comes meanwhile by itself).
-    pub(crate) held: Option<Vec<Held>>,
+    /// Boxed: every subscriber's entry carries it, and it is set for a moment.
+    #[allow(clippy::box_collection)] // one pointer in every entry, not a vector's three
+    pub(crate) held: Option<Box<Vec<Held>>>,
 }
 
 /// The local side of a channel, guarded by the hub's per-channel lock.

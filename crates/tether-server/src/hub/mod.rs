@@ -85,6 +85,11 @@ impl Hub {
         })
     }
 
+    /// The settings it runs under.
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
+    }
+
     /// The server's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -246,7 +251,7 @@ impl Hub {
         let (local, subscription) = self.with_local(channel, |state| {
             let subscriber = Subscriber {
                 outbox: outbox.clone(),
-                held: state.stream.is_none().then(Vec::new),
+                held: state.stream.is_none().then(Box::default),
             };
             state.subscribers.insert(client.clone(), subscriber);
             state.stream.as_ref().map(Stream::subscribe)
@@ -304,7 +309,7 @@ impl Hub {
             .subscribers
             .get_mut(client)
             .and_then(|subscriber| subscriber.held.take());
-        for held in held.into_iter().flatten() {
+        for held in held.into_iter().flat_map(|held| *held) {
             if held.offset.is_some_and(|offset| offset <= top) {
                 continue;
             }

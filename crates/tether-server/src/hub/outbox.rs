@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -85,7 +84,8 @@ pub const FREE_QUEUED: usize = 64 << 10;
 /// How often a reply waiting for room in the budget looks again.
 const BUDGET_RETRY: Duration = Duration::from_millis(10);
 
-/// What bounds one session's queue.
+/// What bounds one session's queue: the same for every session of a server,
+/// so each queue holds one pointer to it.
 #[derive(Debug, Clone, Default)]
 pub struct Bounds {
     /// Frames queued at most (at least 1).
@@ -122,23 +122,24 @@ struct Item {
     follow: Option<Follow>,
 }
 
+/// One queue's state. Every idle session holds one, so it is kept small: the
+/// bounds are shared, the sender count lives under the lock (clones are
+/// rare), and the whole `Shared` fits a 160-byte allocation.
 #[derive(Debug)]
 struct State {
     items: VecDeque<Item>,
-    capacity: usize,
-    closed: bool,
     /// The writer, when it waits for an item.
     waiter: Option<Waker>,
-    /// Payload bytes queued, and the bound on them (0: none).
+    /// Payload bytes queued.
     bytes: usize,
-    max_bytes: usize,
-    /// Bytes charged to `budget` (those queued past [`FREE_QUEUED`]).
+    /// Bytes charged to the budget (those queued past [`FREE_QUEUED`]).
     charged: usize,
-    budget: Option<tether::Budget>,
-    /// Items queued in every outbox of the server (`tether_queued_frames`).
-    depth: Gauge,
+    bounds: Arc<Bounds>,
     /// Where delivery has brought the client in each channel.
     written: Positions,
+    /// Live [`Outbox`] handles; at zero the queue is closed.
+    senders: u32,
+    closed: bool,
 }
 
 impl Item {
@@ -151,12 +152,13 @@ impl State {
     /// Whether a frame of `len` bytes fits, charging the budget for it if
     /// it does (a later [`State::push`] of it must follow).
     fn room(&mut self, len: usize) -> Room {
-        if self.items.len() >= self.capacity
-            || (self.max_bytes > 0 && self.bytes > 0 && self.bytes + len > self.max_bytes)
+        let bounds = &*self.bounds;
+        if self.items.len() >= bounds.frames.max(1)
+            || (bounds.bytes > 0 && self.bytes > 0 && self.bytes + len > bounds.bytes)
         {
             return Room::Full;
         }
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &bounds.budget {
             let want = (self.bytes + len).saturating_sub(FREE_QUEUED);
             if want > self.charged {
                 if !budget.try_charge(want - self.charged) {
@@ -172,17 +174,17 @@ impl State {
     fn push(&mut self, item: Item) -> Option<Waker> {
         self.bytes += item.len();
         self.items.push_back(item);
-        self.depth.inc();
+        self.bounds.depth.inc();
         self.waiter.take()
     }
 
     /// Accounts for `items` leaving the queue (taken, dropped or superseded).
     fn removed(&mut self, items: usize, bytes: usize) {
-        self.depth.dec_by(items as i64);
+        self.bounds.depth.dec_by(items as i64);
         self.bytes -= bytes;
         let keep = self.bytes.saturating_sub(FREE_QUEUED);
         if self.charged > keep {
-            if let Some(budget) = &self.budget {
+            if let Some(budget) = &self.bounds.budget {
                 budget.release(self.charged - keep);
             }
             self.charged = keep;
@@ -209,7 +211,6 @@ fn wake(waiter: Option<Waker>) {
 struct Shared {
     state: Mutex<State>,
     space: Notify,
-    senders: AtomicUsize,
     overflow: Arc<Alarm>,
 }
 
@@ -230,7 +231,7 @@ pub struct Inbox {
 
 impl Clone for Outbox {
     fn clone(&self) -> Self {
-        self.shared.senders.fetch_add(1, Ordering::AcqRel);
+        self.shared.state.lock().expect("outbox lock").senders += 1;
         Self {
             shared: self.shared.clone(),
         }
@@ -239,14 +240,16 @@ impl Clone for Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let waiter = {
-                let mut state = self.shared.state.lock().expect("outbox lock");
-                state.closed = true;
-                state.waiter.take()
-            };
-            wake(waiter);
-        }
+        let waiter = {
+            let mut state = self.shared.state.lock().expect("outbox lock");
+            state.senders -= 1;
+            if state.senders > 0 {
+                return;
+            }
+            state.closed = true;
+            state.waiter.take()
+        };
+        wake(waiter);
     }
 }
 
@@ -254,31 +257,28 @@ impl Outbox {
     /// A queue of `capacity` messages; returns the outbox, its receiving side and
     /// the session's alarm, which a full queue trips.
     pub fn new(capacity: usize) -> (Self, Inbox, Arc<Alarm>) {
-        Self::bounded(Bounds {
+        Self::bounded(Arc::new(Bounds {
             frames: capacity,
             ..Bounds::default()
-        })
+        }))
     }
 
     /// A queue within `bounds`; returns the outbox, its receiving side and
     /// the session's alarm, which a full queue trips.
-    pub fn bounded(bounds: Bounds) -> (Self, Inbox, Arc<Alarm>) {
+    pub fn bounded(bounds: Arc<Bounds>) -> (Self, Inbox, Arc<Alarm>) {
         let overflow = Arc::new(Alarm::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 items: VecDeque::new(),
-                capacity: bounds.frames.max(1),
-                closed: false,
                 waiter: None,
                 bytes: 0,
-                max_bytes: bounds.bytes,
                 charged: 0,
-                budget: bounds.budget,
-                depth: bounds.depth,
+                bounds,
                 written: Positions::default(),
+                senders: 1,
+                closed: false,
             }),
             space: Notify::new(),
-            senders: AtomicUsize::new(1),
             overflow: overflow.clone(),
         });
         (
@@ -456,6 +456,7 @@ impl Outbox {
                 }
                 (room == Room::NoBudget).then(|| {
                     state
+                        .bounds
                         .budget
                         .as_ref()
                         .map_or(Duration::ZERO, |b| b.wait_time())
@@ -480,6 +481,12 @@ impl Outbox {
 }
 
 impl Inbox {
+    /// The session's alarm, which a full queue trips (and so does delivery,
+    /// when a `disconnect`-policy subscriber lags).
+    pub fn alarm(&self) -> &Arc<Alarm> {
+        &self.shared.overflow
+    }
+
     /// The next frame; `None` once every outbox is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<Queued> {
         loop {
@@ -639,11 +646,11 @@ mod tests {
     #[test]
     fn the_depth_gauge_follows_what_is_queued_and_what_a_session_leaves() {
         let depth = Gauge::default();
-        let (outbox, mut inbox, _) = Outbox::bounded(Bounds {
+        let (outbox, mut inbox, _) = Outbox::bounded(Arc::new(Bounds {
             frames: 2,
             depth: depth.clone(),
             ..Bounds::default()
-        });
+        }));
         let push = |s| outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None, None);
         push("1");
         push("2");
@@ -666,11 +673,11 @@ mod tests {
 
     #[tokio::test]
     async fn replies_wait_at_the_byte_bound_but_one_always_fits() {
-        let (outbox, mut inbox, _) = Outbox::bounded(Bounds {
+        let (outbox, mut inbox, _) = Outbox::bounded(Arc::new(Bounds {
             frames: 100,
             bytes: 1000,
             ..Bounds::default()
-        });
+        }));
         assert!(
             outbox.reply(sized(5000)).await,
             "an empty queue takes any reply"
@@ -691,11 +698,11 @@ mod tests {
     #[test]
     fn bytes_past_the_free_allowance_are_charged_to_the_budget_and_given_back() {
         let budget = tether::Budget::new(1 << 20, Duration::from_secs(1));
-        let (outbox, mut inbox, overflow) = Outbox::bounded(Bounds {
+        let (outbox, mut inbox, overflow) = Outbox::bounded(Arc::new(Bounds {
             frames: 100,
             budget: Some(budget.clone()),
             ..Bounds::default()
-        });
+        }));
         let policy = SlowConsumerPolicy::DropOldest;
         assert!(outbox.push_with(sized(FREE_QUEUED), policy, None, None));
         assert_eq!(budget.used(), 0, "within the free allowance");
@@ -725,11 +732,11 @@ mod tests {
             budget.try_charge(FREE_QUEUED),
             "another session holds it all"
         );
-        let (outbox, _inbox, overflow) = Outbox::bounded(Bounds {
+        let (outbox, _inbox, overflow) = Outbox::bounded(Arc::new(Bounds {
             frames: 100,
             budget: Some(budget.clone()),
             ..Bounds::default()
-        });
+        }));
         assert!(outbox.reply(sized(100)).await, "small replies are free");
         let started = tokio::time::Instant::now();
         assert!(!outbox.reply(sized(FREE_QUEUED)).await);

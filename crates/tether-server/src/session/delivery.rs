@@ -27,8 +27,9 @@ struct Following {
     subscription: StreamSubscription,
     policy: SlowConsumerPolicy,
     /// The offset of the newest publication queued since positions were last
-    /// recorded.
-    reached: Option<u64>,
+    /// recorded (0: none; offsets start at 1, and a `u64` keeps the entry
+    /// within 80 bytes).
+    reached: u64,
     /// The stream is gone (its channel was dropped): stop following it.
     closed: bool,
     /// Publications up to this offset reached the client in the subscribe
@@ -60,8 +61,6 @@ pub struct Delivery<K> {
     sink: K,
     /// For the messages and bytes sent, and the drops.
     metrics: Arc<Metrics>,
-    /// Tripped when a `disconnect`-policy subscriber lags.
-    alarm: Arc<Alarm>,
     /// The session's queue: replies, stream starts and stops.
     queue: Inbox,
     /// The channel streams it sends.
@@ -84,13 +83,12 @@ impl Sent {
 
 impl<K: Sink> Delivery<K> {
     /// Delivery of `queue` into `sink`, recording in the queue the positions
-    /// it reaches, and tripping `alarm` when a `disconnect`-policy subscriber
-    /// lags.
-    pub fn new(sink: K, metrics: Arc<Metrics>, alarm: Arc<Alarm>, queue: Inbox) -> Self {
+    /// it reaches, and tripping the queue's alarm when a `disconnect`-policy
+    /// subscriber lags.
+    pub fn new(sink: K, metrics: Arc<Metrics>, queue: Inbox) -> Self {
         Self {
             sink,
             metrics,
-            alarm,
             queue,
             following: Vec::new(),
         }
@@ -148,11 +146,15 @@ impl<K: Sink> Delivery<K> {
         let Self {
             sink,
             metrics,
-            alarm,
             queue,
             following,
         } = self;
-        let parts = Parts { metrics, alarm };
+        // The queue's own alarm, held apart from it for this burst.
+        let alarm = queue.alarm().clone();
+        let parts = Parts {
+            metrics,
+            alarm: &alarm,
+        };
         let mut sent = Sent::default();
         let mut batch = sink.burst().await;
         let result = parts
@@ -275,7 +277,7 @@ impl Parts<'_> {
                     epoch,
                     subscription,
                     policy,
-                    reached: None,
+                    reached: 0,
                     closed: false,
                     after,
                 });
@@ -301,8 +303,8 @@ impl Parts<'_> {
             let reached = &mut follow.reached;
             let on_each = |len, offset: &Option<u64>| {
                 sent.add(len);
-                if offset.is_some() {
-                    *reached = *offset;
+                if let Some(offset) = *offset {
+                    *reached = offset;
                 }
             };
             let progress = if follow.after == 0 {
@@ -311,7 +313,7 @@ impl Parts<'_> {
                 let after = follow.after;
                 let fresh = |offset: &Option<u64>| !offset.is_some_and(|offset| offset <= after);
                 let progress = batch.put_stream(&mut follow.subscription, until, fresh, on_each)?;
-                if follow.reached.is_some_and(|offset| offset > after) {
+                if follow.reached > after {
                     // Offsets only grow: nothing further can be a copy.
                     follow.after = 0;
                 }
@@ -360,7 +362,7 @@ impl Parts<'_> {
 /// Records in `queue` the positions reached in this burst, for a slow
 /// consumer's disconnect push.
 fn record(queue: &Inbox, replied: &mut Vec<Arc<Position>>, following: &mut [Following]) {
-    let reached = following.iter().any(|f| f.reached.is_some());
+    let reached = following.iter().any(|f| f.reached > 0);
     if replied.is_empty() && !reached {
         return;
     }
@@ -369,9 +371,22 @@ fn record(queue: &Inbox, replied: &mut Vec<Arc<Position>>, following: &mut [Foll
             written.set(&position.channel, position.offset, &position.epoch);
         }
         for follow in following.iter_mut() {
-            if let Some(offset) = follow.reached.take() {
+            let offset = std::mem::take(&mut follow.reached);
+            if offset > 0 {
                 written.set(&follow.channel, offset, &follow.epoch);
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every session that follows a channel holds one of these in its own
+    /// allocation: within 80 bytes it takes the allocator's 80-byte bin, not
+    /// its 96-byte one.
+    #[test]
+    fn a_followed_stream_fits_80_bytes() {
+        let size = std::mem::size_of::<super::Following>();
+        assert!(size <= 80, "{size} bytes");
+    }
 }

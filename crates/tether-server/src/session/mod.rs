@@ -50,8 +50,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Session {
     id: ClientId,
+    /// Also where its settings are (one pointer fewer per session).
     hub: Arc<Hub>,
-    config: Arc<ServerConfig>,
     outbox: Outbox,
     subscriptions: Subscriptions,
     bucket: TokenBucket,
@@ -64,10 +64,11 @@ pub struct Session {
 }
 
 /// The channels a session is subscribed to, sorted: a connection has few
-/// (at most `max_subscriptions`), and a sorted vector of one costs a tenth
-/// of a hash set's first allocation.
+/// (at most `max_subscriptions`), and a sorted slice of one costs a tenth
+/// of a hash set's first allocation. Boxed, not a vector: every session
+/// carries it, and it changes only on a subscribe or an unsubscribe.
 #[derive(Debug, Default)]
-struct Subscriptions(Vec<Box<str>>);
+struct Subscriptions(Box<[Box<str>]>);
 
 impl Subscriptions {
     fn find(&self, channel: &str) -> Result<usize, usize> {
@@ -84,16 +85,18 @@ impl Subscriptions {
 
     fn insert(&mut self, channel: &str) {
         if let Err(at) = self.find(channel) {
-            if self.0.capacity() == 0 {
-                self.0.reserve_exact(1);
-            }
-            self.0.insert(at, channel.into());
+            let mut grown = std::mem::take(&mut self.0).into_vec();
+            grown.reserve_exact(1);
+            grown.insert(at, channel.into());
+            self.0 = grown.into_boxed_slice();
         }
     }
 
     fn remove(&mut self, channel: &str) {
         if let Ok(at) = self.find(channel) {
-            self.0.remove(at);
+            let mut shrunk = std::mem::take(&mut self.0).into_vec();
+            shrunk.remove(at);
+            self.0 = shrunk.into_boxed_slice();
         }
     }
 }
@@ -103,22 +106,16 @@ fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> PreparedM
 }
 
 impl Session {
-    /// A session whose outgoing frames go to `outbox`.
-    pub fn new(
-        hub: Arc<Hub>,
-        config: Arc<ServerConfig>,
-        verifier: Arc<Verifier>,
-        outbox: Outbox,
-    ) -> Self {
+    /// A session of `hub`, under its settings, whose outgoing frames go to
+    /// `outbox`.
+    pub fn new(hub: Arc<Hub>, verifier: Arc<Verifier>, outbox: Outbox) -> Self {
         let id: ClientId = format!("c{}", NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)).into();
-        let bucket = TokenBucket::full(Self::rate(&config));
         Self {
             id,
             hub,
-            config,
             outbox,
             subscriptions: Subscriptions::default(),
-            bucket,
+            bucket: TokenBucket::full(),
             refused: 0,
             verifier,
             identity: None,
@@ -134,7 +131,7 @@ impl Session {
 
     /// The settings it runs under.
     pub fn config(&self) -> &Arc<ServerConfig> {
-        &self.config
+        self.hub.config()
     }
 
     /// The server's metrics.
@@ -156,18 +153,18 @@ impl Session {
     /// refused one (error 109, or a disconnect with 4502 once the client has
     /// ignored a whole burst of refusals).
     async fn admit(&mut self, id: u64) -> Result<(), Verdict> {
-        if self.bucket.take(Self::rate(&self.config)) {
+        if self.bucket.take(Self::rate(self.config())) {
             self.refused = 0;
             return Ok(());
         }
         self.refused += 1;
         self.hub.metrics().rate_limited.inc();
-        if self.refused > self.config.rate_burst {
+        if self.refused > self.config().rate_burst {
             return Err(Verdict::Disconnect(DisconnectCode::RateLimited));
         }
         let error = ErrorCode::RateLimited.body(format!(
             "over {} requests per second",
-            self.config.rate_limit
+            self.config().rate_limit
         ));
         self.send(reply_frame::<()>(id, Err(error))).await;
         Err(Verdict::Continue)
@@ -252,10 +249,10 @@ impl Session {
             Command::Subscribe { channel, .. }
             | Command::Presence { channel }
             | Command::History { channel, .. } => {
-                Some((channel, self.config.namespace_of(channel).subscribe))
+                Some((channel, self.config().namespace_of(channel).subscribe))
             }
             Command::Publish { channel, .. } => {
-                Some((channel, self.config.namespace_of(channel).publish))
+                Some((channel, self.config().namespace_of(channel).publish))
             }
             Command::Unsubscribe { .. } | Command::Connect { .. } | Command::Ping => None,
         };
@@ -269,10 +266,10 @@ impl Session {
             Command::Connect { token } => reply_frame(id, self.connect(token)),
             Command::Ping => reply_frame(id, Ok(Empty {})),
             Command::Subscribe { channel, recover } => {
-                if self.subscriptions.len() >= self.config.max_subscriptions {
+                if self.subscriptions.len() >= self.config().max_subscriptions {
                     let error = ErrorCode::TooManySubscriptions.body(format!(
                         "at most {} subscriptions",
-                        self.config.max_subscriptions
+                        self.config().max_subscriptions
                     ));
                     reply_frame::<()>(id, Err(error))
                 } else {
@@ -350,7 +347,7 @@ impl Session {
     /// what the others still have to be told.
     fn leave_all(&mut self) -> Vec<(Box<str>, Left)> {
         let mut announcements = Vec::new();
-        for channel in std::mem::take(&mut self.subscriptions).0 {
+        for channel in std::mem::take(&mut self.subscriptions).0.into_vec() {
             if let Ok(mut left) = self.hub.leave(&channel, &self.id) {
                 if let Some(stop) = left.stop.take() {
                     self.outbox.push_follow(stop);

@@ -22,7 +22,6 @@ use super::lifecycle::{self, disconnect_push};
 use super::log::{EventLog, LogSink};
 use super::Session;
 use crate::alarm::Alarm;
-use crate::hub::Outbox;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
 use crate::state::AppState;
@@ -220,13 +219,7 @@ impl Resumables {
     /// its driver.
     pub fn open(state: &AppState, kind: Kind, guard: SessionGuard) -> Arc<Resumable> {
         let config = &state.config;
-        let (outbox, inbox, overflow) = Outbox::bounded(state.queue_bounds());
-        let session = Session::new(
-            state.hub.clone(),
-            config.clone(),
-            state.verifier.clone(),
-            outbox,
-        );
+        let (session, inbox, overflow) = state.new_session();
         let log = Arc::new(EventLog::new(
             config.outbound_queue,
             config.http.max_poll_bytes.saturating_mul(4),
@@ -302,13 +295,7 @@ fn drive(
         let client = resumable.client.clone();
         state.sessions.register(&client, &alarm);
         let mut delivery = tokio::spawn(
-            Delivery::new(
-                LogSink(resumable.log.clone()),
-                metrics.clone(),
-                alarm.clone(),
-                inbox,
-            )
-            .run(),
+            Delivery::new(LogSink(resumable.log.clone()), metrics.clone(), inbox).run(),
         );
         let opened = Instant::now();
         let ending = loop {

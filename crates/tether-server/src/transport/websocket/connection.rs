@@ -16,8 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use tether::{CloseFrame, Incoming, Message, WsReader, WsWriter};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tether::{CloseFrame, Incoming, Message, SplitStream, WsReader, WsWriter};
 
 use crate::alarm::Alarm;
 use crate::protocol::DisconnectCode;
@@ -26,7 +25,7 @@ use crate::session::{Session, Verdict};
 
 /// Milliseconds since the first call in this process: a clock for
 /// connections to note times in eight bytes.
-fn millis() -> u64 {
+pub(super) fn millis() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -36,7 +35,7 @@ fn millis() -> u64 {
 type Job<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// What a connection's one inbound job gives back when done.
-enum Finished<S> {
+enum Finished<S: SplitStream> {
     /// A ping or a close answered (or the stream failed): the reader, and
     /// what [`WsReader::recv`] would have returned.
     Settled(WsReader<S>, tether::Result<Option<Message>>),
@@ -46,7 +45,7 @@ enum Finished<S> {
 
 /// A connection's delivery: waiting for something to send, sending a burst,
 /// or over (the session ended, or the socket failed).
-pub(super) enum Outbound<S> {
+pub(super) enum Outbound<S: SplitStream> {
     /// Waiting for the queue or a stream.
     Idle(Delivery<WsWriter<S>>),
     /// Sending one burst; true when delivery goes on after it.
@@ -55,7 +54,7 @@ pub(super) enum Outbound<S> {
     Over,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Outbound<S> {
+impl<S: SplitStream + Send + 'static> Outbound<S> {
     /// Delivers what is left until the queue runs dry (the session has
     /// ended) or the socket fails.
     pub(super) async fn drain(self) {
@@ -93,7 +92,7 @@ pub(super) enum Ending {
 }
 
 /// A connection's parts when its steady state ends, for its goodbye.
-pub(super) struct Exit<S> {
+pub(super) struct Exit<S: SplitStream> {
     pub(super) reader: WsReader<S>,
     pub(super) writer: WsWriter<S>,
     pub(super) session: Session,
@@ -107,7 +106,7 @@ pub(super) struct Exit<S> {
 ///
 /// Every field counts: an idle connection is this struct, and the runtime
 /// allocates its task in steps of 128 bytes.
-pub(super) struct Connection<S> {
+pub(super) struct Connection<S: SplitStream> {
     /// Waiting for input (`None` while a ping or a close is answered).
     reader: Option<WsReader<S>>,
     /// Between requests (`None` while one is handled).
@@ -119,14 +118,48 @@ pub(super) struct Connection<S> {
     delivery: Outbound<S>,
     /// Raised to end the session, and beaten by the registry's heartbeat.
     alarm: Arc<Alarm>,
-    /// When the client was last heard from, in [`millis`] (8 bytes, not an
-    /// `Instant`'s 16).
-    last_heard: u64,
-    /// A heartbeat asked for a ping, which goes out between bursts.
-    ping_due: bool,
+    /// When the client was last heard from, and whether a ping is due.
+    heard: Heard,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
+/// When the client was last heard from, in [`millis`], and in the top bit
+/// (which a process's uptime in milliseconds never reaches) whether a
+/// heartbeat asked for a ping, which goes out between bursts: 8 bytes, where
+/// an `Instant` and a flag would take 24 of every idle connection.
+#[derive(Clone, Copy)]
+struct Heard(u64);
+
+impl Heard {
+    const PING_DUE: u64 = 1 << 63;
+
+    fn now() -> Self {
+        Self(millis() & !Self::PING_DUE)
+    }
+
+    /// How long since the client was heard from.
+    fn silence(self) -> Duration {
+        Duration::from_millis(millis().saturating_sub(self.0 & !Self::PING_DUE))
+    }
+
+    /// Heard from now; a ping already due stays due.
+    fn heard(&mut self) {
+        self.0 = Self::now().0 | (self.0 & Self::PING_DUE);
+    }
+
+    fn ping_due(self) -> bool {
+        self.0 & Self::PING_DUE != 0
+    }
+
+    fn set_ping_due(&mut self, due: bool) {
+        self.0 = if due {
+            self.0 | Self::PING_DUE
+        } else {
+            self.0 & !Self::PING_DUE
+        };
+    }
+}
+
+impl<S: SplitStream + Send + 'static> Connection<S> {
     /// A connection of `session` over `reader` and `writer`, delivering with
     /// `delivery`, ended early (and its heartbeat beaten) by `alarm`.
     pub(super) fn new(
@@ -141,8 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             busy: None,
             delivery: Outbound::Idle(delivery),
             alarm,
-            last_heard: millis(),
-            ping_due: false,
+            heard: Heard::now(),
         }
     }
 
@@ -150,8 +182,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     fn poll_delivery(&mut self, cx: &mut Context<'_>) {
         loop {
             match &mut self.delivery {
-                Outbound::Idle(_) if self.ping_due => {
-                    self.ping_due = false;
+                Outbound::Idle(_) if self.heard.ping_due() => {
+                    self.heard.set_ping_due(false);
                     let Outbound::Idle(delivery) =
                         std::mem::replace(&mut self.delivery, Outbound::Over)
                     else {
@@ -270,18 +302,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             }
             if self.alarm.take_beat() {
                 let websocket = &self.session().config().websocket;
-                let silent = Duration::from_millis(millis().saturating_sub(self.last_heard));
-                if silent > websocket.ping_interval + websocket.pong_timeout {
+                if self.heard.silence() > websocket.ping_interval + websocket.pong_timeout {
                     let reason = "no pong within the heartbeat timeout".to_owned();
                     return Poll::Ready(self.exit(reason, Ending::NoPong));
                 }
-                self.ping_due = true;
+                self.heard.set_ping_due(true);
                 self.poll_delivery(cx);
                 continue;
             }
             let reader = self.reader.as_mut().expect("reader between reads");
             let incoming = ready!(reader.poll_recv(cx));
-            self.last_heard = millis();
+            self.heard.heard();
             match incoming {
                 Ok(Incoming::Message(message)) => {
                     if message.is_data() {
@@ -323,7 +354,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Connection<S> {
+impl<S: SplitStream + Send + 'static> Future for Connection<S> {
     type Output = Exit<S>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exit<S>> {
