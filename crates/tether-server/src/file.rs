@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{self, InvalidSetting, NamespaceOptions, ServerConfig, WebSocketConfig};
+use crate::config::{
+    self, EngineKind, InvalidSetting, NamespaceOptions, ServerConfig, WebSocketConfig,
+};
 
 /// The file's shape. Durations are in seconds.
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,15 @@ pub struct FileConfig {
     websocket: WebSocketFile,
     #[serde(default)]
     http: HttpFile,
+    #[serde(default)]
+    engine: EngineFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineFile {
+    kind: Option<EngineKind>,
+    sweep_interval_secs: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +285,12 @@ impl FileConfig {
         set(self.http.max_poll_bytes, &mut http.max_poll_bytes);
         set(self.http.max_command_body, &mut http.max_command_body);
         set(self.http.max_stream_bytes, &mut http.max_stream_bytes);
+        set(self.engine.kind, &mut config.engine.kind);
+        secs(
+            "engine.sweep_interval_secs",
+            self.engine.sweep_interval_secs,
+            &mut config.engine.sweep_interval,
+        )?;
         self.channels
             .apply("channels", &mut config.default_namespace)?;
         for (name, file) in self.namespaces {
@@ -414,6 +431,15 @@ max_command_body = {command_body}
 # End an SSE stream after this many bytes (EventSource resumes; 0: never),
 # for proxies that hold a response until it ends.
 max_stream_bytes = {stream_bytes}
+
+# Where the state a cluster would share lives: offsets and epochs, history,
+# idempotency keys, presence.
+[engine]
+# "memory": this process (the only engine so far).
+kind = "{engine}"
+# How often expired history and idempotency keys and unused channels are
+# forgotten, seconds.
+sweep_interval_secs = {sweep}
 "#,
         listen = d.listen,
         queue = d.outbound_queue,
@@ -444,6 +470,8 @@ max_stream_bytes = {stream_bytes}
         poll_bytes = d.http.max_poll_bytes,
         command_body = d.http.max_command_body,
         stream_bytes = d.http.max_stream_bytes,
+        engine = d.engine.kind.as_str(),
+        sweep = d.engine.sweep_interval.as_secs_f64(),
     )
 }
 
@@ -479,6 +507,25 @@ mod tests {
             defaults.websocket.connection.protocol
         );
         assert!(config.auth.anonymous());
+        assert_eq!(config.engine.kind, defaults.engine.kind);
+        assert_eq!(config.engine.sweep_interval, defaults.engine.sweep_interval);
+    }
+
+    #[test]
+    fn the_engine_section_names_a_known_engine_and_a_positive_sweep() {
+        let mut config = ServerConfig::default();
+        let file = FileConfig::parse("[engine]\nsweep_interval_secs = 0.5\n", "t").unwrap();
+        file.apply(&mut config).unwrap();
+        assert_eq!(config.engine.sweep_interval, Duration::from_millis(500));
+        config.validate().unwrap();
+        // An engine this build does not have is refused, naming the value.
+        let error = FileConfig::parse("[engine]\nkind = \"redis\"\n", "t").unwrap_err();
+        assert!(error.to_string().contains("redis"), "{error}");
+        let file = FileConfig::parse("[engine]\nsweep_interval_secs = 0\n", "t").unwrap();
+        let mut config = ServerConfig::default();
+        file.apply(&mut config).unwrap();
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.key, "engine.sweep_interval_secs", "{error}");
     }
 
     #[test]

@@ -90,13 +90,13 @@ fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
         .allow_credentials(true)
 }
 
-/// How often idle channels are forgotten and history is expired by age (reads
-/// expire history themselves, so this only bounds memory).
-const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Sweeps the hub every [`SWEEP_INTERVAL`] while it exists.
-async fn sweep(hub: std::sync::Weak<Hub>) {
-    let mut every = tokio::time::interval(SWEEP_INTERVAL);
+/// Sweeps the hub every `period` ([`EngineConfig::sweep_interval`]) while it
+/// exists: idle channels forgotten, history expired by age (reads expire
+/// history themselves, so this only bounds memory).
+///
+/// [`EngineConfig::sweep_interval`]: crate::config::EngineConfig::sweep_interval
+async fn sweep(hub: std::sync::Weak<Hub>, period: std::time::Duration) {
+    let mut every = tokio::time::interval(period);
     loop {
         every.tick().await;
         match hub.upgrade() {
@@ -125,7 +125,10 @@ pub async fn run(
         "tether serve listening on http://{}",
         listener.local_addr()?
     );
-    let sweeper = tokio::spawn(sweep(Arc::downgrade(&state.hub)));
+    let sweeper = tokio::spawn(sweep(
+        Arc::downgrade(&state.hub),
+        state.config.engine.sweep_interval,
+    ));
     let sessions = state.sessions.clone();
     let metrics = state.metrics.clone();
     let timeout = state.config.shutdown_timeout;

@@ -31,7 +31,7 @@ pub use outbox::{
     StreamSubscription,
 };
 
-use crate::config::{ServerConfig, SlowConsumerPolicy};
+use crate::config::{EngineKind, ServerConfig, SlowConsumerPolicy};
 use crate::engine::{Engine, Event, Fanout, HistoryQuery, MemoryEngine, NewPublication, Retention};
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -64,11 +64,13 @@ pub struct Left {
 }
 
 impl Hub {
-    /// A hub on the in-memory engine.
+    /// A hub on the engine its settings name (`[engine] kind`).
     pub fn new(config: Arc<ServerConfig>, metrics: Arc<Metrics>) -> Arc<Self> {
-        Self::with_engine(config, metrics, |fanout| {
-            Arc::new(MemoryEngine::new(fanout))
-        })
+        match config.engine.kind {
+            EngineKind::Memory => Self::with_engine(config, metrics, |fanout| {
+                Arc::new(MemoryEngine::new(fanout))
+            }),
+        }
     }
 
     /// A hub on the engine `engine` builds, given where to fan out to.

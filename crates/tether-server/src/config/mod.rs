@@ -1,18 +1,23 @@
-//! The server's configuration, with documented defaults.
+//! The server's configuration, with documented defaults: one typed tree,
+//! with a section per transport ([`WebSocketConfig`], [`HttpConfig`]), the
+//! engine's ([`EngineConfig`]) and the channels' ([`NamespaceOptions`]).
+
+mod engine;
+mod namespace;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use engine::*;
+pub use namespace::*;
+pub use transport::*;
+
 use crate::auth::AuthConfig;
 
 /// Default for [`ServerConfig::listen`].
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Default for [`NamespaceOptions::history_size`]: publications kept per channel.
-pub const DEFAULT_HISTORY_SIZE: usize = 100;
-/// Default for [`NamespaceOptions::history_ttl`]: publications older than this
-/// leave history, and a channel without subscribers or history is forgotten.
-pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(600);
 /// Default for [`ServerConfig::max_subscriptions`] per connection.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 128;
 /// Default for [`ServerConfig::outbound_queue`]: messages queued per connection
@@ -35,11 +40,6 @@ pub const DEFAULT_MAX_DATA_DEPTH: usize = 32;
 /// Default for [`ServerConfig::max_api_body`], in bytes: room for a
 /// [`DEFAULT_MAX_PUBLISH_SIZE`] publication and a long list of channels.
 pub const DEFAULT_MAX_API_BODY: usize = 1 << 20;
-/// Default for [`WebSocketConfig::ping_interval`]: well under the 60 s idle cut-off
-/// of common proxies and load balancers.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
-/// Default for [`WebSocketConfig::pong_timeout`].
-pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ServerConfig::shutdown_timeout`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ServerConfig::rate_limit`]: requests per second per connection.
@@ -54,191 +54,6 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10_000;
 pub const DEFAULT_BUFFER_WAIT: Duration = tether::budget::DEFAULT_WAIT;
 /// Default for [`ServerConfig::reconnect_window`].
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
-/// Default [`HttpConfig::session_ttl`].
-pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30);
-/// Default [`HttpConfig::sse_heartbeat`]: well under the 60 s idle cut of
-/// nginx and most load balancers.
-pub const DEFAULT_SSE_HEARTBEAT: Duration = Duration::from_secs(15);
-/// Default [`HttpConfig::poll_timeout`]: below nginx's 60 s `proxy_read_timeout`.
-pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(25);
-/// Default [`HttpConfig::max_poll_bytes`].
-pub const DEFAULT_MAX_POLL_BYTES: usize = 1 << 20;
-/// Default [`HttpConfig::max_command_body`]: as large as a WebSocket message.
-pub const DEFAULT_MAX_COMMAND_BODY: usize = 1 << 20;
-
-/// What happens when a subscriber's queue is full.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SlowConsumerPolicy {
-    /// Close the connection (4001, reconnect advised); the client recovers what
-    /// it missed from history. Nothing is silently lost.
-    #[default]
-    Disconnect,
-    /// Drop the oldest queued publication to make room; the client sees a gap in
-    /// offsets and may fetch history.
-    DropOldest,
-    /// Keep only the newest queued publication per key (conflation, for prices,
-    /// positions, scores); when full, drop the oldest.
-    LatestPerKey,
-}
-
-/// Which connections may do something in a namespace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    /// Any connection the server accepted: anonymous ones too when anonymous
-    /// access is on. A token with a `channels` claim still limits its holder to
-    /// those channels.
-    #[default]
-    Anyone,
-    /// Connections that presented a valid token (within its `channels` claim,
-    /// if it has one).
-    Authenticated,
-    /// Connections whose token grants the channel explicitly in its `channels`
-    /// claim; a token without the claim is not enough.
-    Granted,
-    /// No client connection: publishing is left to the HTTP API.
-    Nobody,
-}
-
-/// Options that apply to every channel of a namespace (`chat` in `chat:lobby`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NamespaceOptions {
-    /// Publications retained per channel for history and recovery (0: none).
-    /// Default: [`DEFAULT_HISTORY_SIZE`].
-    pub history_size: usize,
-    /// How long a publication stays in history (`None`: until pushed out by
-    /// newer ones). A channel with neither subscribers nor history left is
-    /// dropped, and comes back with a new epoch. Default: [`DEFAULT_HISTORY_TTL`].
-    pub history_ttl: Option<Duration>,
-    /// Track who is subscribed and push join/leave events. Default: `true`.
-    pub presence: bool,
-    /// Who may subscribe, and read presence and history. Default: [`Access::Anyone`].
-    pub subscribe: Access,
-    /// Which clients may publish; the HTTP API always may.
-    /// Default: [`Access::Anyone`].
-    pub publish: Access,
-    /// What a full subscriber queue does. Default: [`SlowConsumerPolicy::Disconnect`].
-    pub slow_consumer: SlowConsumerPolicy,
-}
-
-impl Default for NamespaceOptions {
-    fn default() -> Self {
-        Self {
-            history_size: DEFAULT_HISTORY_SIZE,
-            history_ttl: Some(DEFAULT_HISTORY_TTL),
-            presence: true,
-            subscribe: Access::Anyone,
-            publish: Access::Anyone,
-            slow_consumer: SlowConsumerPolicy::Disconnect,
-        }
-    }
-}
-
-/// The WebSocket transport's settings: `[websocket]` in the file.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct WebSocketConfig {
-    /// Each connection's protocol limits, compression and timeouts. Default:
-    /// [`tether::Config::default`] with a 1 MiB message and frame limit.
-    pub connection: tether::Config,
-    /// How often the server pings each connection. Default: [`DEFAULT_PING_INTERVAL`].
-    pub ping_interval: Duration,
-    /// A connection silent (no pong, no message) for `ping_interval + pong_timeout`
-    /// is closed and leaves its channels. Default: [`DEFAULT_PONG_TIMEOUT`].
-    pub pong_timeout: Duration,
-}
-
-impl Default for WebSocketConfig {
-    fn default() -> Self {
-        Self {
-            connection: tether::Config::default()
-                .max_message_size(1 << 20)
-                .max_frame_size(1 << 20),
-            ping_interval: DEFAULT_PING_INTERVAL,
-            pong_timeout: DEFAULT_PONG_TIMEOUT,
-        }
-    }
-}
-
-/// The HTTP fallback transports (Server-Sent Events and long-polling), whose
-/// sessions outlive the requests that carry them.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct HttpConfig {
-    /// A session with no SSE stream or poll attached for this long ends and
-    /// leaves its channels. Default: [`DEFAULT_SESSION_TTL`].
-    pub session_ttl: Duration,
-    /// How often an idle SSE stream gets a comment line, so proxies do not
-    /// cut it. Default: [`DEFAULT_SSE_HEARTBEAT`].
-    pub sse_heartbeat: Duration,
-    /// How long a poll waits for messages before answering with none.
-    /// Default: [`DEFAULT_POLL_TIMEOUT`].
-    pub poll_timeout: Duration,
-    /// Most bytes of messages in one poll answer or SSE write (one message is
-    /// always sent whole). Default: [`DEFAULT_MAX_POLL_BYTES`].
-    pub max_poll_bytes: usize,
-    /// Largest command request body; larger ones get 413.
-    /// Default: [`DEFAULT_MAX_COMMAND_BODY`].
-    pub max_command_body: usize,
-    /// An SSE stream is ended by the server once it has written this many
-    /// bytes, and `EventSource` reconnects with `Last-Event-ID` (the session
-    /// goes on): for proxies that hold a response until it ends. 0: never.
-    /// Default: 0.
-    pub max_stream_bytes: usize,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            session_ttl: DEFAULT_SESSION_TTL,
-            sse_heartbeat: DEFAULT_SSE_HEARTBEAT,
-            poll_timeout: DEFAULT_POLL_TIMEOUT,
-            max_poll_bytes: DEFAULT_MAX_POLL_BYTES,
-            max_command_body: DEFAULT_MAX_COMMAND_BODY,
-            max_stream_bytes: 0,
-        }
-    }
-}
-
-impl HttpConfig {
-    /// Sets [`HttpConfig::session_ttl`].
-    pub fn session_ttl(mut self, ttl: Duration) -> Self {
-        self.session_ttl = ttl;
-        self
-    }
-
-    /// Sets [`HttpConfig::sse_heartbeat`].
-    pub fn sse_heartbeat(mut self, every: Duration) -> Self {
-        self.sse_heartbeat = every;
-        self
-    }
-
-    /// Sets [`HttpConfig::poll_timeout`].
-    pub fn poll_timeout(mut self, timeout: Duration) -> Self {
-        self.poll_timeout = timeout;
-        self
-    }
-
-    /// Sets [`HttpConfig::max_poll_bytes`].
-    pub fn max_poll_bytes(mut self, bytes: usize) -> Self {
-        self.max_poll_bytes = bytes;
-        self
-    }
-
-    /// Sets [`HttpConfig::max_stream_bytes`].
-    pub fn max_stream_bytes(mut self, bytes: usize) -> Self {
-        self.max_stream_bytes = bytes;
-        self
-    }
-
-    /// Sets [`HttpConfig::max_command_body`].
-    pub fn max_command_body(mut self, bytes: usize) -> Self {
-        self.max_command_body = bytes;
-        self
-    }
-}
 
 /// Everything `tether serve` can be told.
 #[derive(Debug, Clone)]
@@ -322,6 +137,8 @@ pub struct ServerConfig {
     pub websocket: WebSocketConfig,
     /// Server-Sent Events and long-polling. Default: [`HttpConfig::default`].
     pub http: HttpConfig,
+    /// The engine (`[engine]` in the file). Default: [`EngineConfig::default`].
+    pub engine: EngineConfig,
 }
 
 impl Default for ServerConfig {
@@ -351,6 +168,7 @@ impl Default for ServerConfig {
             reconnect_window: DEFAULT_RECONNECT_WINDOW,
             websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -446,6 +264,7 @@ impl ServerConfig {
         positive("http.session_ttl_secs", self.http.session_ttl)?;
         positive("http.sse_heartbeat_secs", self.http.sse_heartbeat)?;
         positive("http.poll_timeout_secs", self.http.poll_timeout)?;
+        positive("engine.sweep_interval_secs", self.engine.sweep_interval)?;
         at_least_one("http.max_command_body", self.http.max_command_body)?;
         if self.http.max_poll_bytes < 1024 {
             return Err(InvalidSetting::new(
@@ -582,44 +401,6 @@ impl ServerConfig {
     /// Sets [`ServerConfig::api_key`].
     pub fn api_key(mut self, key: Option<String>) -> Self {
         self.api_key = key;
-        self
-    }
-}
-
-impl NamespaceOptions {
-    /// Sets [`NamespaceOptions::history_size`].
-    pub fn history_size(mut self, size: usize) -> Self {
-        self.history_size = size;
-        self
-    }
-
-    /// Sets [`NamespaceOptions::presence`].
-    pub fn presence(mut self, on: bool) -> Self {
-        self.presence = on;
-        self
-    }
-
-    /// Sets [`NamespaceOptions::slow_consumer`].
-    pub fn slow_consumer(mut self, policy: SlowConsumerPolicy) -> Self {
-        self.slow_consumer = policy;
-        self
-    }
-
-    /// Sets [`NamespaceOptions::history_ttl`].
-    pub fn history_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.history_ttl = ttl;
-        self
-    }
-
-    /// Sets [`NamespaceOptions::subscribe`].
-    pub fn subscribe(mut self, access: Access) -> Self {
-        self.subscribe = access;
-        self
-    }
-
-    /// Sets [`NamespaceOptions::publish`].
-    pub fn publish(mut self, access: Access) -> Self {
-        self.publish = access;
         self
     }
 }

@@ -1,0 +1,55 @@
+//! The engine's settings: `[engine]` in the file.
+
+use std::time::Duration;
+
+/// Default for [`EngineConfig::sweep_interval`].
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Which engine keeps the state a cluster would share (offsets and epochs,
+/// history, idempotency keys, presence).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum EngineKind {
+    /// In this process's memory: one node, nothing to run beside it.
+    #[default]
+    Memory,
+}
+
+impl EngineKind {
+    /// The name in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Memory => "memory",
+        }
+    }
+}
+
+/// The engine's settings: `[engine]` in the file.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Which engine. Default: [`EngineKind::Memory`].
+    pub kind: EngineKind,
+    /// How often history past its age, idempotency keys past their window
+    /// and channels with nothing left are forgotten. Default:
+    /// [`DEFAULT_SWEEP_INTERVAL`].
+    pub sweep_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            kind: EngineKind::Memory,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets [`EngineConfig::sweep_interval`].
+    pub fn sweep_interval(mut self, every: Duration) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+}
