@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tether_server::file::FileConfig;
+use tether_server::EngineKind;
 use tether_server::ServerConfig;
 use tokio::net::TcpListener;
 
@@ -113,6 +114,10 @@ pub struct ServeArgs {
     /// Seconds between comment lines on an idle SSE stream [default: 15].
     #[arg(long, env = "TETHER_SSE_HEARTBEAT")]
     sse_heartbeat: Option<f64>,
+    /// Where history, presence, offsets and idempotency keys live: `memory`
+    /// (this process) [default: memory].
+    #[arg(long, env = "TETHER_ENGINE")]
+    engine: Option<EngineKind>,
 }
 
 /// A non-negative, finite number of seconds.
@@ -225,6 +230,9 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(secs) = args.sse_heartbeat {
         config.http.sse_heartbeat = seconds(secs, "sse-heartbeat")?;
+    }
+    if let Some(kind) = args.engine {
+        config.engine.kind = kind;
     }
     // Once, over the merged result: a file value and a flag can contradict.
     config.validate()?;

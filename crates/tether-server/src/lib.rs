@@ -42,7 +42,8 @@ pub mod transport;
 pub use tether_protocol as protocol;
 
 pub use config::{
-    Access, HttpConfig, NamespaceOptions, ServerConfig, SlowConsumerPolicy, WebSocketConfig,
+    Access, EngineConfig, EngineKind, HttpConfig, NamespaceOptions, ServerConfig,
+    SlowConsumerPolicy, WebSocketConfig,
 };
 pub use server::{router, run};
 pub use state::AppState;

@@ -17,11 +17,31 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// The name in the file.
+    /// Every engine this build has.
+    pub const ALL: [EngineKind; 1] = [EngineKind::Memory];
+
+    /// The name in the file (and for `--engine`).
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Memory => "memory",
         }
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.as_str()).collect();
+                format!(
+                    "no engine `{name}` in this build (known: {})",
+                    known.join(", ")
+                )
+            })
     }
 }
 
