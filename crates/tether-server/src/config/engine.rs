@@ -73,3 +73,17 @@ impl EngineConfig {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_is_named_as_in_the_file_and_an_unknown_one_lists_the_known() {
+        for kind in EngineKind::ALL {
+            assert_eq!(kind.as_str().parse::<EngineKind>(), Ok(kind));
+        }
+        let error = "redis".parse::<EngineKind>().unwrap_err();
+        assert!(error.contains("`redis`") && error.contains("memory"), "{error}");
+    }
+}
