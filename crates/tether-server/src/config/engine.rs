@@ -84,6 +84,9 @@ mod tests {
             assert_eq!(kind.as_str().parse::<EngineKind>(), Ok(kind));
         }
         let error = "redis".parse::<EngineKind>().unwrap_err();
-        assert!(error.contains("`redis`") && error.contains("memory"), "{error}");
+        assert!(
+            error.contains("`redis`") && error.contains("memory"),
+            "{error}"
+        );
     }
 }
