@@ -368,3 +368,21 @@ impl<S: SplitStream + Send + 'static> Future for Connection<S> {
         exit
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hearing_from_the_client_keeps_a_due_ping_due() {
+        let mut heard = Heard::now();
+        assert!(!heard.ping_due());
+        heard.set_ping_due(true);
+        heard.heard();
+        assert!(heard.ping_due(), "a ping asked for still goes out");
+        assert!(heard.silence() < Duration::from_secs(1));
+        heard.set_ping_due(false);
+        assert!(!heard.ping_due());
+        assert!(heard.silence() < Duration::from_secs(1), "the flag is not time");
+    }
+}
