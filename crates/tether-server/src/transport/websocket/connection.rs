@@ -383,6 +383,9 @@ mod tests {
         assert!(heard.silence() < Duration::from_secs(1));
         heard.set_ping_due(false);
         assert!(!heard.ping_due());
-        assert!(heard.silence() < Duration::from_secs(1), "the flag is not time");
+        assert!(
+            heard.silence() < Duration::from_secs(1),
+            "the flag is not time"
+        );
     }
 }
