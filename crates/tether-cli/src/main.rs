@@ -12,9 +12,11 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// tether: WebSocket tools.
+/// tether: a real-time messaging server (channels, presence, history and
+/// recovery over WebSocket, SSE and long-polling) and WebSocket tools (an echo
+/// server, an interactive client, a load generator).
 #[derive(Debug, Parser)]
-#[command(name = "tether", version, about)]
+#[command(name = "tether", version)]
 struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, global = true, env = "TETHER_LOG", default_value = "info")]
@@ -44,18 +46,49 @@ enum Command {
 enum ConfigCommand {
     /// Print a commented `tether serve` configuration file with every default.
     Example,
+    /// Print the table of every setting, as docs/CONFIG.md has it.
+    Reference,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {}", explain(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause only when the message
+/// before it does not already say it (most of ours include their source).
+fn explain(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Command::Config(ConfigCommand::Example) = cli.command {
-        print!("{}", tether_server::file::example());
-        return Ok(());
+    match cli.command {
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", tether_server::config::example());
+            return Ok(());
+        }
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", tether_server::config::reference());
+            return Ok(());
+        }
+        _ => {}
     }
     if matches!(cli.command, Command::Serve(_) | Command::Echo(_)) {
         reclaim::start()?;

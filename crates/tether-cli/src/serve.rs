@@ -1,246 +1,127 @@
-//! `tether serve`: the real-time server on the embedded in-memory hub.
-//! Settings: defaults, then the `--config` TOML file, then `TETHER_*` variables and
-//! flags (clap merges those two).
+//! `tether serve`: the real-time server. Its flags are made from the
+//! server's list of settings (`tether_server::config::settings`): one
+//! `--key` or `--section.key` per setting, with its doc and default, and the
+//! flag it had before as an alias. The file, the `TETHER_*` variables and
+//! these flags are merged by `tether_server::config::load`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use tether_server::file::FileConfig;
-use tether_server::EngineKind;
-use tether_server::ServerConfig;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use tether_server::config::{self, Setting, SettingKind};
 use tokio::net::TcpListener;
 
-/// Arguments of `tether serve`. Unset ones keep the file's value or the default
-/// (see `tether config example` and docs/CONFIG.md).
-#[derive(Debug, clap::Args)]
+/// Variables of the `tether` command itself, not settings of the server.
+const OWN_VARIABLES: [&str; 2] = ["TETHER_CONFIG", "TETHER_LOG"];
+
+/// Arguments of `tether serve`: the configuration file and the settings
+/// given as flags (key, text, flag).
+#[derive(Debug)]
 pub struct ServeArgs {
-    /// TOML configuration file (`tether config example` prints one).
-    #[arg(long, env = "TETHER_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "TETHER_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Publications kept per channel for history and recovery [default: 100].
-    #[arg(long, env = "TETHER_HISTORY_SIZE")]
-    history_size: Option<usize>,
-    /// Messages queued per connection before it is disconnected as a slow consumer
-    /// [default: 1024].
-    #[arg(long, env = "TETHER_OUTBOUND_QUEUE")]
-    outbound_queue: Option<usize>,
-    /// Payload bytes queued per connection (replies); past it the connection's
-    /// requests wait; 0: no bound [default: 4194304].
-    #[arg(long, env = "TETHER_MAX_QUEUED_BYTES")]
-    max_queued_bytes: Option<usize>,
-    /// Key the HTTP API requires (`Authorization: apikey KEY`); unset leaves it open.
-    #[arg(long, env = "TETHER_API_KEY")]
-    api_key: Option<String>,
-    /// Origin allowed to open WebSocket connections (repeatable, or comma-separated
-    /// in the environment); others get 403. None given: every origin is allowed.
-    #[arg(
-        long = "allowed-origin",
-        env = "TETHER_ALLOWED_ORIGINS",
-        value_delimiter = ','
-    )]
-    allowed_origins: Vec<String>,
-    /// Shared secret for HS256 client tokens.
-    #[arg(long, env = "TETHER_JWT_HMAC_SECRET")]
-    jwt_hmac_secret: Option<String>,
-    /// PEM file with the RSA public key for RS256 client tokens.
-    #[arg(long, env = "TETHER_JWT_RSA_PUBLIC_KEY")]
-    jwt_rsa_public_key: Option<PathBuf>,
-    /// PEM file with the P-256 public key for ES256 client tokens.
-    #[arg(long, env = "TETHER_JWT_EC_PUBLIC_KEY")]
-    jwt_ec_public_key: Option<PathBuf>,
-    /// Let clients without a token in (the default only when no key is given).
-    #[arg(long, env = "TETHER_ALLOW_ANONYMOUS")]
-    allow_anonymous: Option<bool>,
-    /// Seconds a publication stays in history, 0 for no limit [default: 600].
-    #[arg(long, env = "TETHER_HISTORY_TTL")]
-    history_ttl: Option<f64>,
-    /// Channels one connection may subscribe to [default: 128].
-    #[arg(long, env = "TETHER_MAX_SUBSCRIPTIONS")]
-    max_subscriptions: Option<usize>,
-    /// Largest WebSocket message in bytes; larger ones close with 1009
-    /// [default: 1048576].
-    #[arg(long, env = "TETHER_MAX_MESSAGE_SIZE")]
-    max_message_size: Option<usize>,
-    /// Accept permessage-deflate from clients that offer it [default: true].
-    #[arg(long, env = "TETHER_COMPRESSION")]
-    compression: Option<bool>,
-    /// Connections at once, 0 for no limit; more get 503 [default: 100000].
-    #[arg(long, env = "TETHER_MAX_CONNECTIONS")]
-    max_connections: Option<usize>,
-    /// Connections from one IP address, 0 for no limit; more get 429
-    /// [default: 10000].
-    #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
-    max_connections_per_ip: Option<usize>,
-    /// Bytes all connections together may hold for messages being read or
-    /// inflated, 0 for no bound; past it a connection waits, then gets 1013
-    /// [default: a quarter of the machine's memory].
-    #[arg(long, env = "TETHER_MAX_BUFFERED_BYTES")]
-    max_buffered_bytes: Option<usize>,
-    /// Seconds a connection waits for room under --max-buffered-bytes
-    /// [default: 5].
-    #[arg(long, env = "TETHER_BUFFER_WAIT")]
-    buffer_wait: Option<f64>,
-    /// Requests per second per connection (token bucket) [default: 1000].
-    #[arg(long, env = "TETHER_RATE_LIMIT")]
-    rate_limit: Option<f64>,
-    /// Requests at once above the steady rate [default: 2000].
-    #[arg(long, env = "TETHER_RATE_BURST")]
-    rate_burst: Option<u32>,
-    /// Seconds between server pings [default: 25].
-    #[arg(long, env = "TETHER_PING_INTERVAL")]
-    ping_interval: Option<f64>,
-    /// Seconds of silence past a ping before the connection is closed (4002)
-    /// [default: 10].
-    #[arg(long, env = "TETHER_PONG_TIMEOUT")]
-    pong_timeout: Option<f64>,
-    /// Seconds queues may take to flush on shutdown [default: 10].
-    #[arg(long, env = "TETHER_SHUTDOWN_TIMEOUT")]
-    shutdown_timeout: Option<f64>,
-    /// Seconds over which clients spread their reconnections after a shutdown
-    /// [default: 5].
-    #[arg(long, env = "TETHER_RECONNECT_WINDOW")]
-    reconnect_window: Option<f64>,
-    /// Seconds an SSE or long-poll session lives with nothing attached
-    /// [default: 30].
-    #[arg(long, env = "TETHER_SESSION_TTL")]
-    session_ttl: Option<f64>,
-    /// Seconds a long-poll waits for messages [default: 25].
-    #[arg(long, env = "TETHER_POLL_TIMEOUT")]
-    poll_timeout: Option<f64>,
-    /// Seconds between comment lines on an idle SSE stream [default: 15].
-    #[arg(long, env = "TETHER_SSE_HEARTBEAT")]
-    sse_heartbeat: Option<f64>,
-    /// Where history, presence, offsets and idempotency keys live: `memory`
-    /// (this process) [default: memory].
-    #[arg(long, env = "TETHER_ENGINE")]
-    engine: Option<EngineKind>,
+    flags: Vec<(String, String, String)>,
 }
 
-/// A non-negative, finite number of seconds.
-fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    anyhow::ensure!(
-        value.is_finite() && value >= 0.0,
-        "--{flag} takes a number of seconds, not {value}"
-    );
-    Ok(Duration::from_secs_f64(value))
+impl clap::Args for ServeArgs {
+    fn augment_args(command: Command) -> Command {
+        let file = Arg::new("config")
+            .long("config")
+            .env("TETHER_CONFIG")
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML configuration file (`tether config example` prints one)");
+        command
+            .arg(file)
+            .args(config::settings().iter().map(flag))
+            .after_help(
+                "Every flag is also a TETHER_* variable (--websocket.ping-interval: \
+                 TETHER_WEBSOCKET__PING_INTERVAL) and a key of the file ([websocket] \
+                 ping_interval); flags win over variables, variables over the file. \
+                 Durations take a unit: 25s, 500ms, 2m.",
+            )
+    }
+
+    fn augment_args_for_update(command: Command) -> Command {
+        Self::augment_args(command)
+    }
 }
 
-/// Builds the configuration: defaults, file, then flags and environment.
-pub fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
-    let mut config = ServerConfig::default();
-    if let Some(path) = &args.config {
-        FileConfig::load(path)?.apply(&mut config)?;
+/// The flag of one setting.
+fn flag(setting: &Setting) -> Arg {
+    let first = setting.doc.split(". ").next().unwrap_or_default();
+    let first = first.trim_end_matches('.');
+    let default = setting.default_text();
+    let value_name = match &setting.kind {
+        SettingKind::Integer | SettingKind::Number => "N".to_owned(),
+        SettingKind::Bool => "BOOL".to_owned(),
+        SettingKind::Duration => "DURATION".to_owned(),
+        SettingKind::List => "LIST".to_owned(),
+        SettingKind::Choice(names) => names.join("|"),
+        SettingKind::Text => "TEXT".to_owned(),
+    };
+    let mut arg = Arg::new(setting.key.clone())
+        .long(setting.flag())
+        .value_name(value_name)
+        .help(format!("{first} [default: {default}]"))
+        .long_help(format!(
+            "{}\n[default: {default}] [env: {}]",
+            setting.doc,
+            setting.env()
+        ));
+    if let Some(alias) = &setting.alias {
+        arg = arg.visible_alias(alias.clone());
     }
-    if let Some(listen) = args.listen {
-        config.listen = listen;
+    if setting.kind == SettingKind::List {
+        // Repeatable; each may also be comma-separated.
+        arg = arg.action(ArgAction::Append);
     }
-    if let Some(size) = args.history_size {
-        config.default_namespace.history_size = size;
+    arg
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let flags = config::settings()
+            .iter()
+            .filter_map(|setting| {
+                let given: Vec<&String> = matches.get_many::<String>(&setting.key)?.collect();
+                let text = given
+                    .iter()
+                    .map(|text| text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                Some((setting.key.clone(), text, format!("--{}", setting.flag())))
+            })
+            .collect();
+        Ok(Self {
+            config: matches.get_one::<PathBuf>("config").cloned(),
+            flags,
+        })
     }
-    if let Some(queue) = args.outbound_queue {
-        config.outbound_queue = queue;
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
     }
-    if let Some(bytes) = args.max_queued_bytes {
-        config.max_queued_bytes = bytes;
+}
+
+/// The server's settings: defaults, the file, the `TETHER_*` variables and
+/// the flags, merged and checked once. Variables that name no setting are
+/// logged.
+pub fn config(
+    args: &ServeArgs,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<tether_server::ServerConfig> {
+    let env = env
+        .into_iter()
+        .filter(|(name, _)| !OWN_VARIABLES.contains(&name.as_str()));
+    let loaded = config::load(args.config.as_deref(), env, &args.flags)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
     }
-    if args.api_key.is_some() {
-        config.api_key = args.api_key;
-    }
-    if !args.allowed_origins.is_empty() {
-        config.allowed_origins = args.allowed_origins;
-    }
-    if let Some(secret) = args.jwt_hmac_secret {
-        config.auth = config.auth.hmac_secret(secret);
-    }
-    if let Some(path) = &args.jwt_rsa_public_key {
-        config.auth = config
-            .auth
-            .rsa_public_key_pem(std::fs::read_to_string(path)?);
-    }
-    if let Some(path) = &args.jwt_ec_public_key {
-        config.auth = config
-            .auth
-            .ec_public_key_pem(std::fs::read_to_string(path)?);
-    }
-    if let Some(allowed) = args.allow_anonymous {
-        config.auth = config.auth.allow_anonymous(allowed);
-    }
-    if let Some(ttl) = args.history_ttl {
-        let ttl = seconds(ttl, "history-ttl")?;
-        config.default_namespace.history_ttl = (!ttl.is_zero()).then_some(ttl);
-    }
-    if let Some(max) = args.max_subscriptions {
-        config.max_subscriptions = max;
-    }
-    if let Some(size) = args.max_message_size {
-        let connection = &mut config.websocket.connection;
-        *connection = connection
-            .clone()
-            .max_message_size(size)
-            .max_frame_size(size);
-    }
-    if let Some(on) = args.compression {
-        let connection = &mut config.websocket.connection;
-        *connection = connection.clone().compression(on);
-    }
-    if let Some(max) = args.max_connections {
-        config.max_connections = max;
-    }
-    if let Some(max) = args.max_connections_per_ip {
-        config.max_connections_per_ip = max;
-    }
-    if let Some(bytes) = args.max_buffered_bytes {
-        config.max_buffered_bytes = Some(bytes);
-    }
-    if let Some(secs) = args.buffer_wait {
-        config.buffer_wait = seconds(secs, "buffer-wait")?;
-    }
-    if let Some(rate) = args.rate_limit {
-        anyhow::ensure!(rate > 0.0, "--rate-limit must be above 0");
-        config.rate_limit = rate;
-    }
-    if let Some(burst) = args.rate_burst {
-        config.rate_burst = burst;
-    }
-    if let Some(secs) = args.ping_interval {
-        config.websocket.ping_interval = seconds(secs, "ping-interval")?;
-        anyhow::ensure!(
-            !config.websocket.ping_interval.is_zero(),
-            "--ping-interval must be above 0"
-        );
-    }
-    if let Some(secs) = args.pong_timeout {
-        config.websocket.pong_timeout = seconds(secs, "pong-timeout")?;
-    }
-    if let Some(secs) = args.shutdown_timeout {
-        config.shutdown_timeout = seconds(secs, "shutdown-timeout")?;
-    }
-    if let Some(secs) = args.reconnect_window {
-        config.reconnect_window = seconds(secs, "reconnect-window")?;
-    }
-    if let Some(secs) = args.session_ttl {
-        config.http.session_ttl = seconds(secs, "session-ttl")?;
-    }
-    if let Some(secs) = args.poll_timeout {
-        config.http.poll_timeout = seconds(secs, "poll-timeout")?;
-    }
-    if let Some(secs) = args.sse_heartbeat {
-        config.http.sse_heartbeat = seconds(secs, "sse-heartbeat")?;
-    }
-    if let Some(kind) = args.engine {
-        config.engine.kind = kind;
-    }
-    // Once, over the merged result: a file value and a flag can contradict.
-    config.validate()?;
-    Ok(config)
+    Ok(loaded.config)
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config(args)?;
+    let config = config(&args, std::env::vars())?;
     let listener = TcpListener::bind(config.listen).await?;
     tether_server::run(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -272,6 +153,7 @@ mod tests {
     use std::time::Duration;
 
     use clap::Parser;
+    use tether_server::config::settings;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -279,19 +161,32 @@ mod tests {
         serve: super::ServeArgs,
     }
 
+    fn parse(args: &[&str]) -> tether_server::ServerConfig {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        super::config(&cli.serve, []).unwrap()
+    }
+
     #[test]
-    fn flags_override_the_file_which_overrides_defaults() {
-        let path =
-            std::env::temp_dir().join(format!("tether-serve-test-{}.toml", std::process::id()));
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:9999\"\noutbound_queue = 7\n[channels]\nhistory_size = 3\n",
-        )
-        .unwrap();
-        let cli = Cli::parse_from([
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
+    fn every_setting_is_a_flag_named_after_its_key() {
+        let command = <Cli as clap::CommandFactory>::command();
+        for setting in settings() {
+            let flag = setting.flag();
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(flag.as_str()))
+                .unwrap_or_else(|| panic!("no --{flag}"));
+            let help = arg.get_help().unwrap().to_string();
+            assert!(
+                help.ends_with(&format!("[default: {}]", setting.default_text())),
+                "--{flag}: {help}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_flags_of_the_readme_still_work() {
+        let config = parse(&[
             "--history-size",
             "5",
             "--ping-interval",
@@ -300,22 +195,48 @@ mod tests {
             "0",
             "--compression",
             "false",
+            "--allowed-origin",
+            "https://a.example",
+            "--allowed-origin",
+            "https://b.example,https://c.example",
+            "--engine",
+            "memory",
         ]);
-        let config = super::config(cli.serve).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(config.listen.port(), 9999, "from the file");
-        assert_eq!(config.outbound_queue, 7, "from the file");
-        assert_eq!(config.default_namespace.history_size, 5, "the flag wins");
+        assert_eq!(config.channels.history_size, 5);
         assert_eq!(config.websocket.ping_interval, Duration::from_millis(2500));
-        assert_eq!(
-            config.default_namespace.history_ttl, None,
-            "0: no age limit"
+        assert_eq!(config.channels.history_ttl, None, "0: no age limit");
+        assert!(!config.websocket.compression);
+        assert_eq!(config.allowed_origins.len(), 3);
+    }
+
+    #[test]
+    fn a_flag_is_the_key_with_dashes() {
+        let config = parse(&[
+            "--websocket.ping-interval",
+            "3s",
+            "--channels.history-size",
+            "9",
+            "--max-subscriptions",
+            "4",
+        ]);
+        assert_eq!(config.websocket.ping_interval, Duration::from_secs(3));
+        assert_eq!(config.channels.history_size, 9);
+        assert_eq!(config.max_subscriptions, 4);
+        let cli = Cli::try_parse_from(["serve", "--websocket.ping-interval", "0"]).unwrap();
+        let error = super::config(&cli.serve, []).unwrap_err().to_string();
+        assert!(
+            error.contains("(from flag --websocket.ping-interval)"),
+            "{error}"
         );
-        assert!(!config.websocket.connection.protocol.deflate.enabled);
-        assert_eq!(
-            config.max_subscriptions,
-            tether_server::config::DEFAULT_MAX_SUBSCRIPTIONS,
-            "default"
-        );
+    }
+
+    #[test]
+    fn the_command_own_variables_are_no_settings() {
+        let cli = Cli::try_parse_from(["serve"]).unwrap();
+        let env = [
+            ("TETHER_LOG".to_owned(), "debug".to_owned()),
+            ("TETHER_MAX_SUBSCRIPTIONS".to_owned(), "3".to_owned()),
+        ];
+        assert_eq!(super::config(&cli.serve, env).unwrap().max_subscriptions, 3);
     }
 }

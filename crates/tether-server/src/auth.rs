@@ -2,22 +2,42 @@
 //! `sub` and optional channel claims.
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::{ErrorBody, ErrorCode};
 
-/// How clients authenticate.
-#[derive(Debug, Clone, Default)]
+/// How clients authenticate: the keys that verify their tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AuthConfig {
-    /// Whether clients without a token may subscribe and publish. Default: `true`
-    /// when no key is configured, else `false` (see [`AuthConfig::anonymous`]).
+    /// Whether clients without a token may subscribe and publish. Unset:
+    /// allowed only when no key is set (see [`AuthConfig::anonymous`]).
+    /// Default: unset.
+    #[schemars(extend("x-alias" = "allow-anonymous"))]
     pub anonymous: Option<bool>,
-    /// Shared secret for HS256 tokens. Default: none.
+    /// Shared secret for HS256 client tokens. Default: none.
+    #[schemars(extend("x-alias" = "jwt-hmac-secret"))]
     pub hmac_secret: Option<String>,
-    /// PEM public key for RS256 tokens. Default: none.
+    /// PEM file with the RSA public key for RS256 client tokens, read at
+    /// start. Default: none.
+    #[schemars(extend("x-alias" = "jwt-rsa-public-key"))]
+    pub rsa_public_key_file: Option<PathBuf>,
+    /// PEM file with the P-256 public key for ES256 client tokens, read at
+    /// start. Default: none.
+    #[schemars(extend("x-alias" = "jwt-ec-public-key"))]
+    pub ec_public_key_file: Option<PathBuf>,
+    /// The RS256 key itself, for code that holds it in memory rather than in
+    /// a file (not a setting of the file). Default: none.
+    #[serde(skip)]
+    #[schemars(skip)]
     pub rsa_public_key_pem: Option<String>,
-    /// PEM public key (P-256) for ES256 tokens. Default: none.
+    /// The ES256 key itself, for code that holds it in memory.
+    /// Default: none.
+    #[serde(skip)]
+    #[schemars(skip)]
     pub ec_public_key_pem: Option<String>,
 }
 
@@ -52,18 +72,56 @@ impl AuthConfig {
         self.anonymous.unwrap_or(
             self.hmac_secret.is_none()
                 && self.rsa_public_key_pem.is_none()
-                && self.ec_public_key_pem.is_none(),
+                && self.rsa_public_key_file.is_none()
+                && self.ec_public_key_pem.is_none()
+                && self.ec_public_key_file.is_none(),
         )
     }
 }
 
 /// A key that could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {algorithm} key: {source}")]
-pub struct KeyError {
-    algorithm: &'static str,
-    #[source]
-    source: jsonwebtoken::errors::Error,
+pub enum KeyError {
+    /// Its file could not be read.
+    #[error("auth.{setting} = {path}: {source}")]
+    Read {
+        /// The setting that names the file.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not a key of its kind.
+    #[error("invalid {algorithm} key: {source}")]
+    Invalid {
+        /// RS256 or ES256.
+        algorithm: &'static str,
+        /// Why.
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+}
+
+/// The PEM text of a key: given in memory, or read from its file.
+fn pem(
+    setting: &'static str,
+    text: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<String>, KeyError> {
+    if let Some(text) = text {
+        return Ok(Some(text.clone()));
+    }
+    file.as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                setting,
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()
 }
 
 /// Claims tether reads; others are ignored.
@@ -125,18 +183,30 @@ impl Verifier {
                 DecodingKey::from_secret(secret.as_bytes()),
             ));
         }
-        if let Some(pem) = &config.rsa_public_key_pem {
-            let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|source| KeyError {
-                algorithm: "RS256",
-                source,
-            })?;
+        let rsa = pem(
+            "rsa_public_key_file",
+            &config.rsa_public_key_pem,
+            &config.rsa_public_key_file,
+        )?;
+        if let Some(pem) = rsa {
+            let key =
+                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|source| KeyError::Invalid {
+                    algorithm: "RS256",
+                    source,
+                })?;
             keys.push((Algorithm::RS256, key));
         }
-        if let Some(pem) = &config.ec_public_key_pem {
-            let key = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|source| KeyError {
-                algorithm: "ES256",
-                source,
-            })?;
+        let ec = pem(
+            "ec_public_key_file",
+            &config.ec_public_key_pem,
+            &config.ec_public_key_file,
+        )?;
+        if let Some(pem) = ec {
+            let key =
+                DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|source| KeyError::Invalid {
+                    algorithm: "ES256",
+                    source,
+                })?;
             keys.push((Algorithm::ES256, key));
         }
         Ok(Self {

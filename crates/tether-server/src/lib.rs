@@ -19,7 +19,8 @@
 //! - [`demo`]: the embedded demo page (chat and live leaderboard).
 //! - [`state`]: what every handler shares ([`AppState`]).
 //! - [`server`]: the router and the serve loop.
-//! - [`config`]: settings and their defaults; [`file`]: the TOML file over them.
+//! - [`config`]: settings, each declared once with its default, and the
+//!   layers (file, environment, flags) over them.
 
 #![deny(missing_docs)]
 
@@ -29,7 +30,6 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod engine;
-pub mod file;
 pub mod hub;
 pub mod metrics;
 pub mod ratelimit;

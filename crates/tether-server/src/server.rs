@@ -132,7 +132,7 @@ pub async fn run(
     let sessions = state.sessions.clone();
     let metrics = state.metrics.clone();
     let timeout = state.config.shutdown_timeout;
-    let header_timeout = state.config.websocket.connection.handshake_timeout;
+    let header_timeout = state.config.websocket.handshake_timeout;
     let app = router(state);
     tokio::pin!(shutdown);
     let mut backoff = tether::listen::AcceptBackoff::new();

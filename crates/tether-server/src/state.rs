@@ -32,6 +32,9 @@ pub enum StartError {
 pub struct AppState {
     /// Settings.
     pub config: Arc<ServerConfig>,
+    /// Each WebSocket connection's settings: `[websocket]` with the shared
+    /// buffer budget.
+    pub connection: Arc<tether::Config>,
     /// Channels and subscribers.
     pub hub: Arc<Hub>,
     /// Turns `true` when the server begins shutting down.
@@ -51,17 +54,18 @@ pub struct AppState {
 impl AppState {
     /// Fresh state for `config`, with the sender that starts shutdown. Fails when
     /// a setting cannot work or a configured verification key cannot be read.
-    pub fn new(mut config: ServerConfig) -> Result<(Self, watch::Sender<bool>), StartError> {
+    pub fn new(config: ServerConfig) -> Result<(Self, watch::Sender<bool>), StartError> {
         config.validate()?;
         let verifier = Arc::new(Verifier::new(&config.auth)?);
-        // The WebSocket transport answers a client's close itself, once the
-        // replies to the requests read before it are out.
-        config.websocket.connection.auto_close = false;
         let limit = config
             .max_buffered_bytes
             .unwrap_or_else(tether::budget::machine_default);
         let budget = (limit > 0).then(|| tether::Budget::new(limit, config.buffer_wait));
-        config.websocket.connection.budget = budget.clone();
+        let mut connection = config.websocket.connection();
+        // The WebSocket transport answers a client's close itself, once the
+        // replies to the requests read before it are out.
+        connection.auto_close = false;
+        connection.budget = budget.clone();
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::new(budget));
@@ -69,10 +73,11 @@ impl AppState {
         let queue_bounds = Arc::new(Bounds {
             frames: config.outbound_queue,
             bytes: config.max_queued_bytes,
-            budget: config.websocket.connection.budget.clone(),
+            budget: connection.budget.clone(),
             depth: metrics.queued_frames.clone(),
         });
         let state = Self {
+            connection: Arc::new(connection),
             hub,
             config,
             shutdown,

@@ -118,7 +118,7 @@ async fn unread_history_pages_cost_bounded_memory() {
     const PAGES: u64 = 200;
     let config = ServerConfig::default()
         .rate_limit(1e6, 1 << 20)
-        .default_namespace(NamespaceOptions::default().history_size(100));
+        .channels(NamespaceOptions::default().history_size(100));
     let server = start(config).await;
     let mut publisher = Client::connect(&server).await;
     let payload = "x".repeat(60 << 10);

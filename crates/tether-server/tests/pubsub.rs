@@ -112,8 +112,7 @@ async fn recovers_exactly_the_missed_publications() {
 
 #[tokio::test]
 async fn says_not_recovered_when_history_no_longer_covers_the_gap() {
-    let config =
-        ServerConfig::default().default_namespace(NamespaceOptions::default().history_size(2));
+    let config = ServerConfig::default().channels(NamespaceOptions::default().history_size(2));
     let server = start(config).await;
     let mut publisher = Client::connect(&server).await;
     let first = publisher
@@ -274,9 +273,9 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
     let mut config = ServerConfig::default()
         .outbound_queue(16)
         .rate_limit(1e6, 1 << 20)
-        .default_namespace(NamespaceOptions::default().history_size(COUNT as usize));
+        .channels(NamespaceOptions::default().history_size(COUNT as usize));
     // Long enough for the goodbye to wait until the slow client reads again below.
-    config.websocket.connection.close_timeout = Duration::from_secs(60);
+    config.websocket.close_timeout = Duration::from_secs(60);
     let server = start(config).await;
     // The slow client subscribes and then stops reading. A small receive buffer
     // keeps the kernel (which autotunes up to 32 MiB here) from absorbing it all.
@@ -654,7 +653,7 @@ async fn a_message_without_room_in_the_buffer_budget_is_closed_with_1013_and_cou
 async fn replies_without_room_in_the_buffer_budget_cut_their_session_off_as_slow() {
     let mut config = ServerConfig::default()
         .max_queued_bytes(0)
-        .default_namespace(tether_server::NamespaceOptions::default().history_size(40));
+        .channels(tether_server::NamespaceOptions::default().history_size(40));
     config.max_buffered_bytes = Some(4 << 20);
     config.buffer_wait = Duration::from_millis(300);
     let server = start(config).await;
@@ -1059,7 +1058,7 @@ async fn latest_per_key_delivers_the_newest_value_of_each_key() {
 #[tokio::test]
 async fn cuts_off_a_slowloris_request_head() {
     let mut config = ServerConfig::default();
-    config.websocket.connection.handshake_timeout = Duration::from_millis(500);
+    config.websocket.handshake_timeout = Duration::from_millis(500);
     let server = start(config).await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(b"GET /connection/websocket HTTP/1.1\r\n")

@@ -106,8 +106,7 @@ async fn recovers_exactly_the_missed_publications(transport: Transport) {
 }
 
 async fn says_not_recovered_when_history_is_exhausted_or_the_epoch_changed(transport: Transport) {
-    let config =
-        ServerConfig::default().default_namespace(NamespaceOptions::default().history_size(2));
+    let config = ServerConfig::default().channels(NamespaceOptions::default().history_size(2));
     let server = start(config).await;
     let mut client = AnyClient::open(&server, transport).await;
     let first = client
@@ -295,7 +294,7 @@ async fn delivers_an_idempotent_publish_once(transport: Transport) {
 async fn cuts_off_a_slow_consumer_with_the_position_to_resume_from(transport: Transport) {
     let config = ServerConfig::default()
         .outbound_queue(16)
-        .default_namespace(NamespaceOptions::default().history_size(1000));
+        .channels(NamespaceOptions::default().history_size(1000));
     let server = start(config).await;
     let mut slow = AnyClient::open(&server, transport).await;
     let reply = slow

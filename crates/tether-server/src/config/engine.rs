@@ -1,13 +1,17 @@
-//! The engine's settings: `[engine]` in the file.
+//! The engine's settings: `[engine]`.
 
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 /// Default for [`EngineConfig::sweep_interval`].
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Which engine keeps the state a cluster would share (offsets and epochs,
 /// history, idempotency keys, presence).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum EngineKind {
@@ -45,15 +49,21 @@ impl std::str::FromStr for EngineKind {
     }
 }
 
-/// The engine's settings: `[engine]` in the file.
-#[derive(Debug, Clone)]
+/// Where the state a cluster would share lives: offsets and epochs,
+/// history, idempotency keys, presence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EngineConfig {
-    /// Which engine. Default: [`EngineKind::Memory`].
+    /// Which engine: `memory`, this process (the only one so far).
+    /// Default: [`EngineKind::Memory`].
+    #[schemars(extend("x-alias" = "engine"))]
     pub kind: EngineKind,
     /// How often history past its age, idempotency keys past their window
     /// and channels with nothing left are forgotten. Default:
     /// [`DEFAULT_SWEEP_INTERVAL`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub sweep_interval: Duration,
 }
 

@@ -1,9 +1,27 @@
-//! The server's configuration, with documented defaults: one typed tree,
-//! with a section per transport ([`WebSocketConfig`], [`HttpConfig`]), the
-//! engine's ([`EngineConfig`]) and the channels' ([`NamespaceOptions`]).
+//! The server's configuration: one typed tree, with a section per transport
+//! ([`WebSocketConfig`], [`HttpConfig`]), the engine's ([`EngineConfig`]),
+//! the channels' ([`NamespaceOptions`]) and tokens' ([`AuthConfig`]).
+//!
+//! Each setting is declared once, as a documented field with its default in
+//! its section's struct. Everything else follows from that declaration:
+//! [`settings`] lists them (key, doc, default, kind) from the structs' JSON
+//! Schema; [`load`] lays a TOML file, `TETHER_*` variables and flags over the
+//! defaults; [`example`] writes the commented file; `tether serve --help` and
+//! docs/CONFIG.md's table are made from [`settings`].
+//!
+//! # Layout
+//! - [`duration`]: how durations are written (`"25s"`, `"500ms"`).
+//! - `settings`: the list of settings, from the structs' schema.
+//! - `layers`: defaults, file, environment and flags, merged and checked.
+//! - `example`: `tether config example` and docs/CONFIG.md's table.
+//! - `namespace`, `transport`, `engine`: the sections.
 
+pub mod duration;
 mod engine;
+mod example;
+mod layers;
 mod namespace;
+mod settings;
 mod transport;
 
 use std::collections::HashMap;
@@ -13,6 +31,12 @@ use std::time::Duration;
 pub use engine::*;
 pub use namespace::*;
 pub use transport::*;
+
+pub use example::{example, reference};
+pub use layers::{load, LoadError, Loaded, Source};
+pub use settings::{sections, settings, Section, Setting, SettingKind};
+
+use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
 
@@ -55,89 +79,111 @@ pub const DEFAULT_BUFFER_WAIT: Duration = tether::budget::DEFAULT_WAIT;
 /// Default for [`ServerConfig::reconnect_window`].
 pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(5);
 
-/// Everything `tether serve` can be told.
-#[derive(Debug, Clone)]
+/// Everything `tether serve` can be told. Each field is one setting, named
+/// alike in the file (`key`, or `key` under `[section]`), the environment
+/// (`TETHER_KEY`, `TETHER_SECTION__KEY`) and on the command line (`--key`,
+/// `--section.key`, with `-` for `_`); see [`load`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Address to listen on. Default: [`DEFAULT_LISTEN`].
     pub listen: SocketAddr,
-    /// Options for channels without a namespace, or whose namespace is not listed
-    /// in [`ServerConfig::namespaces`]. Default: [`NamespaceOptions::default`].
-    pub default_namespace: NamespaceOptions,
-    /// Options per namespace. Default: none.
-    pub namespaces: HashMap<String, NamespaceOptions>,
-    /// Channels one connection may subscribe to. Default: [`DEFAULT_MAX_SUBSCRIPTIONS`].
+    /// Channels one connection may subscribe to.
+    /// Default: [`DEFAULT_MAX_SUBSCRIPTIONS`].
     pub max_subscriptions: usize,
-    /// Messages queued for one connection before it is disconnected as a slow
-    /// consumer (close 4001, reconnect advised). Default: [`DEFAULT_OUTBOUND_QUEUE`].
+    /// How far a connection may fall behind, in messages: the depth of each
+    /// connection's reply queue and of each channel's stream (the frames a
+    /// channel keeps until every subscriber's writer has sent them); past it
+    /// the channel's `slow_consumer` policy applies and other subscribers are
+    /// not delayed. Default: [`DEFAULT_OUTBOUND_QUEUE`].
     pub outbound_queue: usize,
-    /// Payload bytes queued for one connection (replies, conflated
-    /// publications); a reply past it waits, which stops the connection's
-    /// requests being read (0: no bound). Bytes past 64 KiB per connection
-    /// also count against `max_buffered_bytes`. Default:
-    /// [`DEFAULT_MAX_QUEUED_BYTES`].
+    /// Payload bytes queued for one connection: its replies (history pages,
+    /// presence lists) and `latest-per-key` publications (0: no bound). One
+    /// reply of any size fits an empty queue; past the bound a reply waits,
+    /// so a client that asks and does not read stops being read. Bytes past
+    /// 64 KiB per connection also count against `max_buffered_bytes`.
+    /// Default: [`DEFAULT_MAX_QUEUED_BYTES`].
     pub max_queued_bytes: usize,
     /// How long a publish idempotency key is remembered.
     /// Default: [`DEFAULT_IDEMPOTENCY_WINDOW`].
+    #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub idempotency_window: Duration,
-    /// Longest channel name. Default: [`DEFAULT_MAX_CHANNEL_NAME`].
+    /// Longest channel name, in bytes. Default: [`DEFAULT_MAX_CHANNEL_NAME`].
     pub max_channel_name: usize,
-    /// Largest published `data`, in bytes of JSON. Default: [`DEFAULT_MAX_PUBLISH_SIZE`].
+    /// Largest published `data`, in bytes of JSON; more is error 108 (HTTP
+    /// 413). Default: [`DEFAULT_MAX_PUBLISH_SIZE`].
     pub max_publish_size: usize,
-    /// Deepest nesting of arrays and objects in published `data`; deeper is
-    /// refused with error 100. Default: [`DEFAULT_MAX_DATA_DEPTH`].
+    /// Deepest nesting of arrays and objects in published `data` (at most
+    /// 120); deeper is error 100 (HTTP 400), so whatever is accepted can be
+    /// read back by every JSON parser. Default: [`DEFAULT_MAX_DATA_DEPTH`].
     pub max_data_depth: usize,
-    /// Largest HTTP API request body, in bytes; larger ones get 413.
-    /// Default: [`DEFAULT_MAX_API_BODY`].
+    /// Largest HTTP API request body, in bytes (at least `max_publish_size`);
+    /// larger ones get 413. Default: [`DEFAULT_MAX_API_BODY`].
     pub max_api_body: usize,
-    /// Key required by the HTTP API (`Authorization: apikey KEY`); `None` leaves
-    /// the API open, for local use only. Default: `None`.
+    /// Key required by the HTTP API (`Authorization: apikey KEY`); unset
+    /// leaves the API open, for local use only. Default: unset.
     pub api_key: Option<String>,
-    /// Origins allowed to open WebSocket connections (`https://app.example.com`);
-    /// others are refused with 403, the defence against Cross-Site WebSocket
-    /// Hijacking. Requests without `Origin` (non-browser clients) are allowed.
-    /// Empty allows every origin. Default: empty.
+    /// Browser origins allowed to open connections
+    /// (`https://app.example.com`); others are refused with 403, the defence
+    /// against Cross-Site WebSocket Hijacking. Requests without `Origin`
+    /// (non-browser clients) are allowed. Empty allows every origin.
+    /// Default: empty.
+    #[schemars(extend("x-alias" = "allowed-origin"))]
     pub allowed_origins: Vec<String>,
-    /// Requests per second a connection may make, steady state; over it a request
-    /// is refused with error 109, and a client that goes on past a second burst
-    /// is closed with 1008. Default: [`DEFAULT_RATE_LIMIT`].
+    /// Requests per second a connection may make, steady state (token
+    /// bucket); over it a request is refused with error 109.
+    /// Default: [`DEFAULT_RATE_LIMIT`].
     pub rate_limit: f64,
-    /// Requests a connection may make at once above the steady rate.
-    /// Default: [`DEFAULT_RATE_BURST`].
+    /// Requests a connection may make at once above the steady rate; a
+    /// client refused more than this many times in a row gets a `disconnect`
+    /// push (4502) and is closed with 1008. Default: [`DEFAULT_RATE_BURST`].
     pub rate_burst: u32,
-    /// On SIGTERM/SIGINT, how long queued messages may take to flush before the
-    /// process exits anyway. Default: [`DEFAULT_SHUTDOWN_TIMEOUT`].
-    pub shutdown_timeout: Duration,
-    /// On shutdown each client is told to wait a random delay below this before
-    /// reconnecting, so a deploy does not cause a reconnect storm.
-    /// Default: [`DEFAULT_RECONNECT_WINDOW`].
-    pub reconnect_window: Duration,
     /// Connections the server holds at once; more are refused with 503 (0: no
     /// limit). Default: [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
     /// Connections from one IP address; more are refused with 429 (0: no limit).
     /// Default: [`DEFAULT_MAX_CONNECTIONS_PER_IP`].
     pub max_connections_per_ip: usize,
-    /// Bytes all WebSocket connections together may hold for messages being
-    /// read or inflated (a [`tether::Budget`]); past it a connection stops
-    /// being read until room frees, and after [`Self::buffer_wait`] is
-    /// closed with 1013. Every session's queued replies past 64 KiB are
-    /// charged to it too (past the wait: a slow-consumer disconnect). `None`: a quarter of the machine's memory
-    /// ([`tether::budget::machine_default`]); `Some(0)`: no bound.
-    /// Default: `None`.
+    /// Bytes all connections together may hold for messages being read or
+    /// inflated (a [`tether::Budget`]), and every session's queued replies
+    /// past 64 KiB; past it a connection stops being read until room frees,
+    /// and after `buffer_wait` is closed with 1013. Unset: a quarter of the
+    /// machine's memory, or of the control group's limit when lower
+    /// ([`tether::budget::machine_default`]); 0: no bound. Default: unset.
     pub max_buffered_bytes: Option<usize>,
-    /// How long a connection waits for room under `max_buffered_bytes`.
+    /// How long a connection waits for room under `max_buffered_bytes`
+    /// before it is closed with 1013 (try again later).
     /// Default: [`DEFAULT_BUFFER_WAIT`].
+    #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub buffer_wait: Duration,
-    /// Token verification and anonymous access. Default: [`AuthConfig::default`]
-    /// (no keys, anonymous clients allowed).
+    /// On SIGTERM/SIGINT, how long queued messages may take to flush before
+    /// the process exits anyway. Default: [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub shutdown_timeout: Duration,
+    /// On shutdown each client is told to wait a random delay below this
+    /// (`reconnect_after_ms`) before reconnecting, so a deploy does not cause
+    /// a reconnect storm. Default: [`DEFAULT_RECONNECT_WINDOW`].
+    #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub reconnect_window: Duration,
+    /// Options of every channel, unless its namespace says otherwise.
+    /// Default: [`NamespaceOptions::default`].
+    pub channels: NamespaceOptions,
+    /// Options per namespace (`[namespaces.scores]` for channels
+    /// `scores:*`): each key not given keeps its `[channels]` value.
+    /// Default: none.
+    pub namespaces: HashMap<String, NamespaceOptions>,
+    /// Token verification and anonymous access. Default: [`AuthConfig::default`].
     pub auth: AuthConfig,
-    /// The WebSocket transport (`[websocket]` in the file). Default:
-    /// [`WebSocketConfig::default`].
+    /// The WebSocket transport. Default: [`WebSocketConfig::default`].
     pub websocket: WebSocketConfig,
     /// Server-Sent Events and long-polling. Default: [`HttpConfig::default`].
     pub http: HttpConfig,
-    /// The engine (`[engine]` in the file). Default: [`EngineConfig::default`].
+    /// The engine. Default: [`EngineConfig::default`].
     pub engine: EngineConfig,
 }
 
@@ -145,7 +191,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
-            default_namespace: NamespaceOptions::default(),
+            channels: NamespaceOptions::default(),
             namespaces: HashMap::new(),
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
@@ -173,12 +219,12 @@ impl Default for ServerConfig {
     }
 }
 
-/// A setting that cannot work, named by its key as the configuration file
-/// spells it.
+/// A setting that cannot work, named by its key (as the file spells it,
+/// sections joined with `.`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key} = {value}: {why}")]
 pub struct InvalidSetting {
-    /// The setting, e.g. `ping_interval_secs` or `namespaces.chat.history_ttl_secs`.
+    /// The setting, e.g. `websocket.ping_interval` or `namespaces.chat.history_ttl`.
     pub key: String,
     /// The value it was given.
     pub value: String,
@@ -222,8 +268,8 @@ impl ServerConfig {
             if value.is_zero() {
                 Err(InvalidSetting::new(
                     key,
-                    value.as_secs_f64(),
-                    "must be above 0 seconds",
+                    duration::display(value),
+                    "must be above 0",
                 ))
             } else {
                 Ok(())
@@ -235,7 +281,7 @@ impl ServerConfig {
         at_least_one("max_publish_size", self.max_publish_size)?;
         at_least_one(
             "websocket.max_message_size",
-            self.websocket.connection.protocol.max_message_size,
+            self.websocket.max_message_size,
         )?;
         at_least_one("max_data_depth", self.max_data_depth)?;
         if self.max_data_depth > MAX_DATA_DEPTH_LIMIT {
@@ -257,14 +303,14 @@ impl ServerConfig {
                 ),
             ));
         }
-        positive("websocket.ping_interval_secs", self.websocket.ping_interval)?;
-        positive("buffer_wait_secs", self.buffer_wait)?;
-        positive("websocket.pong_timeout_secs", self.websocket.pong_timeout)?;
-        positive("idempotency_window_secs", self.idempotency_window)?;
-        positive("http.session_ttl_secs", self.http.session_ttl)?;
-        positive("http.sse_heartbeat_secs", self.http.sse_heartbeat)?;
-        positive("http.poll_timeout_secs", self.http.poll_timeout)?;
-        positive("engine.sweep_interval_secs", self.engine.sweep_interval)?;
+        positive("websocket.ping_interval", self.websocket.ping_interval)?;
+        positive("buffer_wait", self.buffer_wait)?;
+        positive("websocket.pong_timeout", self.websocket.pong_timeout)?;
+        positive("idempotency_window", self.idempotency_window)?;
+        positive("http.session_ttl", self.http.session_ttl)?;
+        positive("http.sse_heartbeat", self.http.sse_heartbeat)?;
+        positive("http.poll_timeout", self.http.poll_timeout)?;
+        positive("engine.sweep_interval", self.engine.sweep_interval)?;
         at_least_one("http.max_command_body", self.http.max_command_body)?;
         if self.http.max_poll_bytes < 1024 {
             return Err(InvalidSetting::new(
@@ -283,7 +329,7 @@ impl ServerConfig {
         if self.rate_burst == 0 {
             return Err(InvalidSetting::new("rate_burst", 0, "must be at least 1"));
         }
-        let namespaces = std::iter::once(("channels".to_owned(), &self.default_namespace)).chain(
+        let namespaces = std::iter::once(("channels".to_owned(), &self.channels)).chain(
             self.namespaces
                 .iter()
                 .map(|(name, options)| (format!("namespaces.{name}"), options)),
@@ -291,9 +337,9 @@ impl ServerConfig {
         for (section, options) in namespaces {
             if options.history_ttl.is_some_and(|ttl| ttl.is_zero()) {
                 return Err(InvalidSetting::new(
-                    format!("{section}.history_ttl_secs"),
-                    0,
-                    "must be above 0 (leave it unset, or 0 in the file, for no age limit)",
+                    format!("{section}.history_ttl"),
+                    "0s",
+                    "must be above 0 (None in code, \"0s\" in the file, for no age limit)",
                 ));
             }
         }
@@ -305,7 +351,7 @@ impl ServerConfig {
         channel
             .split_once(':')
             .and_then(|(namespace, _)| self.namespaces.get(namespace))
-            .unwrap_or(&self.default_namespace)
+            .unwrap_or(&self.channels)
     }
 
     /// Sets [`ServerConfig::listen`].
@@ -314,9 +360,9 @@ impl ServerConfig {
         self
     }
 
-    /// Sets [`ServerConfig::default_namespace`].
-    pub fn default_namespace(mut self, options: NamespaceOptions) -> Self {
-        self.default_namespace = options;
+    /// Sets [`ServerConfig::channels`].
+    pub fn channels(mut self, options: NamespaceOptions) -> Self {
+        self.channels = options;
         self
     }
 
@@ -422,7 +468,7 @@ mod tests {
             "outbound_queue"
         );
         let silent = ServerConfig::default().heartbeat(Duration::ZERO, Duration::from_secs(1));
-        assert_eq!(key(silent), "websocket.ping_interval_secs");
+        assert_eq!(key(silent), "websocket.ping_interval");
         assert_eq!(
             key(ServerConfig::default().rate_limit(f64::NAN, 10)),
             "rate_limit"
@@ -441,6 +487,6 @@ mod tests {
         );
         let ageless = NamespaceOptions::default().history_ttl(Some(Duration::ZERO));
         let config = ServerConfig::default().namespace("chat", ageless);
-        assert_eq!(key(config), "namespaces.chat.history_ttl_secs");
+        assert_eq!(key(config), "namespaces.chat.history_ttl");
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Default for [`NamespaceOptions::history_size`]: publications kept per channel.
 pub const DEFAULT_HISTORY_SIZE: usize = 100;
 /// Default for [`NamespaceOptions::history_ttl`]: publications older than this
@@ -9,7 +11,9 @@ pub const DEFAULT_HISTORY_SIZE: usize = 100;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(600);
 
 /// What happens when a subscriber's queue is full.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SlowConsumerPolicy {
     /// Close the connection (4001, reconnect advised); the client recovers what
@@ -25,7 +29,9 @@ pub enum SlowConsumerPolicy {
 }
 
 /// Which connections may do something in a namespace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
     /// Any connection the server accepted: anonymous ones too when anonymous
@@ -43,25 +49,42 @@ pub enum Access {
     Nobody,
 }
 
-/// Options that apply to every channel of a namespace (`chat` in `chat:lobby`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Options of every channel (`[channels]`), and of the channels of one
+/// namespace, the part before the first `:` (`[namespaces.chat]` for
+/// `chat:lobby`), where a key not given keeps its `[channels]` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NamespaceOptions {
     /// Publications retained per channel for history and recovery (0: none).
     /// Default: [`DEFAULT_HISTORY_SIZE`].
+    #[schemars(extend("x-alias" = "history-size"))]
     pub history_size: usize,
-    /// How long a publication stays in history (`None`: until pushed out by
-    /// newer ones). A channel with neither subscribers nor history left is
-    /// dropped, and comes back with a new epoch. Default: [`DEFAULT_HISTORY_TTL`].
+    /// How long a publication stays in history (`"0s"`, `None` in code:
+    /// until newer ones push it out). A channel with no subscribers, history
+    /// or live idempotency keys is forgotten (checked every
+    /// `engine.sweep_interval`) and comes back with a new epoch.
+    /// Default: [`DEFAULT_HISTORY_TTL`].
+    #[serde(with = "super::duration::limit")]
+    #[schemars(with = "String", extend("format" = "duration", "x-alias" = "history-ttl"))]
     pub history_ttl: Option<Duration>,
-    /// Track who is subscribed and push join/leave events. Default: `true`.
+    /// Track who is subscribed: join/leave pushes and presence queries.
+    /// Default: `true`.
     pub presence: bool,
-    /// Who may subscribe, and read presence and history. Default: [`Access::Anyone`].
-    pub subscribe: Access,
-    /// Which clients may publish; the HTTP API always may.
+    /// Who may subscribe, and read presence and history: `anyone` (anonymous
+    /// clients too, when allowed), `authenticated` (a valid token), `granted`
+    /// (the token's `channels` claim lists the channel), `nobody`.
     /// Default: [`Access::Anyone`].
+    pub subscribe: Access,
+    /// Which clients may publish, with the same values; `nobody` leaves
+    /// publishing to the HTTP API, which always may. Default: [`Access::Anyone`].
     pub publish: Access,
-    /// What a full subscriber queue does. Default: [`SlowConsumerPolicy::Disconnect`].
+    /// What a full subscriber queue does: `disconnect` (4001, the client
+    /// recovers from history), `drop-oldest` (the client sees an offset gap),
+    /// or `latest-per-key` (a publication that finds the queue full replaces
+    /// the queued one with the same publish `key`, or else the oldest). Below
+    /// `outbound_queue` every policy delivers every publication.
+    /// Default: [`SlowConsumerPolicy::Disconnect`].
     pub slow_consumer: SlowConsumerPolicy,
 }
 

@@ -1,7 +1,11 @@
-//! The transports' settings: `[websocket]` and `[http]` in the file.
+//! The transports' settings: `[websocket]` and `[http]`.
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+/// Default for [`WebSocketConfig::max_message_size`].
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default for [`WebSocketConfig::ping_interval`]: well under the 60 s idle cut-off
 /// of common proxies and load balancers.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -19,48 +23,112 @@ pub const DEFAULT_MAX_POLL_BYTES: usize = 1 << 20;
 /// Default [`HttpConfig::max_command_body`]: as large as a WebSocket message.
 pub const DEFAULT_MAX_COMMAND_BODY: usize = 1 << 20;
 
-/// The WebSocket transport's settings: `[websocket]` in the file.
-#[derive(Debug, Clone)]
+/// The WebSocket transport (`/connection/websocket`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WebSocketConfig {
-    /// Each connection's protocol limits, compression and timeouts. Default:
-    /// [`tether::Config::default`] with a 1 MiB message and frame limit.
-    pub connection: tether::Config,
-    /// How often the server pings each connection. Default: [`DEFAULT_PING_INTERVAL`].
+    /// Largest message (and frame), in bytes; a larger one closes with 1009.
+    /// A compressed message counts inflated. Default: [`DEFAULT_MAX_MESSAGE_SIZE`].
+    #[schemars(extend("x-alias" = "max-message-size"))]
+    pub max_message_size: usize,
+    /// Accept permessage-deflate from clients that offer it. Default: `true`.
+    #[schemars(extend("x-alias" = "compression"))]
+    pub compression: bool,
+    /// How often the server pings each connection, well under the 60 s idle
+    /// cut-off of common proxies. Default: [`DEFAULT_PING_INTERVAL`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration", "x-alias" = "ping-interval"))]
     pub ping_interval: Duration,
-    /// A connection silent (no pong, no message) for `ping_interval + pong_timeout`
-    /// is closed and leaves its channels. Default: [`DEFAULT_PONG_TIMEOUT`].
+    /// A connection silent (no pong, no message) for `ping_interval +
+    /// pong_timeout` is closed (4002) and leaves its channels.
+    /// Default: [`DEFAULT_PONG_TIMEOUT`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration", "x-alias" = "pong-timeout"))]
     pub pong_timeout: Duration,
+    /// How long to wait for the client's close frame once ours is sent.
+    /// Default: [`tether::config::DEFAULT_CLOSE_TIMEOUT`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub close_timeout: Duration,
+    /// How long a client may take to send its opening handshake (slowloris
+    /// clients are cut off here). Default: [`tether::config::DEFAULT_HANDSHAKE_TIMEOUT`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub handshake_timeout: Duration,
 }
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
         Self {
-            connection: tether::Config::default()
-                .max_message_size(1 << 20)
-                .max_frame_size(1 << 20),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            compression: true,
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
+            close_timeout: tether::config::DEFAULT_CLOSE_TIMEOUT,
+            handshake_timeout: tether::config::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
 
-/// The HTTP fallback transports (Server-Sent Events and long-polling), whose
-/// sessions outlive the requests that carry them.
-#[derive(Debug, Clone)]
+impl WebSocketConfig {
+    /// Each connection's settings: these limits and timeouts over
+    /// [`tether::Config`]'s defaults.
+    pub fn connection(&self) -> tether::Config {
+        let mut connection = tether::Config::default()
+            .max_message_size(self.max_message_size)
+            .max_frame_size(self.max_message_size)
+            .compression(self.compression);
+        connection.close_timeout = self.close_timeout;
+        connection.handshake_timeout = self.handshake_timeout;
+        connection
+    }
+
+    /// Sets [`WebSocketConfig::max_message_size`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::close_timeout`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::handshake_timeout`].
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+/// The HTTP fallbacks: Server-Sent Events (`/connection/sse`) and
+/// long-polling (`/connection/longpoll`), whose sessions outlive the requests
+/// that carry them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HttpConfig {
     /// A session with no SSE stream or poll attached for this long ends and
-    /// leaves its channels. Default: [`DEFAULT_SESSION_TTL`].
+    /// leaves its channels (presence `leave`); while it lives, a client that
+    /// comes back resumes with nothing lost. Default: [`DEFAULT_SESSION_TTL`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration", "x-alias" = "session-ttl"))]
     pub session_ttl: Duration,
     /// How often an idle SSE stream gets a comment line, so proxies do not
     /// cut it. Default: [`DEFAULT_SSE_HEARTBEAT`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration", "x-alias" = "sse-heartbeat"))]
     pub sse_heartbeat: Duration,
-    /// How long a poll waits for messages before answering with none.
+    /// How long a poll waits for messages before answering with none; keep
+    /// it below the proxy's read timeout (nginx: 60 s).
     /// Default: [`DEFAULT_POLL_TIMEOUT`].
+    #[serde(with = "super::duration")]
+    #[schemars(with = "String", extend("format" = "duration", "x-alias" = "poll-timeout"))]
     pub poll_timeout: Duration,
-    /// Most bytes of messages in one poll answer or SSE write (one message is
-    /// always sent whole). Default: [`DEFAULT_MAX_POLL_BYTES`].
+    /// Most bytes of messages in one poll answer or SSE write (at least 1024;
+    /// one message is always sent whole). Default: [`DEFAULT_MAX_POLL_BYTES`].
     pub max_poll_bytes: usize,
     /// Largest command request body; larger ones get 413.
     /// Default: [`DEFAULT_MAX_COMMAND_BODY`].

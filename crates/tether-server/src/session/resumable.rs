@@ -343,7 +343,7 @@ fn drive(
                 drop(session.take());
                 let timeout = match ending {
                     Ending::Shutdown => config.shutdown_timeout,
-                    _ => config.websocket.connection.close_timeout,
+                    _ => config.websocket.close_timeout,
                 };
                 if tokio::time::timeout(timeout, &mut delivery).await.is_err() {
                     delivery.abort();

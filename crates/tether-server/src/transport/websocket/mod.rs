@@ -46,7 +46,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             return refuse(HandshakeError::Refused { status, reason })
         }
     };
-    match tether::upgrade(&mut request, &state.config.websocket.connection, None) {
+    match tether::upgrade(&mut request, &state.connection, None) {
         Ok((response, pending)) => {
             tokio::spawn(async move {
                 // Over the TCP stream itself where the server accepted it
@@ -278,7 +278,7 @@ where
     // Unregistered once the goodbye is over, however it ends.
     let _registered = Unregister(tail.live.sessions().clone(), client.clone());
     let config = session.config().clone();
-    let close_timeout = config.websocket.connection.close_timeout;
+    let close_timeout = config.websocket.close_timeout;
     match ending {
         Ending::Shutdown => {
             // Leave the channels first, so nothing new is queued, then let
