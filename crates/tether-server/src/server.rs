@@ -108,10 +108,12 @@ async fn sweep(hub: std::sync::Weak<Hub>, period: std::time::Duration) {
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves. Then it stops accepting, tells
-/// every client to go (close 1001 with a jittered reconnect delay) after flushing
-/// what is queued for it, and returns once all sessions ended or
-/// [`ServerConfig::shutdown_timeout`] passed.
+/// Serves on `listener` until `shutdown` resolves. Then it refuses new
+/// sessions, tells every client to go (close 1001 with a jittered reconnect
+/// delay) after flushing what is queued for it, and returns once all sessions
+/// ended or [`ServerConfig::shutdown_timeout`] passed. Connections are still
+/// accepted meanwhile: an HTTP session's next request (a long-poll client
+/// polls on a new connection) must reach its goodbye.
 ///
 /// Each connection's request head must arrive within the WebSocket handshake
 /// timeout, so clients trickling headers (slowloris) are cut off.
@@ -130,78 +132,30 @@ pub async fn run(
         state.config.engine.sweep_interval,
     ));
     let sessions = state.sessions.clone();
-    let metrics = state.metrics.clone();
     let timeout = state.config.shutdown_timeout;
-    let header_timeout = state.config.websocket.handshake_timeout;
-    let app = router(state);
-    tokio::pin!(shutdown);
-    let mut backoff = tether::listen::AcceptBackoff::new();
-    let mut descriptors = tether::listen::DescriptorGuard::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    metrics.accept_failed(tether::listen::out_of_resources(&error));
-                    descriptors.accept_failed(&error);
-                    match backoff.failed(&error) {
-                        AfterFailure::Retry => tracing::debug!(%error, "accept failed"),
-                        // Out of descriptors and the like: the others are
-                        // served meanwhile, and the backlog waits.
-                        AfterFailure::Wait { delay, first } => {
-                            if first {
-                                tracing::warn!(%error, "accept failed: backing off until descriptors free");
-                            }
-                            tokio::select! {
-                                () = &mut shutdown => break,
-                                () = tokio::time::sleep(delay) => {}
-                            }
-                        }
-                    }
-                    continue;
-                }
-            },
-        };
-        if let Some(failures) = backoff.succeeded() {
-            tracing::info!(failures, "accepting again");
-        }
-        // Near the descriptor limit: 503 now, rather than EMFILE for the
-        // next connection and every one after it.
-        let Some(tcp) = descriptors.admit(tcp) else {
-            metrics.reject("descriptors");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                tower_service::Service::call(&mut app.clone(), request)
-            },
-        );
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "HTTP connection ended");
-            }
-        });
-    }
+    let mut acceptor = Acceptor {
+        listener,
+        metrics: state.metrics.clone(),
+        header_timeout: state.config.websocket.handshake_timeout,
+        app: router(state),
+        backoff: tether::listen::AcceptBackoff::new(),
+        descriptors: tether::listen::DescriptorGuard::new(),
+    };
+    acceptor.serve_until(shutdown).await;
     let _ = stop.send(true);
     sessions.stop_all();
-    drop(listener);
     sweeper.abort();
     let live = sessions.live();
     if live > 0 {
         tracing::info!(live, "waiting for sessions to close");
-        if tokio::time::timeout(timeout, sessions.all_closed())
-            .await
-            .is_err()
-        {
+        let drained = tokio::time::timeout(timeout, sessions.all_closed());
+        let mut timed_out = false;
+        acceptor
+            .serve_until(async {
+                timed_out = drained.await.is_err();
+            })
+            .await;
+        if timed_out {
             tracing::warn!(
                 live = sessions.live(),
                 "shutdown timeout: dropping remaining sessions"
@@ -209,4 +163,76 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The accept loop's state, kept across the serving and the draining.
+struct Acceptor {
+    listener: TcpListener,
+    metrics: Arc<crate::metrics::Metrics>,
+    header_timeout: std::time::Duration,
+    app: Router,
+    backoff: tether::listen::AcceptBackoff,
+    descriptors: tether::listen::DescriptorGuard,
+}
+
+impl Acceptor {
+    /// Accepts and serves connections until `until` resolves.
+    async fn serve_until(&mut self, until: impl Future<Output = ()>) {
+        tokio::pin!(until);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = &mut until => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        self.metrics.accept_failed(tether::listen::out_of_resources(&error));
+                        self.descriptors.accept_failed(&error);
+                        match self.backoff.failed(&error) {
+                            AfterFailure::Retry => tracing::debug!(%error, "accept failed"),
+                            // Out of descriptors and the like: the others are
+                            // served meanwhile, and the backlog waits.
+                            AfterFailure::Wait { delay, first } => {
+                                if first {
+                                    tracing::warn!(%error, "accept failed: backing off until descriptors free");
+                                }
+                                tokio::select! {
+                                    () = &mut until => return,
+                                    () = tokio::time::sleep(delay) => {}
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                },
+            };
+            if let Some(failures) = self.backoff.succeeded() {
+                tracing::info!(failures, "accepting again");
+            }
+            // Near the descriptor limit: 503 now, rather than EMFILE for the
+            // next connection and every one after it.
+            let Some(tcp) = self.descriptors.admit(tcp) else {
+                self.metrics.reject("descriptors");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let app = self.app.clone();
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    tower_service::Service::call(&mut app.clone(), request)
+                },
+            );
+            let header_timeout = self.header_timeout;
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades();
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "HTTP connection ended");
+                }
+            });
+        }
+    }
 }

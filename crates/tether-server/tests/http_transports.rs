@@ -285,8 +285,17 @@ async fn bad_bodies_get_their_status_and_content_type_is_not_required() {
         (400, &json!(100)),
         "{body}"
     );
-    // Malformed JSON inside a valid body is the session's to answer.
-    let (status, _) = http(server.addr, "POST", &path, "{oops", "").await;
+    // A body that is not JSON, or holds nothing, is refused whole.
+    for broken in ["{oops", "not json", "", "[]", r#"{"id":1} {"id":2}"#] {
+        let (status, body) = http(server.addr, "POST", &path, broken, "").await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!(100)),
+            "{broken:?}: {body}"
+        );
+    }
+    // JSON that is not a request is the session's to answer, as over WebSocket.
+    let (status, _) = http(server.addr, "POST", &path, r#"{"op":"nope"}"#, "").await;
     assert_eq!(status, 202);
     for content_type in [
         "",
@@ -307,6 +316,141 @@ async fn bad_bodies_get_their_status_and_content_type_is_not_required() {
     let messages = answer["messages"].as_array().unwrap();
     assert_eq!(messages[0]["error"]["code"], 100, "{answer}");
     assert_eq!(messages.len(), 4, "one reply per request: {answer}");
+    // An opening whose body is not JSON opens no session.
+    for broken in ["{oops", "not json", "[1,"] {
+        let (status, body) = http(server.addr, "POST", "/connection/longpoll", broken, "").await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!(100)),
+            "{body}"
+        );
+        assert!(body.get("session").is_none(), "{body}");
+    }
+    still_served(&server, &mut calm).await;
+}
+
+#[tokio::test]
+async fn a_poll_after_the_session_was_deleted_never_finds_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(ServerConfig::default()).await;
+    let mut calm = bystander(&server).await;
+    // The end used to be left to the session's task: a poll right after
+    // the 204 could still find the session. Both requests go at once on one
+    // connection, so the poll is read the moment the 204 is written.
+    for _ in 0..200 {
+        let key = open_longpoll(&server, "").await;
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let requests = format!(
+            "DELETE /connection/session/{key} HTTP/1.1\r\nHost: t\r\n\r\n\
+             GET /connection/longpoll/{key}?cursor=0&wait_ms=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(requests.as_bytes()).await.unwrap();
+        let mut answers = String::new();
+        tcp.read_to_string(&mut answers).await.unwrap();
+        let statuses: Vec<&str> = answers
+            .match_indices("HTTP/1.1 ")
+            .map(|(at, _)| &answers[at + 9..at + 12])
+            .collect();
+        assert_eq!(statuses, ["204", "404"], "{answers}");
+        assert!(answers.contains("\"code\":113"), "{answers}");
+    }
+    still_served(&server, &mut calm).await;
+}
+
+/// A poll that may find the server gone: `None` when the connection is refused.
+async fn try_poll(addr: std::net::SocketAddr, key: &str, cursor: u64) -> Option<(u16, Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!(
+        "GET /connection/longpoll/{key}?cursor={cursor} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?;
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn a_long_poll_client_gets_its_shutdown_advice_even_on_a_new_connection() {
+    let server = start(ServerConfig::default()).await;
+    let addr = server.addr;
+    let key = open_longpoll(&server, r#"{"id":1,"op":"subscribe","channel":"room"}"#).await;
+    let (_, first) = poll(&server, &key, 0).await;
+    assert_eq!(first["messages"][0]["id"], 1, "{first}");
+    // A poll held when the server is told to stop, then polls as the docs
+    // show them, each on a new connection.
+    let client = tokio::spawn(async move {
+        let mut cursor = first["cursor"].as_u64().unwrap();
+        let mut messages = Vec::new();
+        for _ in 0..20 {
+            let Some((status, answer)) = try_poll(addr, &key, cursor).await else {
+                break;
+            };
+            if status != 200 {
+                break;
+            }
+            messages.extend(answer["messages"].as_array().unwrap().iter().cloned());
+            cursor = answer["cursor"].as_u64().unwrap();
+            if answer["ended"] == true {
+                break;
+            }
+        }
+        messages
+    });
+    // Shutdown with its default 10 s timeout: a session that got its
+    // goodbye does not keep the server waiting for it.
+    let started = std::time::Instant::now();
+    server.shut_down(Duration::from_secs(8)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let messages = client.await.unwrap();
+    let goodbye = messages
+        .iter()
+        .find(|m| m["push"] == "disconnect")
+        .unwrap_or_else(|| panic!("no disconnect push: {messages:?}"));
+    assert_eq!(goodbye["code"], 4000, "{goodbye}");
+    assert_eq!(goodbye["reconnect"], true, "{goodbye}");
+    assert!(goodbye["reconnect_after_ms"].is_u64(), "{goodbye}");
+}
+
+/// The status a request with `headers` gets (Host and Content-Length
+/// besides), read from the first line of the answer.
+async fn status_of_head(server: &Server, method: &str, path: &str, headers: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n{headers}\r\n");
+    // A server that refuses a long head may close before it is all written.
+    let _ = tcp.write_all(request.as_bytes()).await;
+    let mut line = [0u8; 12];
+    tcp.read_exact(&mut line).await.unwrap();
+    std::str::from_utf8(&line[9..12]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn request_heads_of_the_http_transports_are_bounded() {
+    let server = start(ServerConfig::default()).await;
+    let mut calm = bystander(&server).await;
+    let lines = |count: usize, value: &str| -> String {
+        (0..count)
+            .map(|n| format!("X-Test-{n}: {value}\r\n"))
+            .collect()
+    };
+    for (path, method) in [("/connection/sse", "GET"), ("/connection/longpoll", "POST")] {
+        let status = |headers: String| status_of_head(&server, method, path, headers);
+        // One 64 KiB header line is served.
+        assert_eq!(status(lines(1, &"x".repeat(64 << 10))).await, 200, "{path}");
+        // 100 header lines in all (Host and Content-Length are two of them).
+        assert_eq!(status(lines(98, "a")).await, 200, "{path}");
+        assert_eq!(status(lines(99, "a")).await, 431, "{path}");
+        // A head past hyper's read buffer (about 400 KiB).
+        assert_eq!(status(lines(1, &"x".repeat(1 << 20))).await, 431, "{path}");
+    }
     still_served(&server, &mut calm).await;
 }
 

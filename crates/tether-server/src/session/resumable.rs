@@ -211,7 +211,8 @@ impl Resumables {
         self.map().is_empty()
     }
 
-    fn remove(&self, key: &str) {
+    /// Forgets `key`: requests no longer find it (its driver still ends it).
+    pub fn remove(&self, key: &str) {
         self.map().remove(key);
     }
 

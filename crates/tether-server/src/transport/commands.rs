@@ -75,23 +75,44 @@ pub(crate) fn find(
 /// A command body read whole, up to `http.max_command_body` (else 413).
 pub(crate) type Body = Result<Bytes, BytesRejection>;
 
-/// The requests in `body`: none (empty), one JSON request, or a JSON array
-/// of them. Each is handed over as text, so a malformed one gets its error
-/// reply the way a WebSocket frame would.
-fn requests(body: &[u8]) -> Result<Vec<&str>, ErrorBody> {
+/// Whether a body may hold no request: an opening's may (its first
+/// requests are optional), a POST to a session's may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Empty {
+    /// An empty body (or `[]`) is no request.
+    Allowed,
+    /// An empty body is refused (400, code 100).
+    Refused,
+}
+
+/// The requests in `body`: one JSON value, or a JSON array of them. A body
+/// that is not JSON is refused whole (400, code 100) before any of it is
+/// handled; a value that is JSON but not a request is handed over as text,
+/// and gets its error reply the way a WebSocket frame would.
+pub(crate) fn requests(body: &[u8], empty: Empty) -> Result<Vec<&str>, ErrorBody> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ErrorCode::BadRequest.body("the body is not UTF-8"))?;
     let trimmed = text.trim_ascii();
-    if trimmed.is_empty() {
-        return Ok(Vec::new());
+    let list = if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        let value: &RawValue = serde_json::from_str(trimmed).map_err(|e| {
+            ErrorCode::BadRequest.body(format!(
+                "the body is not JSON (one request, or an array of them): {e}"
+            ))
+        })?;
+        if trimmed.starts_with('[') {
+            let list: Vec<&RawValue> = serde_json::from_str(value.get())
+                .map_err(|e| ErrorCode::BadRequest.body(format!("not an array: {e}")))?;
+            list.into_iter().map(RawValue::get).collect()
+        } else {
+            vec![value.get()]
+        }
+    };
+    if list.is_empty() && empty == Empty::Refused {
+        return Err(ErrorCode::BadRequest.body("the body holds no request"));
     }
-    if !trimmed.starts_with('[') {
-        return Ok(vec![trimmed]);
-    }
-    let list: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| {
-        ErrorCode::BadRequest.body(format!("the body is not a JSON array of requests: {e}"))
-    })?;
-    Ok(list.into_iter().map(RawValue::get).collect())
+    Ok(list)
 }
 
 /// Reads `body` (the bytes or axum's rejection, 413 past the limit).
@@ -107,20 +128,19 @@ pub(crate) fn read_body(body: Body) -> Result<Bytes, Box<Response>> {
     })
 }
 
-/// Hands the requests in `body` to the session; returns how many it held.
-/// A request that ends the session (past the rate limit) stops the rest.
+/// Hands `requests` to the session; returns how many it held. A request
+/// that ends the session (past the rate limit) stops the rest.
 pub(crate) async fn run(
     state: &AppState,
     resumable: &Resumable,
-    body: &[u8],
+    requests: &[&str],
 ) -> Result<usize, Box<Response>> {
-    let requests = requests(body).map_err(|e| Box::new(error(e)))?;
     let mut session = resumable.session().await;
     let Some(session) = session.as_mut() else {
         return Err(Box::new(unknown_session()));
     };
     let metrics = &state.metrics;
-    for text in &requests {
+    for text in requests {
         metrics.messages_in.inc();
         metrics.bytes_in.inc_by(text.len() as u64);
         if let Verdict::Disconnect(code) = session.handle_text(text).await {
@@ -149,7 +169,11 @@ pub async fn post(
         Ok(body) => body,
         Err(response) => return *response,
     };
-    match run(&state, &resumable, &body).await {
+    let requests = match requests(&body, Empty::Refused) {
+        Ok(requests) => requests,
+        Err(body) => return error(body),
+    };
+    match run(&state, &resumable, &requests).await {
         Ok(accepted) => {
             let mut response = (StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response();
             no_store(&mut response);
@@ -171,6 +195,9 @@ pub async fn close(
     }
     match find(&state, &key, None) {
         Ok(resumable) => {
+            // Gone from here on: a request after this answer must not find
+            // it, whenever its driver gets to run.
+            state.resumables.remove(&key);
             resumable.request_end(EndRequest::Close);
             StatusCode::NO_CONTENT.into_response()
         }
@@ -183,17 +210,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_body_holds_none_one_or_an_array_of_requests() {
-        assert!(requests(b"  ").unwrap().is_empty());
-        assert_eq!(requests(br#"{"id":1,"op":"ping"}"#).unwrap().len(), 1);
-        let two = requests(br#"[{"id":1,"op":"ping"}, {"id":2,"op":"ping"}]"#).unwrap();
+    fn a_body_holds_one_request_or_an_array_of_them() {
+        fn one(body: &[u8]) -> Result<Vec<&str>, ErrorBody> {
+            requests(body, Empty::Refused)
+        }
+        assert_eq!(one(br#"{"id":1,"op":"ping"}"#).unwrap().len(), 1);
+        let two = one(br#"[{"id":1,"op":"ping"}, {"id":2,"op":"ping"}]"#).unwrap();
         assert_eq!(
             two,
             vec![r#"{"id":1,"op":"ping"}"#, r#"{"id":2,"op":"ping"}"#]
         );
-        // A malformed single request is the session's to answer (error 100).
-        assert_eq!(requests(b"{oops").unwrap(), vec!["{oops"]);
-        assert_eq!(requests(b"[1,").unwrap_err().code, 100);
-        assert_eq!(requests(&[0xff, 0xfe]).unwrap_err().code, 100);
+        // JSON that is no request is the session's to answer (error 100).
+        assert_eq!(one(br#"{"op":"nope"}"#).unwrap(), vec![r#"{"op":"nope"}"#]);
+        assert_eq!(one(b"[1]").unwrap(), vec!["1"]);
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_refused_whole() {
+        for body in [
+            &b"{oops"[..],
+            b"not json",
+            b"[1,",
+            b"{\"id\":1} trailing",
+            &[0xff, 0xfe],
+            b"",
+            b"  ",
+            b"[]",
+        ] {
+            let refused = requests(body, Empty::Refused).unwrap_err();
+            assert_eq!(refused.code, 100, "{:?}", String::from_utf8_lossy(body));
+        }
+        // An opening may hold no request, but not a broken one.
+        assert!(requests(b"", Empty::Allowed).unwrap().is_empty());
+        assert!(requests(b"[]", Empty::Allowed).unwrap().is_empty());
+        assert_eq!(requests(b"{oops", Empty::Allowed).unwrap_err().code, 100);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_session_is_gone_as_soon_as_the_answer_is() {
+        use crate::session::resumable::{Kind, Resumables};
+        let (state, _stop) = AppState::new(crate::ServerConfig::default()).unwrap();
+        let guard = lifecycle::admit(&state, &HeaderMap::new(), None).unwrap();
+        let resumable = Resumables::open(&state, Kind::LongPoll, guard);
+        let key = resumable.key().to_owned();
+        let answer = close(State(state.clone()), Path(key.clone()), HeaderMap::new()).await;
+        assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+        // No await in between: the session's task has not run yet, and a
+        // request arriving now must not find the session alive.
+        assert!(find(&state, &key, None).is_err());
     }
 }

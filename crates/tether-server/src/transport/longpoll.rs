@@ -40,12 +40,17 @@ pub async fn open(
         Ok(body) => body,
         Err(response) => return *response,
     };
+    // Read before anything opens: a broken body opens no session.
+    let requests = match commands::requests(&body, commands::Empty::Allowed) {
+        Ok(requests) => requests,
+        Err(body) => return error(body),
+    };
     let guard = match lifecycle::admit(&state, &headers, peer.map(|peer| peer.ip())) {
         Ok(guard) => guard,
         Err(refusal) => return refused(refusal),
     };
     let resumable = Resumables::open(&state, Kind::LongPoll, guard);
-    if let Err(response) = commands::run(&state, &resumable, &body).await {
+    if let Err(response) = commands::run(&state, &resumable, &requests).await {
         // Nothing of a session whose first requests could not be read.
         resumable.request_end(crate::session::resumable::EndRequest::Close);
         return *response;
