@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use tether_server::session::state::AppState;
 use tether_server::session::Verdict;
-use tether_server::state::AppState;
 use tether_server::ServerConfig;
 
 /// Requests taken from one input, so a case stays quick.

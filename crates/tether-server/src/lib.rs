@@ -11,13 +11,13 @@
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`registry`]: live sessions, connection limits, disconnect by id.
 //! - [`alarm`]: what tells a session's task to end (overflow, kick, shutdown).
-//! - [`session`]: one client's requests and subscriptions, whatever the transport.
+//! - [`session`]: one client's requests and subscriptions, whatever the transport,
+//!   and [`AppState`], what the sessions of a server share.
 //! - [`transport`]: WebSocket, Server-Sent Events and long-polling, and the
 //!   POSTs that carry the HTTP transports' requests.
 //! - [`auth`]: JWT verification and channel claims.
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
 //! - [`demo`]: the embedded demo page (chat and live leaderboard).
-//! - [`state`]: what every handler shares ([`AppState`]).
 //! - [`server`]: the router and the serve loop.
 //! - [`config`]: settings, each declared once with its default, and the
 //!   layers (file, environment, flags) over them.
@@ -36,7 +36,6 @@ pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod session;
-pub mod state;
 pub mod transport;
 
 pub use tether_protocol as protocol;
@@ -46,4 +45,4 @@ pub use config::{
     SlowConsumerPolicy, WebSocketConfig,
 };
 pub use server::{router, run};
-pub use state::AppState;
+pub use session::state::AppState;

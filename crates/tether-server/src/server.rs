@@ -14,7 +14,7 @@ use crate::api;
 use crate::config::ServerConfig;
 use crate::demo;
 use crate::hub::Hub;
-use crate::state::AppState;
+use crate::session::state::AppState;
 use crate::transport;
 
 /// The HTTP routes: demo, the transports (WebSocket, SSE, long-polling), API,

@@ -14,7 +14,7 @@ use crate::protocol::api::{
     DisconnectBody, HistoryQuery, PublishBody,
 };
 use crate::protocol::{Empty, ErrorBody, ErrorCode, PresenceList};
-use crate::state::AppState;
+use crate::session::state::AppState;
 
 fn error(body: ErrorBody) -> Response {
     let status = StatusCode::from_u16(body.http_status()).unwrap_or(StatusCode::BAD_REQUEST);

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use super::Session;
 use crate::protocol::{DisconnectCode, Push, StreamPosition};
 use crate::registry::{Refusal, SessionGuard};
-use crate::state::AppState;
+use crate::session::state::AppState;
 
 /// Why a new session was refused, as every transport answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]

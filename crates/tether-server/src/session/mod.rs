@@ -33,6 +33,9 @@ pub mod lifecycle;
 pub mod log;
 pub mod resumable;
 pub mod sink;
+pub mod state;
+
+pub use state::{AppState, StartError};
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 

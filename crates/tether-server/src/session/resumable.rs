@@ -24,7 +24,7 @@ use super::Session;
 use crate::alarm::Alarm;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
-use crate::state::AppState;
+use crate::session::state::AppState;
 
 /// What carries a resumable session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

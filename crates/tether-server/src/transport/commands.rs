@@ -19,8 +19,8 @@ use crate::protocol::http::Accepted;
 use crate::protocol::{ErrorBody, ErrorCode};
 use crate::session::lifecycle::{self, Refused};
 use crate::session::resumable::{EndRequest, Resumable};
+use crate::session::state::AppState;
 use crate::session::Verdict;
-use crate::state::AppState;
 
 /// An error answer: the status of `body`'s code, and the body as the HTTP
 /// API spells errors.

@@ -27,7 +27,7 @@ use crate::protocol::ErrorCode;
 use crate::session::lifecycle;
 use crate::session::log::Read;
 use crate::session::resumable::{Kind, Resumables};
-use crate::state::AppState;
+use crate::session::state::AppState;
 
 /// `POST /connection/longpoll`: opens a session.
 pub async fn open(

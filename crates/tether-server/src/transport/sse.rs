@@ -31,7 +31,7 @@ use crate::protocol::{Command, ErrorCode, Request, StreamPosition};
 use crate::session::lifecycle;
 use crate::session::log::{CursorError, Read};
 use crate::session::resumable::{Attachment, Kind, Resumable, Resumables};
-use crate::state::AppState;
+use crate::session::state::AppState;
 
 /// The query of `GET /connection/sse`.
 #[derive(Debug, Default, Deserialize)]

@@ -26,7 +26,7 @@ use crate::registry::SessionGuard;
 use crate::session::delivery::Delivery;
 use crate::session::lifecycle::{self, disconnect_push, Refused};
 use crate::session::sink::{Burst, Sink, SinkClosed};
-use crate::state::AppState;
+use crate::session::state::AppState;
 use connection::{Connection, Ending, Exit};
 
 fn refuse(error: HandshakeError) -> Response {
