@@ -247,6 +247,19 @@ impl InvalidSetting {
     }
 }
 
+/// The options for `channel`: its namespace's (the part before the first
+/// `:`) when `namespaces` has it, else `channels`.
+pub fn namespace_of<'a>(
+    channels: &'a NamespaceOptions,
+    namespaces: &'a HashMap<String, NamespaceOptions>,
+    channel: &str,
+) -> &'a NamespaceOptions {
+    channel
+        .split_once(':')
+        .and_then(|(namespace, _)| namespaces.get(namespace))
+        .unwrap_or(channels)
+}
+
 /// Deepest nesting [`ServerConfig::max_data_depth`] may allow: what a client
 /// parsing with serde_json (128 levels) can read inside a reply's envelope.
 pub const MAX_DATA_DEPTH_LIMIT: usize = 120;
@@ -348,10 +361,7 @@ impl ServerConfig {
 
     /// The options for `channel`, by its namespace (the part before the first `:`).
     pub fn namespace_of(&self, channel: &str) -> &NamespaceOptions {
-        channel
-            .split_once(':')
-            .and_then(|(namespace, _)| self.namespaces.get(namespace))
-            .unwrap_or(&self.channels)
+        namespace_of(&self.channels, &self.namespaces, channel)
     }
 
     /// Sets [`ServerConfig::listen`].

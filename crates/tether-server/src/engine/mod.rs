@@ -13,11 +13,12 @@ pub mod memory;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+use crate::config::{EngineConfig, EngineKind};
 use crate::protocol::{ErrorBody, ErrorCode, PresenceEntry, Publication, Published};
 
 pub use memory::MemoryEngine;
@@ -157,4 +158,13 @@ pub trait Engine: Send + Sync + Debug + 'static {
         retention_of: &dyn Fn(&str) -> Retention,
         in_use: &dyn Fn(&str) -> bool,
     ) -> usize;
+}
+
+/// What builds the engine `config` names, given where it fans out to (the
+/// hub, made around it): the server chooses the engine, the hub only uses it.
+pub fn build(config: &EngineConfig) -> impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine> {
+    let kind = config.kind;
+    move |fanout| match kind {
+        EngineKind::Memory => Arc::new(MemoryEngine::new(fanout)) as Arc<dyn Engine>,
+    }
 }

@@ -18,6 +18,7 @@
 mod channel;
 mod outbox;
 mod position;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -26,13 +27,15 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tether::PreparedMessage;
 
+pub use settings::HubSettings;
+
 pub use outbox::{
     Bounds, ClientId, Follow, Inbox, Outbox, Position, Positions, Queued, Stream,
     StreamSubscription,
 };
 
-use crate::config::{EngineKind, ServerConfig, SlowConsumerPolicy};
-use crate::engine::{Engine, Event, Fanout, HistoryQuery, MemoryEngine, NewPublication, Retention};
+use crate::config::{NamespaceOptions, SlowConsumerPolicy};
+use crate::engine::{Engine, Event, Fanout, HistoryQuery, NewPublication, Retention};
 use crate::metrics::Metrics;
 use crate::protocol::{
     nesting_depth, ErrorBody, ErrorCode, HistoryPage, PresenceEntry, Published, Push, Reply,
@@ -43,7 +46,7 @@ use channel::{LocalChannel, Subscriber};
 /// This node's channels and their local subscribers.
 #[derive(Debug)]
 pub struct Hub {
-    config: Arc<ServerConfig>,
+    settings: HubSettings,
     metrics: Arc<Metrics>,
     engine: Arc<dyn Engine>,
     // A std Mutex: critical sections are short and never await.
@@ -64,23 +67,15 @@ pub struct Left {
 }
 
 impl Hub {
-    /// A hub on the engine its settings name (`[engine] kind`).
-    pub fn new(config: Arc<ServerConfig>, metrics: Arc<Metrics>) -> Arc<Self> {
-        match config.engine.kind {
-            EngineKind::Memory => Self::with_engine(config, metrics, |fanout| {
-                Arc::new(MemoryEngine::new(fanout))
-            }),
-        }
-    }
-
-    /// A hub on the engine `engine` builds, given where to fan out to.
-    pub fn with_engine(
-        config: Arc<ServerConfig>,
+    /// A hub under `settings` on the engine `engine` builds, given where to
+    /// fan out to (the hub itself).
+    pub fn new(
+        settings: HubSettings,
         metrics: Arc<Metrics>,
         engine: impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|hub: &Weak<Hub>| Self {
-            config,
+            settings,
             metrics,
             engine: engine(hub.clone() as Weak<dyn Fanout>),
             channels: Mutex::new(HashMap::new()),
@@ -88,8 +83,13 @@ impl Hub {
     }
 
     /// The settings it runs under.
-    pub fn config(&self) -> &Arc<ServerConfig> {
-        &self.config
+    pub fn settings(&self) -> &HubSettings {
+        &self.settings
+    }
+
+    /// The options for `channel`, by its namespace.
+    pub fn namespace_of(&self, channel: &str) -> &NamespaceOptions {
+        self.settings.namespace_of(channel)
     }
 
     /// The server's metrics.
@@ -100,7 +100,7 @@ impl Hub {
     /// Checks a channel name: non-empty, bounded, printable ASCII without spaces.
     pub fn validate_channel(&self, channel: &str) -> Result<(), ErrorBody> {
         let ok = !channel.is_empty()
-            && channel.len() <= self.config.max_channel_name
+            && channel.len() <= self.settings.max_channel_name
             && channel.bytes().all(|b| b.is_ascii_graphic());
         if ok {
             Ok(())
@@ -111,11 +111,11 @@ impl Hub {
 
     /// What the engine keeps of `channel`, by its namespace.
     fn retention(&self, channel: &str) -> Retention {
-        let options = self.config.namespace_of(channel);
+        let options = self.settings.namespace_of(channel);
         Retention {
             history_size: options.history_size,
             history_ttl: options.history_ttl,
-            idempotency_window: self.config.idempotency_window,
+            idempotency_window: self.settings.idempotency_window,
         }
     }
 
@@ -128,9 +128,9 @@ impl Hub {
     ) -> (Arc<Mutex<LocalChannel>>, R) {
         // Conflating needs a queue per subscriber; every other policy reads
         // from the channel's stream, as deep as a connection's queue.
-        let stream = (self.config.namespace_of(name).slow_consumer
+        let stream = (self.settings.namespace_of(name).slow_consumer
             != SlowConsumerPolicy::LatestPerKey)
-            .then_some(self.config.outbound_queue);
+            .then_some(self.settings.outbound_queue);
         loop {
             let shared = {
                 let mut channels = self.channels.lock().expect("hub lock");
@@ -191,20 +191,20 @@ impl Hub {
         key: Option<&str>,
     ) -> Result<Published, ErrorBody> {
         self.validate_channel(channel)?;
-        if data.get().len() > self.config.max_publish_size {
+        if data.get().len() > self.settings.max_publish_size {
             return Err(ErrorCode::MessageTooLarge.body(format!(
                 "data is {} bytes, the limit is {}",
                 data.get().len(),
-                self.config.max_publish_size
+                self.settings.max_publish_size
             )));
         }
         // Whatever is accepted must be readable back by every client, and
         // JSON parsers limit nesting (serde_json at 128, envelope included).
         let depth = nesting_depth(data.get());
-        if depth > self.config.max_data_depth {
+        if depth > self.settings.max_data_depth {
             return Err(ErrorCode::BadRequest.body(format!(
                 "data nests {depth} levels deep, the limit is {}",
-                self.config.max_data_depth
+                self.settings.max_data_depth
             )));
         }
         let publication = NewPublication {
@@ -236,7 +236,7 @@ impl Hub {
         recover: Option<&StreamPosition>,
     ) -> Result<(), ErrorBody> {
         self.validate_channel(channel)?;
-        let options = self.config.namespace_of(channel);
+        let options = self.settings.namespace_of(channel);
         let (_, known) = self.with_local(channel, |state| state.subscribers.contains_key(client));
         if known {
             return Err(ErrorCode::AlreadySubscribed.body(channel));
@@ -341,7 +341,7 @@ impl Hub {
         });
         Ok(Left {
             stop,
-            presence: self.config.namespace_of(channel).presence,
+            presence: self.settings.namespace_of(channel).presence,
         })
     }
 
@@ -357,7 +357,7 @@ impl Hub {
     /// Who is subscribed to `channel`, by client id.
     pub async fn presence(&self, channel: &str) -> Result<Vec<PresenceEntry>, ErrorBody> {
         self.validate_channel(channel)?;
-        if !self.config.namespace_of(channel).presence {
+        if !self.settings.namespace_of(channel).presence {
             return Err(ErrorCode::NotAvailable.body("presence is off for this namespace"));
         }
         Ok(self.engine.presence_list(channel).await?)
@@ -370,7 +370,7 @@ impl Hub {
         limit: Option<usize>,
     ) -> Result<HistoryPage, ErrorBody> {
         self.validate_channel(channel)?;
-        if self.config.namespace_of(channel).history_size == 0 {
+        if self.settings.namespace_of(channel).history_size == 0 {
             return Err(ErrorCode::NotAvailable.body("history is off for this namespace"));
         }
         let query = HistoryQuery { since: None, limit };
@@ -412,7 +412,7 @@ impl Fanout for Hub {
             }
             return;
         };
-        let options = self.config.namespace_of(channel);
+        let options = self.settings.namespace_of(channel);
         let mut state = local.lock().expect("channel lock");
         let dropped = match event {
             Event::Publication {
@@ -471,6 +471,12 @@ impl Fanout for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServerConfig;
+    use crate::engine::MemoryEngine;
+
+    fn memory(fanout: Weak<dyn Fanout>) -> Arc<dyn Engine> {
+        Arc::new(MemoryEngine::new(fanout))
+    }
 
     fn data(n: u64) -> Box<RawValue> {
         RawValue::from_string(n.to_string()).unwrap()
@@ -492,7 +498,7 @@ mod tests {
             "px",
             crate::NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::LatestPerKey),
         );
-        let hub = Hub::new(Arc::new(config), Arc::default());
+        let hub = Hub::new((&config).into(), Arc::default(), memory);
         for n in 1..=3 {
             hub.publish("px:a", data(n), None, None).await.unwrap();
         }
@@ -578,7 +584,7 @@ mod tests {
             "px",
             crate::NamespaceOptions::default().slow_consumer(SlowConsumerPolicy::LatestPerKey),
         );
-        let hub = Hub::with_engine(Arc::new(config), Arc::default(), |fanout| {
+        let hub = Hub::new((&config).into(), Arc::default(), |fanout| {
             Arc::new(Racing {
                 inner: MemoryEngine::new(fanout),
                 raced: Default::default(),
@@ -612,7 +618,7 @@ mod tests {
 
     #[tokio::test]
     async fn sweep_forgets_local_channels_without_subscribers() {
-        let hub = Hub::new(Arc::new(ServerConfig::default()), Arc::default());
+        let hub = Hub::new((&ServerConfig::default()).into(), Arc::default(), memory);
         let (outbox, _inbox, _) = Outbox::new(8);
         let client: ClientId = "c1".into();
         hub.subscribe(1, "a", &client, None, &outbox, None)

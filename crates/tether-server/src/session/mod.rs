@@ -49,18 +49,28 @@ pub enum Verdict {
     Disconnect(DisconnectCode),
 }
 
+/// What every session of a server shares: token verification and the
+/// server's settings.
+#[derive(Debug)]
+pub struct Shared {
+    /// Verifies the tokens of `connect`.
+    pub verifier: Verifier,
+    /// The settings sessions run under.
+    pub config: Arc<ServerConfig>,
+}
+
 /// One connected client.
 #[derive(Debug)]
 pub struct Session {
     id: ClientId,
-    /// Also where its settings are (one pointer fewer per session).
     hub: Arc<Hub>,
     outbox: Outbox,
     subscriptions: Subscriptions,
     bucket: TokenBucket,
     /// Requests refused in a row by the rate limit.
     refused: u32,
-    verifier: Arc<Verifier>,
+    /// Token verification and the settings, one pointer for both.
+    shared: Arc<Shared>,
     /// Boxed: most sessions never authenticate, and every one would carry
     /// the room.
     identity: Option<Box<Identity>>,
@@ -111,7 +121,7 @@ fn reply_frame<T: Serialize>(id: u64, result: Result<T, ErrorBody>) -> PreparedM
 impl Session {
     /// A session of `hub`, under its settings, whose outgoing frames go to
     /// `outbox`.
-    pub fn new(hub: Arc<Hub>, verifier: Arc<Verifier>, outbox: Outbox) -> Self {
+    pub fn new(hub: Arc<Hub>, shared: Arc<Shared>, outbox: Outbox) -> Self {
         let id: ClientId = format!("c{}", NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)).into();
         Self {
             id,
@@ -120,7 +130,7 @@ impl Session {
             subscriptions: Subscriptions::default(),
             bucket: TokenBucket::full(),
             refused: 0,
-            verifier,
+            shared,
             identity: None,
         }
     }
@@ -134,7 +144,7 @@ impl Session {
 
     /// The settings it runs under.
     pub fn config(&self) -> &Arc<ServerConfig> {
-        self.hub.config()
+        &self.shared.config
     }
 
     /// The server's metrics.
@@ -212,7 +222,7 @@ impl Session {
         let denied = |why: &str| Err(ErrorCode::PermissionDenied.body(why));
         match (&self.identity, access) {
             (_, Access::Nobody) => denied("clients may not do this in this namespace"),
-            (None, Access::Anyone) if self.verifier.anonymous() => Ok(()),
+            (None, Access::Anyone) if self.shared.verifier.anonymous() => Ok(()),
             (None, _) => Err(ErrorCode::Unauthorized.body("connect with a token first")),
             (Some(identity), _) if !identity.allows(channel) => Err(ErrorCode::PermissionDenied
                 .body(format!("the token does not allow channel {channel:?}"))),
@@ -226,7 +236,7 @@ impl Session {
     fn connect(&mut self, token: Option<String>) -> Result<Connected, ErrorBody> {
         match token {
             Some(token) => {
-                let identity = self.verifier.verify(&token)?;
+                let identity = self.shared.verifier.verify(&token)?;
                 let result = Connected {
                     client: self.id.to_string(),
                     user: Some(identity.user.clone()),
@@ -234,7 +244,7 @@ impl Session {
                 self.identity = Some(Box::new(identity));
                 Ok(result)
             }
-            None if self.verifier.anonymous() => Ok(Connected {
+            None if self.shared.verifier.anonymous() => Ok(Connected {
                 client: self.id.to_string(),
                 user: None,
             }),
@@ -252,10 +262,10 @@ impl Session {
             Command::Subscribe { channel, .. }
             | Command::Presence { channel }
             | Command::History { channel, .. } => {
-                Some((channel, self.config().namespace_of(channel).subscribe))
+                Some((channel, self.hub.namespace_of(channel).subscribe))
             }
             Command::Publish { channel, .. } => {
-                Some((channel, self.config().namespace_of(channel).publish))
+                Some((channel, self.hub.namespace_of(channel).publish))
             }
             Command::Unsubscribe { .. } | Command::Connect { .. } | Command::Ping => None,
         };

@@ -10,11 +10,11 @@ use tokio::sync::watch;
 use crate::alarm::Alarm;
 use crate::auth::{KeyError, Verifier};
 use crate::config::{InvalidSetting, ServerConfig};
-use crate::hub::{Bounds, Hub, Inbox, Outbox};
+use crate::hub::{Bounds, Hub, HubSettings, Inbox, Outbox};
 use crate::metrics::Metrics;
 use crate::registry::Sessions;
 use crate::session::resumable::Resumables;
-use crate::session::Session;
+use crate::session::{Session, Shared};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +43,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Counters, gauges and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Token verification.
-    pub verifier: Arc<Verifier>,
+    /// What every session shares: token verification and the settings.
+    pub shared: Arc<Shared>,
     /// Sessions carried by SSE streams and long-polls, by key.
     pub resumables: Arc<Resumables>,
     /// What bounds every session's outbound queue (see [`AppState::queue_bounds`]).
@@ -56,7 +56,7 @@ impl AppState {
     /// a setting cannot work or a configured verification key cannot be read.
     pub fn new(config: ServerConfig) -> Result<(Self, watch::Sender<bool>), StartError> {
         config.validate()?;
-        let verifier = Arc::new(Verifier::new(&config.auth)?);
+        let verifier = Verifier::new(&config.auth)?;
         let limit = config
             .max_buffered_bytes
             .unwrap_or_else(tether::budget::machine_default);
@@ -69,7 +69,12 @@ impl AppState {
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::new(budget));
-        let hub = Hub::new(config.clone(), metrics.clone());
+        // The server chooses the engine; the hub gets its own settings only.
+        let hub = Hub::new(
+            HubSettings::from(&*config),
+            metrics.clone(),
+            crate::engine::build(&config.engine),
+        );
         let queue_bounds = Arc::new(Bounds {
             frames: config.outbound_queue,
             bytes: config.max_queued_bytes,
@@ -79,11 +84,11 @@ impl AppState {
         let state = Self {
             connection: Arc::new(connection),
             hub,
-            config,
+            config: config.clone(),
             shutdown,
             sessions: Arc::default(),
             metrics,
-            verifier,
+            shared: Arc::new(Shared { verifier, config }),
             resumables: Arc::default(),
             queue_bounds,
         };
@@ -101,7 +106,7 @@ impl AppState {
     /// its alarm (which a full queue trips).
     pub fn new_session(&self) -> (Session, Inbox, Arc<Alarm>) {
         let (outbox, inbox, alarm) = Outbox::bounded(self.queue_bounds());
-        let session = Session::new(self.hub.clone(), self.verifier.clone(), outbox);
+        let session = Session::new(self.hub.clone(), self.shared.clone(), outbox);
         (session, inbox, alarm)
     }
 }
