@@ -455,9 +455,7 @@ impl Decoder {
             }
             if consumed < n {
                 if message.payload.len() < hold_limit {
-                    return Err(ProtocolError::Inflate(
-                        "inflater stopped taking input".into(),
-                    ));
+                    return Err(crate::error::InflateError::Stalled.into());
                 }
                 // Paused for room: mask the rest again (the mask is its own
                 // inverse), so it is unmasked afresh when decoding resumes

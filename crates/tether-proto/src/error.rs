@@ -77,7 +77,7 @@ pub enum ProtocolError {
     CompressedContinuation,
     /// The permessage-deflate data of a message could not be inflated.
     #[error("compressed message is corrupt: {0}")]
-    Inflate(String),
+    Inflate(#[from] InflateError),
     /// Compressing an outgoing message failed.
     #[error("compression failed: {0}")]
     Deflate(String),
@@ -193,3 +193,53 @@ impl HandshakeError {
         })
     }
 }
+
+/// Why a message's permessage-deflate data could not be inflated.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum InflateError {
+    /// zlib found the data corrupt (shared, so the error stays `Clone`).
+    Corrupt(std::sync::Arc<flate2::DecompressError>),
+    /// Data followed the block that ended the deflate stream.
+    TrailingData,
+    /// The inflater stopped taking input while it had room to write.
+    Stalled,
+}
+
+impl std::fmt::Display for InflateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Corrupt(zlib) => zlib.fmt(f),
+            Self::TrailingData => f.write_str("data after the final deflate block"),
+            Self::Stalled => f.write_str("inflater stopped taking input"),
+        }
+    }
+}
+
+/// zlib's error is the source, as itself (not the `Arc` around it).
+impl std::error::Error for InflateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Corrupt(zlib) => Some(&**zlib),
+            _ => None,
+        }
+    }
+}
+
+impl From<flate2::DecompressError> for InflateError {
+    fn from(error: flate2::DecompressError) -> Self {
+        Self::Corrupt(std::sync::Arc::new(error))
+    }
+}
+
+/// Equal when of the same kind and, for zlib's errors, saying the same.
+impl PartialEq for InflateError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Corrupt(a), Self::Corrupt(b)) => a.to_string() == b.to_string(),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for InflateError {}

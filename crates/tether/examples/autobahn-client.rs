@@ -40,11 +40,11 @@ async fn main() -> tether::Result<()> {
         Some(Message::Text(text)) => text
             .trim()
             .parse()
-            .map_err(|_| tether::Error::Url(format!("bad case count {text}")))?,
+            .map_err(|_| std::io::Error::other(format!("bad case count {text}")))?,
         other => {
-            return Err(tether::Error::Url(format!(
-                "expected a case count, got {other:?}"
-            )))
+            return Err(
+                std::io::Error::other(format!("expected a case count, got {other:?}")).into(),
+            )
         }
     };
     let _ = ws.close(None).await;

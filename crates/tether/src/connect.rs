@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TlsError, UrlError};
 use crate::stream::MaybeTlsStream;
 use crate::tls;
 use crate::websocket::WebSocket;
@@ -56,20 +56,23 @@ struct Target {
 }
 
 fn parse_url(raw: &str) -> Result<Target> {
-    let url = url::Url::parse(raw).map_err(|e| Error::Url(format!("{raw}: {e}")))?;
+    let url = url::Url::parse(raw).map_err(|source| UrlError::Parse {
+        url: raw.to_owned(),
+        source,
+    })?;
     let tls = match url.scheme() {
         "ws" => false,
         "wss" => true,
-        other => return Err(Error::Url(format!("scheme {other} is not ws or wss"))),
+        other => return Err(UrlError::Scheme(other.to_owned()).into()),
     };
     let host = match url.host() {
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
         Some(host) => host.to_string(),
-        None => return Err(Error::Url(format!("{raw}: no host"))),
+        None => return Err(UrlError::NoHost(raw.to_owned()).into()),
     };
     if url.fragment().is_some() {
         // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
-        return Err(Error::Url(format!("{raw}: fragments are not allowed")));
+        return Err(UrlError::Fragment(raw.to_owned()).into());
     }
     let port = url
         .port_or_known_default()
@@ -163,8 +166,13 @@ impl ClientBuilder {
                 Some(config) => config.clone(),
                 None => tls::client_config(None)?,
             };
-            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| Error::Tls(format!("server name {}: {e}", target.host)))?;
+            let name =
+                rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|source| {
+                    TlsError::ServerName {
+                        name: target.host.clone(),
+                        source,
+                    }
+                })?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await?;
@@ -195,7 +203,7 @@ impl ClientBuilder {
         target: &Target,
     ) -> Result<(WebSocket<S>, Response<()>)> {
         if let Some(bad) = self.invalid_header {
-            return Err(Error::Url(format!("invalid header {bad}")));
+            return Err(Error::InvalidHeader(bad));
         }
         let request = ClientRequest {
             host: target.host_header.clone(),
@@ -268,8 +276,33 @@ mod tests {
 
     #[test]
     fn rejects_other_schemes_and_fragments() {
-        assert!(parse_url("http://example.com").is_err());
-        assert!(parse_url("ws://example.com/#frag").is_err());
-        assert!(parse_url("not a url").is_err());
+        let error = |url| match parse_url(url) {
+            Err(Error::Url(error)) => *error,
+            other => panic!("{url}: {:?}", other.map(|t| t.host)),
+        };
+        assert!(matches!(error("http://example.com"), UrlError::Scheme(s) if s == "http"));
+        assert!(matches!(
+            error("ws://example.com/#frag"),
+            UrlError::Fragment(_)
+        ));
+        // The URL parser's own error is kept.
+        let UrlError::Parse { source, .. } = error("not a url") else {
+            panic!("not a parse error");
+        };
+        assert_eq!(source, url::ParseError::RelativeUrlWithoutBase);
+    }
+
+    #[test]
+    fn tls_errors_keep_their_kind() {
+        let error = tls::server_config(b"", b"").unwrap_err();
+        assert!(
+            matches!(&error, Error::Tls(tls) if matches!(**tls, TlsError::Missing("private key"))),
+            "{error:?}"
+        );
+        let error = tls::client_config(Some(b"no pem here")).unwrap_err();
+        assert!(
+            matches!(&error, Error::Tls(tls) if matches!(**tls, TlsError::Missing("certificate"))),
+            "{error:?}"
+        );
     }
 }

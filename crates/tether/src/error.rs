@@ -16,12 +16,16 @@ pub enum Error {
     /// The opening handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
-    /// TLS setup failed (certificates, keys, server name).
+    /// TLS setup failed (certificates, keys, server name). Boxed, as every
+    /// rarely seen error here, so that the `Result`s of the hot path stay small.
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[source] Box<TlsError>),
     /// The URL is not a usable `ws://` or `wss://` URL.
     #[error("invalid URL: {0}")]
-    Url(String),
+    Url(#[source] Box<UrlError>),
+    /// A header given to the client builder is not a valid HTTP header.
+    #[error("invalid header {0}")]
+    InvalidHeader(String),
     /// A deadline passed (handshake or close).
     #[error("{0} timed out")]
     Timeout(&'static str),
@@ -31,6 +35,73 @@ pub enum Error {
     /// The connection is already closed; nothing more can be sent.
     #[error("connection already closed")]
     AlreadyClosed,
+}
+
+/// Why TLS could not be set up; each keeps the error it came from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// PEM input could not be read.
+    #[error("reading {what}: {source}")]
+    Pem {
+        /// What was being read: certificates, a private key.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// PEM input held none of what was needed.
+    #[error("no {0} in PEM input")]
+    Missing(&'static str),
+    /// rustls refused the configuration (a key that does not match, a bad
+    /// certificate, no usable protocol version).
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// The host is not a name a certificate can be checked against.
+    #[error("server name {name}: {source}")]
+    ServerName {
+        /// The host of the URL.
+        name: String,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+}
+
+/// Why a URL is not a usable `ws://` or `wss://` URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// It is not a URL.
+    #[error("{url}: {source}")]
+    Parse {
+        /// The text given.
+        url: String,
+        /// Why.
+        #[source]
+        source: url::ParseError,
+    },
+    /// Its scheme is neither `ws` nor `wss`.
+    #[error("scheme {0} is not ws or wss")]
+    Scheme(String),
+    /// It names no host.
+    #[error("{0}: no host")]
+    NoHost(String),
+    /// It has a fragment, meaningless in a WebSocket URI (RFC 6455 §3).
+    #[error("{0}: fragments are not allowed")]
+    Fragment(String),
+}
+
+impl From<TlsError> for Error {
+    fn from(error: TlsError) -> Self {
+        Self::Tls(Box::new(error))
+    }
+}
+
+impl From<UrlError> for Error {
+    fn from(error: UrlError) -> Self {
+        Self::Url(Box::new(error))
+    }
 }
 
 impl Error {

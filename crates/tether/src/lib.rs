@@ -57,7 +57,7 @@ pub use broadcast::{Broadcast, BroadcastConfig, Subscription};
 pub use budget::Budget;
 pub use config::Config;
 pub use connect::{connect, ClientBuilder};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TlsError, UrlError};
 pub use halves::{Locked, MaybeTlsReadHalf, MaybeTlsWriteHalf, SplitStream};
 pub use runtime::runtime;
 pub use split::{Batch, Incoming, Unsettled, WsReader, WsWriter};

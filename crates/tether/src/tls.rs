@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::error::{Error, Result};
+use crate::error::{Result, TlsError};
 
 fn certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut &*pem)
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Tls(format!("reading certificates: {e}")))?;
+        .map_err(|source| TlsError::Pem {
+            what: "certificates",
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(Error::Tls("no certificate in PEM input".into()));
+        return Err(TlsError::Missing("certificate").into());
     }
     Ok(certs)
 }
@@ -20,16 +23,19 @@ fn certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
 /// A server configuration from a PEM certificate chain and a PEM private key.
 pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>> {
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &*key_pem)
-        .map_err(|e| Error::Tls(format!("reading private key: {e}")))?
-        .ok_or_else(|| Error::Tls("no private key in PEM input".into()))?;
+        .map_err(|source| TlsError::Pem {
+            what: "a private key",
+            source,
+        })?
+        .ok_or(TlsError::Missing("private key"))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Tls(e.to_string()))?
+    .map_err(TlsError::from)?
     .with_no_client_auth()
     .with_single_cert(certs(cert_pem)?, key)
-    .map_err(|e| Error::Tls(e.to_string()))?;
+    .map_err(TlsError::from)?;
     Ok(Arc::new(config))
 }
 
@@ -40,14 +46,14 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientCo
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = extra_ca_pem {
         for cert in certs(pem)? {
-            roots.add(cert).map_err(|e| Error::Tls(e.to_string()))?;
+            roots.add(cert).map_err(TlsError::from)?;
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Tls(e.to_string()))?
+    .map_err(TlsError::from)?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Arc::new(config))
@@ -61,7 +67,7 @@ pub fn insecure_client_config() -> Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(TlsError::from)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();

@@ -5,7 +5,7 @@ use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::pool;
 
-use crate::error::ProtocolError;
+use crate::error::{InflateError, ProtocolError};
 use crate::grow;
 
 /// RFC 7692 §7.2.1: a sync flush ends with these bytes; the sender strips them and
@@ -167,9 +167,7 @@ impl Inflater {
         if self.stream_ended {
             return match input.is_empty() {
                 true => Ok(0),
-                false => Err(ProtocolError::Inflate(
-                    "data after the final deflate block".into(),
-                )),
+                false => Err(InflateError::TrailingData.into()),
             };
         }
         let bits = self.window_bits;
@@ -191,7 +189,7 @@ impl Inflater {
                     &mut out[filled..],
                     FlushDecompress::Sync,
                 )
-                .map_err(|e| ProtocolError::Inflate(e.to_string()))?;
+                .map_err(InflateError::from)?;
             consumed += (state.total_in() - in_before) as usize;
             let written = (state.total_out() - out_before) as usize;
             out.truncate(filled + written);
@@ -208,9 +206,7 @@ impl Inflater {
                     pool::give_inflater(self.window_bits, state);
                 }
                 if consumed < input.len() {
-                    return Err(ProtocolError::Inflate(
-                        "data after the final deflate block".into(),
-                    ));
+                    return Err(InflateError::TrailingData.into());
                 }
                 return Ok(consumed);
             }
@@ -425,6 +421,14 @@ mod tests {
         let err = inflater
             .inflate(&[0xff, 0xff, 0xff, 0xff], &mut out, 100)
             .unwrap_err();
-        assert!(matches!(err, ProtocolError::Inflate(_)));
+        // zlib's own error is kept, not flattened to text.
+        let ProtocolError::Inflate(InflateError::Corrupt(zlib)) = &err else {
+            panic!("{err:?}");
+        };
+        let inflate = std::error::Error::source(&err).expect("a source");
+        let source = inflate.source().expect("zlib's error");
+        assert!(source.downcast_ref::<flate2::DecompressError>().is_some());
+        assert_eq!(source.to_string(), zlib.to_string());
+        assert_eq!(err.close_code(), crate::CloseCode::INVALID_PAYLOAD);
     }
 }

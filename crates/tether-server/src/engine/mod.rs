@@ -26,13 +26,44 @@ pub use memory::MemoryEngine;
 /// A boxed future an engine answers with.
 pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'a>>;
 
-/// Why an engine could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why an engine could not answer. Each variant keeps the error it came
+/// from, so a caller can tell a timeout from a refused connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The engine (a remote store) could not be reached or timed out; the
     /// request may be retried. Error 112 for the client.
-    #[error("engine unavailable: {0}")]
-    Unavailable(String),
+    Unavailable {
+        /// What the engine's client said (shared: one failure may answer
+        /// many waiting requests).
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable { source } => write!(f, "engine unavailable: {source}"),
+        }
+    }
+}
+
+/// The source is the client's own error, so it can be downcast to its type.
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unavailable { source } => Some(&**source),
+        }
+    }
+}
+
+impl EngineError {
+    /// The engine could not be reached, because of `source`.
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable {
+            source: Arc::new(source),
+        }
+    }
 }
 
 impl From<EngineError> for ErrorBody {
@@ -166,5 +197,23 @@ pub fn build(config: &EngineConfig) -> impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn 
     let kind = config.kind;
     move |fanout| match kind {
         EngineKind::Memory => Arc::new(MemoryEngine::new(fanout)) as Arc<dyn Engine>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_engine_keeps_what_its_client_said() {
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 2 s");
+        let error = EngineError::unavailable(timeout);
+        let source = std::error::Error::source(&error).expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the io error");
+        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(error.to_string(), "engine unavailable: no answer in 2 s");
+        assert_eq!(ErrorBody::from(error.clone()).code, 112);
     }
 }
