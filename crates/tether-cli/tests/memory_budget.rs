@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{spawn, Child};
+use tether_testing::{deflate_bomb, rss_anon_bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -39,66 +40,10 @@ const SLOWEST_ROUND_TRIP: Duration = Duration::from_secs(1);
 /// How close to its earlier level memory must come once the attack is over.
 const RETURN_MARGIN: usize = 8 << 20;
 
-/// The process's anonymous resident memory (`RssAnon`): what it allocated,
-/// without the pages of its own binary, which grow as code runs the first
-/// time (a debug build's are many) and are not memory held for peers.
-fn rss_bytes(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 1024
-}
-
-/// Raw deflate of `zeros` zero bytes, sync-flushed, tail stripped (RFC 7692).
-fn deflate_bomb(zeros: usize) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut compress = Compress::new(Compression::best(), false);
-    let chunk = vec![0u8; 1 << 20];
-    let mut out = Vec::with_capacity(zeros / 500 + (1 << 16));
-    while (compress.total_in() as usize) < zeros {
-        if out.capacity() - out.len() < 1 << 12 {
-            out.reserve(1 << 16);
-        }
-        compress
-            .compress_vec(&chunk, &mut out, FlushCompress::None)
-            .unwrap();
-    }
-    loop {
-        out.reserve(1 << 16);
-        let before = compress.total_out();
-        compress
-            .compress_vec(&[], &mut out, FlushCompress::Sync)
-            .unwrap();
-        if compress.total_out() == before {
-            break;
-        }
-    }
-    out.truncate(out.len() - 4);
-    out
-}
-
 /// A client frame with an all-zero mask key (valid, and the payload is
 /// then sent as it is).
 fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 1 << 16 => {
-            out.push(0x80 | 126);
-            out.extend((n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend((n as u64).to_be_bytes());
-        }
-    }
-    out.extend([0; 4]);
-    out.extend_from_slice(payload);
-    out
+    tether_testing::masked_frame(first, [0; 4], payload)
 }
 
 /// Opens a WebSocket connection by hand, offering permessage-deflate if asked.
@@ -268,7 +213,7 @@ async fn fifty_bombs_and_fifty_large_messages_stay_within_the_budget() {
     // take the level before.
     round_trips(port, Instant::now() + Duration::from_millis(200)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_bytes(pid);
+    let before = rss_anon_bytes(pid);
 
     // Served: every bomb refused, every message echoed, in turn.
     let small = tokio::spawn(round_trips(port, Instant::now() + Duration::from_secs(3)));
@@ -294,13 +239,13 @@ async fn fifty_bombs_and_fifty_large_messages_stay_within_the_budget() {
 
     // Bounded: messages that never end hold what they reserved; the rest
     // wait, then get 1013. Memory is sampled every few milliseconds.
-    let level = rss_bytes(pid);
+    let level = rss_anon_bytes(pid);
     let peak = Arc::new(AtomicUsize::new(level));
     let sampling = tokio::spawn({
         let peak = peak.clone();
         async move {
             loop {
-                peak.fetch_max(rss_bytes(pid), Ordering::Relaxed);
+                peak.fetch_max(rss_anon_bytes(pid), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
@@ -346,10 +291,10 @@ async fn fifty_bombs_and_fifty_large_messages_stay_within_the_budget() {
 
     // Memory given back: within a margin of the level before, in seconds.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut now = rss_bytes(pid);
+    let mut now = rss_anon_bytes(pid);
     while now > before + RETURN_MARGIN && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        now = rss_bytes(pid);
+        now = rss_anon_bytes(pid);
     }
     eprintln!(
         "anonymous RSS {} KiB at the start, {} KiB after the attack",
@@ -381,7 +326,7 @@ async fn echo_once(
         let (peak, done) = (peak.clone(), done.clone());
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_bytes(pid), Ordering::Relaxed);
+                peak.fetch_max(rss_anon_bytes(pid), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -438,7 +383,7 @@ async fn a_message_at_the_limit_costs_about_its_size() {
     ];
     for (name, deflate, wire) in cases {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = rss_bytes(pid);
+        let before = rss_anon_bytes(pid);
         let (growth, tcp) = echo_once(port, pid, deflate, wire, before).await;
         let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
         eprintln!(
@@ -454,13 +399,13 @@ async fn a_message_at_the_limit_costs_about_its_size() {
             growth < SIZE + SIZE / 4 + (4 << 20),
             "{name}: {growth} bytes for a {SIZE}-byte message"
         );
-        let mut after = rss_bytes(pid);
+        let mut after = rss_anon_bytes(pid);
         for _ in 0..50 {
             if after < before + RETURN_MARGIN {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            after = rss_bytes(pid);
+            after = rss_anon_bytes(pid);
         }
         assert!(
             after < before + RETURN_MARGIN,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use common::{slow_client, start, Client};
 use serde_json::json;
 use tether_server::{NamespaceOptions, ServerConfig, SlowConsumerPolicy};
+use tether_testing::Conversation;
 
 /// The tests here measure the whole process's memory: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

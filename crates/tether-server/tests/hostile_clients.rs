@@ -11,6 +11,7 @@ use common::{http, start, Client};
 use serde_json::{json, Value};
 use tether::Message;
 use tether_server::ServerConfig;
+use tether_testing::Conversation;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -11,6 +11,7 @@ use common::transports::{AnyClient, Transport};
 use common::{http, http_raw, start, Server};
 use serde_json::{json, Value};
 use tether_server::{HttpConfig, ServerConfig};
+use tether_testing::Conversation;
 
 /// A long-poll client that keeps working while the others misbehave: it
 /// gets a publication at the end of each test.

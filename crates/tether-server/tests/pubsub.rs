@@ -9,6 +9,7 @@ use common::{hs256, http, now, slow_client, start, Client};
 use serde_json::{json, Value};
 use tether::{Message, WebSocket};
 use tether_server::{NamespaceOptions, ServerConfig};
+use tether_testing::Conversation;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -11,6 +11,7 @@ use common::{slow_client, start, Client};
 use serde_json::{json, Value};
 use tether::Message;
 use tether_server::{NamespaceOptions, ServerConfig, SlowConsumerPolicy};
+use tether_testing::Conversation;
 
 const COUNT: u64 = 600;
 const KEYS: u64 = 8;

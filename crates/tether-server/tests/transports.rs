@@ -9,6 +9,7 @@ use common::transports::{AnyClient, Opening, Transport};
 use common::{hs256, http, now, start};
 use serde_json::{json, Value};
 use tether_server::{HttpConfig, NamespaceOptions, ServerConfig};
+use tether_testing::Conversation;
 
 on_every_transport!(
     fans_out_in_order_to_every_subscriber,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{echo_server, EchoServer};
 use tether::{Config, Message};
+use tether_testing::{deflate_bomb, rss_bytes_of_self};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -52,22 +53,7 @@ async fn raw_socket(server: &EchoServer, extensions: Option<&str>) -> TcpStream 
 
 /// A masked client frame.
 fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
+    tether_testing::masked_frame(first, [0x11, 0x22, 0x33, 0x44], payload)
 }
 
 /// Reads the server's close frame and returns its code, then expects the server
@@ -92,48 +78,6 @@ async fn close_code_after(mut tcp: TcpStream, bytes: &[u8]) -> u16 {
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .expect("server closed in time")
-}
-
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 4096
-}
-
-/// Raw deflate of `zeros` zero bytes, produced in chunks so the test itself stays small.
-fn deflate_bomb(zeros: usize) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut compress = Compress::new(Compression::best(), false);
-    let chunk = vec![0u8; 1 << 20];
-    let mut out = Vec::with_capacity(zeros / 1000 + 1024);
-    let mut fed = 0;
-    while fed < zeros {
-        let before = compress.total_in();
-        compress
-            .compress_vec(&chunk, &mut out, FlushCompress::None)
-            .unwrap();
-        fed += (compress.total_in() - before) as usize;
-        if out.capacity() - out.len() < 4096 {
-            out.reserve(1 << 16);
-        }
-    }
-    loop {
-        out.reserve(1 << 16);
-        let before = compress.total_out();
-        compress
-            .compress_vec(&[], &mut out, FlushCompress::Sync)
-            .unwrap();
-        if compress.total_out() == before {
-            break;
-        }
-    }
-    out.truncate(out.len() - 4);
-    out
 }
 
 #[tokio::test]
@@ -258,10 +202,10 @@ async fn stops_a_deflate_bomb_with_bounded_memory() {
     // 256 MiB of zeros in about 256 KiB on the wire.
     let bomb = deflate_bomb(256 << 20);
     assert!(bomb.len() < 512 << 10, "bomb is {} bytes", bomb.len());
-    let before = rss_bytes();
+    let before = rss_bytes_of_self();
     let tcp = raw_socket(&server, Some("permessage-deflate")).await;
     assert_eq!(close_code_after(tcp, &frame(0xc2, &bomb)).await, 1009);
-    let grown = rss_bytes().saturating_sub(before);
+    let grown = rss_bytes_of_self().saturating_sub(before);
     assert!(grown < 32 << 20, "RSS grew by {} MiB", grown >> 20);
     good.send("after the bomb").await.unwrap();
     assert_eq!(

@@ -4,13 +4,15 @@
 
 pub mod transports;
 
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use tether_testing::{http, http_raw, Conversation, Sorted};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tether::{MaybeTlsStream, Message, WebSocket};
 use tether_server::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct Server {
@@ -59,11 +61,10 @@ pub async fn start(config: ServerConfig) -> Server {
     }
 }
 
-/// A protocol client that sorts replies from pushes.
+/// A protocol client over WebSocket.
 pub struct Client {
     pub ws: WebSocket<MaybeTlsStream>,
-    next_id: u64,
-    pushes: std::collections::VecDeque<Value>,
+    sorted: Sorted,
 }
 
 impl Client {
@@ -82,98 +83,32 @@ impl Client {
         assert_eq!(ws.is_compressed(), compress);
         Self {
             ws,
-            next_id: 0,
-            pushes: Default::default(),
+            sorted: Sorted::default(),
         }
     }
+}
 
-    pub async fn next_value(&mut self) -> Value {
+impl Conversation for Client {
+    async fn send(&mut self, request: &Value) {
+        self.ws.send(request.to_string()).await.unwrap();
+    }
+
+    async fn next_message(&mut self) -> Option<Value> {
         loop {
             let message = tokio::time::timeout(Duration::from_secs(10), self.ws.recv())
                 .await
-                .expect("message in time")
-                .unwrap()
-                .expect("connection open");
-            if let Message::Text(text) = message {
-                return serde_json::from_str(&text).unwrap();
+                .expect("message in time");
+            match message {
+                Ok(Some(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
             }
         }
     }
 
-    /// Sends a request and returns its reply; pushes that arrive first are kept.
-    pub async fn call(&mut self, mut request: Value) -> Value {
-        self.next_id += 1;
-        request["id"] = json!(self.next_id);
-        self.ws.send(request.to_string()).await.unwrap();
-        self.reply_to(self.next_id).await
+    fn sorted(&mut self) -> &mut Sorted {
+        &mut self.sorted
     }
-
-    pub async fn reply_to(&mut self, id: u64) -> Value {
-        loop {
-            let value = self.next_value().await;
-            if value.get("push").is_some() {
-                self.pushes.push_back(value);
-            } else {
-                assert_eq!(value["id"], json!(id), "reply out of order: {value}");
-                return value;
-            }
-        }
-    }
-
-    /// The next push, from the kept ones first.
-    pub async fn push(&mut self) -> Value {
-        match self.pushes.pop_front() {
-            Some(push) => push,
-            None => self.next_value().await,
-        }
-    }
-
-    /// The next publication push, skipping join/leave.
-    pub async fn publication(&mut self) -> Value {
-        loop {
-            let push = self.push().await;
-            if push["push"] == "publication" {
-                return push;
-            }
-        }
-    }
-}
-
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-    headers: &str,
-) -> (u16, Value) {
-    let head = format!("Content-Type: application/json\r\n{headers}");
-    let (status, body) = http_raw(addr, method, path, body, &head).await;
-    (
-        status,
-        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
-    )
-}
-
-/// An HTTP/1.1 request with exactly the extra `headers` lines given (each
-/// ending in CRLF; no Content-Type unless there is one): (status, body text).
-pub async fn http_raw(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-    headers: &str,
-) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
 }
 
 /// A client with a tiny receive buffer and no compression, so a burst of

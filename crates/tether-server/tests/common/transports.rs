@@ -3,16 +3,17 @@
 //! HTTP/1.0 stream, read as an `EventSource` would) and long-polling (polls
 //! by cursor). Requests go as frames, or as POSTs to the session.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tether::{MaybeTlsStream, Message, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+use tether_testing::{Conversation, Sorted};
 
 use super::{http_raw, Server};
 
@@ -78,8 +79,7 @@ pub struct Opening {
 pub struct AnyClient {
     pub transport: Transport,
     link: Link,
-    next_id: u64,
-    pushes: VecDeque<Value>,
+    sorted: Sorted,
     /// The client id the session got (HTTP transports; WebSocket learns it from `connect`).
     pub client: Option<String>,
 }
@@ -159,8 +159,7 @@ impl AnyClient {
         Ok(Self {
             transport,
             link,
-            next_id: 0,
-            pushes: VecDeque::new(),
+            sorted: Sorted::default(),
             client,
         })
     }
@@ -191,8 +190,7 @@ impl AnyClient {
         Ok(Self {
             transport: Transport::Sse,
             link,
-            next_id: 0,
-            pushes: VecDeque::new(),
+            sorted: Sorted::default(),
             client: opened["client"].as_str().map(str::to_owned),
         })
     }
@@ -213,86 +211,10 @@ impl AnyClient {
         }
     }
 
-    /// Sends one request as it is.
-    pub async fn send(&mut self, request: &Value) {
-        match &mut self.link {
-            Link::Ws(ws) => ws.send(request.to_string()).await.unwrap(),
-            Link::Http { addr, key, .. } => {
-                let path = format!("/connection/session/{key}");
-                let (status, body) = http_raw(*addr, "POST", &path, &request.to_string(), "").await;
-                assert_eq!(status, 202, "{body}");
-            }
-        }
-    }
-
-    /// The next message, or `None` once the session is over.
-    pub async fn next_message(&mut self) -> Option<Value> {
-        let wait = Duration::from_secs(10);
-        match &mut self.link {
-            Link::Ws(ws) => loop {
-                let message = tokio::time::timeout(wait, ws.recv())
-                    .await
-                    .expect("message in time");
-                match message {
-                    Ok(Some(Message::Text(text))) => {
-                        return Some(serde_json::from_str(&text).unwrap())
-                    }
-                    Ok(Some(Message::Close(_))) | Ok(None) | Err(_) => return None,
-                    Ok(Some(_)) => {}
-                }
-            },
-            Link::Http { incoming, .. } => tokio::time::timeout(wait, incoming.recv())
-                .await
-                .expect("message in time"),
-        }
-    }
-
-    pub async fn next_value(&mut self) -> Value {
-        self.next_message().await.expect("session open")
-    }
-
-    /// Sends a request and returns its reply; pushes that arrive first are kept.
-    pub async fn call(&mut self, mut request: Value) -> Value {
-        self.next_id += 1;
-        request["id"] = json!(self.next_id);
-        self.send(&request).await;
-        self.reply_to(self.next_id).await
-    }
-
-    pub async fn reply_to(&mut self, id: u64) -> Value {
-        loop {
-            let value = self.next_value().await;
-            if value.get("push").is_some() {
-                self.pushes.push_back(value);
-            } else {
-                assert_eq!(value["id"], json!(id), "reply out of order: {value}");
-                return value;
-            }
-        }
-    }
-
-    /// The next push, from the kept ones first.
-    pub async fn push(&mut self) -> Value {
-        match self.pushes.pop_front() {
-            Some(push) => push,
-            None => self.next_value().await,
-        }
-    }
-
-    /// The next publication push, skipping join/leave.
-    pub async fn publication(&mut self) -> Value {
-        loop {
-            let push = self.push().await;
-            if push["push"] == "publication" {
-                return push;
-            }
-        }
-    }
-
     /// Everything up to the end of the session (its last message first if a
     /// push was kept).
     pub async fn rest(&mut self) -> Vec<Value> {
-        let mut rest: Vec<Value> = self.pushes.drain(..).collect();
+        let mut rest = self.sorted.take_pushes();
         while let Some(message) = self.next_message().await {
             rest.push(message);
         }
@@ -381,6 +303,46 @@ impl AnyClient {
         .expect("stream reopens");
         *reader = task;
         opened
+    }
+}
+
+impl Conversation for AnyClient {
+    /// Sends one request as it is.
+    async fn send(&mut self, request: &Value) {
+        match &mut self.link {
+            Link::Ws(ws) => ws.send(request.to_string()).await.unwrap(),
+            Link::Http { addr, key, .. } => {
+                let path = format!("/connection/session/{key}");
+                let (status, body) = http_raw(*addr, "POST", &path, &request.to_string(), "").await;
+                assert_eq!(status, 202, "{body}");
+            }
+        }
+    }
+
+    /// The next message, or `None` once the session is over.
+    async fn next_message(&mut self) -> Option<Value> {
+        let wait = Duration::from_secs(10);
+        match &mut self.link {
+            Link::Ws(ws) => loop {
+                let message = tokio::time::timeout(wait, ws.recv())
+                    .await
+                    .expect("message in time");
+                match message {
+                    Ok(Some(Message::Text(text))) => {
+                        return Some(serde_json::from_str(&text).unwrap())
+                    }
+                    Ok(Some(Message::Close(_))) | Ok(None) | Err(_) => return None,
+                    Ok(Some(_)) => {}
+                }
+            },
+            Link::Http { incoming, .. } => tokio::time::timeout(wait, incoming.recv())
+                .await
+                .expect("message in time"),
+        }
+    }
+
+    fn sorted(&mut self) -> &mut Sorted {
+        &mut self.sorted
     }
 }
 
