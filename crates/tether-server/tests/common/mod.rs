@@ -144,3 +144,42 @@ pub fn hs256(secret: &str, claims: Value) -> String {
     )
     .unwrap()
 }
+
+/// Checks the exposition format line by line: `# HELP`/`# TYPE`/`# EOF` comments,
+/// and `name{labels} value` samples with a numeric value.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut samples = std::collections::HashMap::new();
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+    for line in text.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line == "# EOF",
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("sample without value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+/// The server's metrics, parsed.
+pub async fn metrics(server: &Server) -> std::collections::HashMap<String, f64> {
+    let (status, body) = http_raw(server.addr, "GET", "/metrics", "", "").await;
+    assert_eq!(status, 200, "{body}");
+    parse_metrics(&body)
+}
