@@ -9,6 +9,8 @@
 //! - [`sink`]: what a transport implements to be delivered to.
 //! - [`log`]: the numbered log that HTTP transports read from, so a broken
 //!   stream or a lost poll answer is sent again.
+//! - [`ending`]: how a session ends, whatever carries it: why, what it is
+//!   still sent, its last word.
 //! - [`resumable`]: sessions that outlive their requests (SSE, long-polling):
 //!   unguessable ids, attach and detach, expiry after `session_ttl`.
 //! - [`lifecycle`]: admission and the `disconnect` push, shared by every
@@ -29,6 +31,7 @@ use crate::protocol::{
 use crate::ratelimit::{Rate, TokenBucket};
 
 pub mod delivery;
+pub mod ending;
 pub mod lifecycle;
 pub mod log;
 pub mod resumable;

@@ -18,32 +18,13 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::delivery::Delivery;
-use super::lifecycle::{self, disconnect_push};
+use super::ending::{self, Ending, Flush};
 use super::log::{EventLog, LogSink};
 use super::Session;
 use crate::alarm::Alarm;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
 use crate::session::state::AppState;
-
-/// What carries a resumable session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Server-Sent Events.
-    Sse,
-    /// HTTP long-polling.
-    LongPoll,
-}
-
-impl Kind {
-    /// The transport's name in metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Sse => "sse",
-            Kind::LongPoll => "longpoll",
-        }
-    }
-}
 
 /// How a session was asked to end from outside its driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +52,8 @@ struct Attach {
 #[derive(Debug)]
 pub struct Resumable {
     key: Arc<str>,
-    kind: Kind,
+    /// The transport's name (for metrics, logs, and keys used on another).
+    transport: &'static str,
     client: Arc<str>,
     log: Arc<EventLog>,
     /// `None` once the session has ended (its log may still be read).
@@ -93,9 +75,9 @@ impl Resumable {
         &self.client
     }
 
-    /// What carries it.
-    pub fn kind(&self) -> Kind {
-        self.kind
+    /// The name of the transport that carries it, as it opened it.
+    pub fn transport(&self) -> &'static str {
+        self.transport
     }
 
     /// What its requests read.
@@ -216,9 +198,9 @@ impl Resumables {
         self.map().remove(key);
     }
 
-    /// Opens a session carried by `kind`, admitted with `guard`, and starts
-    /// its driver.
-    pub fn open(state: &AppState, kind: Kind, guard: SessionGuard) -> Arc<Resumable> {
+    /// Opens a session carried by the transport named `transport`, admitted
+    /// with `guard`, and starts its driver.
+    pub fn open(state: &AppState, transport: &'static str, guard: SessionGuard) -> Arc<Resumable> {
         let config = &state.config;
         let (session, inbox, overflow) = state.new_session();
         let log = Arc::new(EventLog::new(
@@ -227,7 +209,7 @@ impl Resumables {
         ));
         let resumable = Arc::new(Resumable {
             key: new_key(),
-            kind,
+            transport,
             client: session.id().clone(),
             log,
             session: tokio::sync::Mutex::new(Some(session)),
@@ -243,7 +225,7 @@ impl Resumables {
             .resumables
             .map()
             .insert(resumable.key.clone(), resumable.clone());
-        tracing::info!(client = %resumable.client, transport = kind.as_str(), "session open");
+        tracing::info!(client = %resumable.client, transport, "session open");
         tokio::spawn(drive(
             resumable.clone(),
             state.clone(),
@@ -255,17 +237,21 @@ impl Resumables {
     }
 }
 
-/// Why a driver ended its session.
-enum Ending {
-    /// Nothing attached for `session_ttl`, or the client closed it: nobody
-    /// is listening, so nothing more is sent.
-    Quietly(&'static str),
-    /// The replies queued, then the `disconnect` push.
-    Disconnect(DisconnectCode),
-    /// A `disconnect`-policy subscriber lagged: the push says where to resume.
-    SlowConsumer,
-    /// The server is stopping: what is queued, then the push with advice.
-    Shutdown,
+/// A resumable session's delivery task, aborted when dropped.
+struct Running(tokio::task::JoinHandle<()>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Flush for Running {
+    async fn drain(mut self) {
+        let _ = (&mut self.0).await;
+    }
+
+    fn abandon(self) {}
 }
 
 /// Sleeps until `at`, or forever.
@@ -290,14 +276,14 @@ fn drive(
     // the session's whole life.
     async move {
         let metrics = state.metrics.clone();
-        let _open = metrics.open(resumable.kind.as_str());
+        let _open = metrics.open(resumable.transport);
         let config = state.config.clone();
         let ttl = config.http.session_ttl;
         let client = resumable.client.clone();
         state.sessions.register(&client, &alarm);
-        let mut delivery = tokio::spawn(
+        let delivery = Running(tokio::spawn(
             Delivery::new(LogSink(resumable.log.clone()), metrics.clone(), inbox).run(),
-        );
+        ));
         let opened = Instant::now();
         let ending = loop {
             let changed = resumable.changed.notified();
@@ -305,74 +291,29 @@ fn drive(
             changed.as_mut().enable();
             if let Some(end) = resumable.attach_state().end {
                 break match end {
-                    EndRequest::Close => Ending::Quietly("closed by client"),
+                    // Nobody reads a session its client closed.
+                    EndRequest::Close => Ending::Gone("closed by client"),
                     EndRequest::Disconnect(code) => Ending::Disconnect(code),
                 };
             }
             let expiry = resumable.expiry(ttl);
             if expiry.is_some_and(|at| at <= Instant::now()) {
-                break Ending::Quietly("expired");
+                break Ending::Gone("expired");
             }
             tokio::select! {
                 () = &mut changed => {}
                 () = sleep_until(expiry) => {}
-                raised = alarm.wait() => break if raised.overflow() {
-                    Ending::SlowConsumer
-                } else if raised.kicked() {
-                    Ending::Disconnect(DisconnectCode::Kicked)
-                } else {
-                    Ending::Shutdown
-                },
+                raised = alarm.wait() => break Ending::of_alarm(raised),
             }
         };
         state.sessions.unregister(&client);
-        let mut session = resumable.session.lock().await.take();
-        let last = match ending {
-            Ending::Quietly(_) => {
-                delivery.abort();
-                None
-            }
-            Ending::SlowConsumer => {
-                delivery.abort();
-                Some(lifecycle::slow_consumer_push(session.as_ref()))
-            }
-            Ending::Disconnect(_) | Ending::Shutdown => {
-                // Leaving the channels lets the queue run dry into the log.
-                if let Some(session) = session.as_mut() {
-                    session.end().await;
-                }
-                drop(session.take());
-                let timeout = match ending {
-                    Ending::Shutdown => config.shutdown_timeout,
-                    _ => config.websocket.close_timeout,
-                };
-                if tokio::time::timeout(timeout, &mut delivery).await.is_err() {
-                    delivery.abort();
-                }
-                Some(match ending {
-                    Ending::Disconnect(code) => disconnect_push(code, None),
-                    _ => {
-                        let after = lifecycle::reconnect_after(config.reconnect_window);
-                        disconnect_push(DisconnectCode::Shutdown, Some(after))
-                    }
-                })
-            }
+        let session = resumable.session.lock().await.take();
+        let last = match session {
+            Some(session) => ending::finish(session, ending, delivery, &config).await,
+            None => None,
         };
-        if let Some(mut session) = session {
-            session.end().await;
-        }
-        let reason = match ending {
-            Ending::Quietly(reason) => reason,
-            Ending::Disconnect(code) => {
-                metrics.disconnect(code as u16);
-                code.reason()
-            }
-            Ending::SlowConsumer => {
-                metrics.disconnect(DisconnectCode::SlowConsumer as u16);
-                "slow consumer"
-            }
-            Ending::Shutdown => "server shutting down",
-        };
+        let reason = ending.reason();
+        let last = last.map(|goodbye| goodbye.push);
         let told = last.is_some();
         resumable.log.close_with(last.map(Bytes::from));
         if told {
@@ -387,6 +328,6 @@ fn drive(
         state.resumables.remove(&resumable.key);
         drop(guard);
         let seconds = opened.elapsed().as_secs_f64();
-        tracing::info!(%client, transport = resumable.kind.as_str(), seconds, reason, "session closed");
+        tracing::info!(%client, transport = resumable.transport, seconds, reason, "session closed");
     }
 }

@@ -59,15 +59,15 @@ pub(crate) fn unknown_session() -> Response {
     error(ErrorCode::UnknownSession.body("no such session: open a new one"))
 }
 
-/// The session `key` carried by `kind`, or the 404 answer. A key of the
-/// other transport is unknown here too.
+/// The session `key` carried by the transport named `transport` (any, for
+/// `None`), or the 404 answer. A key of another transport is unknown here too.
 pub(crate) fn find(
     state: &AppState,
     key: &str,
-    kind: Option<crate::session::resumable::Kind>,
+    transport: Option<&str>,
 ) -> Result<Arc<Resumable>, Box<Response>> {
     match state.resumables.get(key) {
-        Some(found) if kind.is_none() || kind == Some(found.kind()) => Ok(found),
+        Some(found) if transport.map_or(true, |name| name == found.transport()) => Ok(found),
         _ => Err(Box::new(unknown_session())),
     }
 }
@@ -248,10 +248,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_session_is_gone_as_soon_as_the_answer_is() {
-        use crate::session::resumable::{Kind, Resumables};
+        use crate::session::resumable::Resumables;
         let (state, _stop) = AppState::new(crate::ServerConfig::default()).unwrap();
         let guard = lifecycle::admit(&state, &HeaderMap::new(), None).unwrap();
-        let resumable = Resumables::open(&state, Kind::LongPoll, guard);
+        let resumable = Resumables::open(&state, super::super::longpoll::NAME, guard);
         let key = resumable.key().to_owned();
         let answer = close(State(state.clone()), Path(key.clone()), HeaderMap::new()).await;
         assert_eq!(answer.status(), StatusCode::NO_CONTENT);

@@ -26,8 +26,11 @@ use crate::protocol::http::SessionOpened;
 use crate::protocol::ErrorCode;
 use crate::session::lifecycle;
 use crate::session::log::Read;
-use crate::session::resumable::{Kind, Resumables};
+use crate::session::resumable::Resumables;
 use crate::session::state::AppState;
+
+/// The transport's name in metrics and logs.
+pub const NAME: &str = "longpoll";
 
 /// `POST /connection/longpoll`: opens a session.
 pub async fn open(
@@ -49,7 +52,7 @@ pub async fn open(
         Ok(guard) => guard,
         Err(refusal) => return refused(refusal),
     };
-    let resumable = Resumables::open(&state, Kind::LongPoll, guard);
+    let resumable = Resumables::open(&state, NAME, guard);
     if let Err(response) = commands::run(&state, &resumable, &requests).await {
         // Nothing of a session whose first requests could not be read.
         resumable.request_end(crate::session::resumable::EndRequest::Close);
@@ -85,7 +88,7 @@ pub async fn poll(
     if let Err(refusal) = lifecycle::check_origin(&state, &headers) {
         return refused(refusal);
     }
-    let resumable = match commands::find(&state, &key, Some(Kind::LongPoll)) {
+    let resumable = match commands::find(&state, &key, Some(NAME)) {
         Ok(found) => found,
         Err(response) => return *response,
     };

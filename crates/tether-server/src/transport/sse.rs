@@ -30,8 +30,11 @@ use crate::protocol::http::SessionOpened;
 use crate::protocol::{Command, ErrorCode, Request, StreamPosition};
 use crate::session::lifecycle;
 use crate::session::log::{CursorError, Read};
-use crate::session::resumable::{Attachment, Kind, Resumable, Resumables};
+use crate::session::resumable::{Attachment, Resumable, Resumables};
 use crate::session::state::AppState;
+
+/// The transport's name in metrics and logs.
+pub const NAME: &str = "sse";
 
 /// The query of `GET /connection/sse`.
 #[derive(Debug, Default, Deserialize)]
@@ -71,7 +74,7 @@ pub async fn open(
     let mut lost = false;
     if let Some(id) = last_event_id {
         match parse_event_id(id).and_then(|(key, seq)| {
-            let found = commands::find(&state, key, Some(Kind::Sse)).ok()?;
+            let found = commands::find(&state, key, Some(NAME)).ok()?;
             Some((found, seq))
         }) {
             Some((resumable, seq)) => match resume(&state, resumable, seq) {
@@ -105,7 +108,7 @@ pub async fn open(
         Ok(guard) => guard,
         Err(refusal) => return refused(refusal),
     };
-    let resumable = Resumables::open(&state, Kind::Sse, guard);
+    let resumable = Resumables::open(&state, NAME, guard);
     {
         let mut session = resumable.session().await;
         if let Some(session) = session.as_mut() {

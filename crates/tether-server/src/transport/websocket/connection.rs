@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use tether::{CloseFrame, Incoming, Message, SplitStream, WsReader, WsWriter};
 
 use crate::alarm::Alarm;
-use crate::protocol::DisconnectCode;
 use crate::session::delivery::Delivery;
+use crate::session::ending::{Ending, Flush};
 use crate::session::{Session, Verdict};
 
 /// Milliseconds since the first call in this process: a clock for
@@ -70,25 +70,12 @@ impl<S: SplitStream + Send + 'static> Outbound<S> {
     }
 }
 
-/// Why a connection's steady state ended, which decides what is still sent.
-pub(super) enum Ending {
-    /// The client sent a close frame: the replies to what it asked before it
-    /// are owed, then our close answers its own.
-    ClientClosed(Option<CloseFrame>),
-    /// The server ends the session: the replies already queued (the refusals
-    /// that explain it), then the `disconnect` push and the close.
-    Disconnect(DisconnectCode),
-    /// The client stopped answering pings: the push and the close, nothing
-    /// queued.
-    NoPong,
-    /// A `disconnect`-policy queue overflowed: the push with the positions
-    /// reached and the close, nothing queued.
-    SlowConsumer,
-    /// The server is shutting down: what is queued, then the push with
-    /// reconnect advice.
-    Shutdown,
-    /// Nothing more can be sent (the socket ended or failed).
-    Done,
+impl<S: SplitStream + Send + 'static> Flush for Outbound<S> {
+    fn drain(self) -> impl Future<Output = ()> + Send {
+        Outbound::drain(self)
+    }
+
+    fn abandon(self) {}
 }
 
 /// A connection's parts when its steady state ends, for its goodbye.
@@ -100,6 +87,8 @@ pub(super) struct Exit<S: SplitStream> {
     /// For the log.
     pub(super) reason: String,
     pub(super) ending: Ending,
+    /// The client's close frame, which ours echoes.
+    pub(super) close: Option<CloseFrame>,
 }
 
 /// A connection in its steady state; resolves to its [`Exit`].
@@ -228,13 +217,15 @@ impl<S: SplitStream + Send + 'static> Connection<S> {
 
     /// Takes the parts for the goodbye; only between requests and reads.
     fn exit(&mut self, reason: String, ending: Ending) -> Exit<S> {
-        let metrics = self.session().metrics();
-        match &ending {
-            Ending::Disconnect(code) => metrics.disconnect(*code as u16),
-            Ending::NoPong => metrics.disconnect(DisconnectCode::NoPong as u16),
-            Ending::SlowConsumer => metrics.disconnect(DisconnectCode::SlowConsumer as u16),
-            Ending::ClientClosed(_) | Ending::Shutdown | Ending::Done => {}
-        }
+        self.exit_closed(reason, ending, None)
+    }
+
+    fn exit_closed(
+        &mut self,
+        reason: String,
+        ending: Ending,
+        close: Option<CloseFrame>,
+    ) -> Exit<S> {
         let reader = self.reader.take().expect("exit between reads");
         Exit {
             writer: reader.writer(),
@@ -243,6 +234,7 @@ impl<S: SplitStream + Send + 'static> Connection<S> {
             delivery: std::mem::replace(&mut self.delivery, Outbound::Over),
             reason,
             ending,
+            close,
         }
     }
 
@@ -280,31 +272,30 @@ impl<S: SplitStream + Send + 'static> Connection<S> {
                             ),
                             None => "closed by client".to_owned(),
                         };
-                        (reason, Ending::ClientClosed(frame))
+                        return Poll::Ready(self.exit_closed(reason, Ending::ClientClosed, frame));
                     }
                     // A ping, answered.
                     Ok(Some(_)) => continue,
-                    Ok(None) => ("connection ended".to_owned(), Ending::Done),
-                    Err(e) => (format!("connection failed: {e}"), Ending::Done),
+                    Ok(None) => (
+                        "connection ended".to_owned(),
+                        Ending::Gone("connection ended"),
+                    ),
+                    Err(e) => (
+                        format!("connection failed: {e}"),
+                        Ending::Gone("connection failed"),
+                    ),
                 };
                 return Poll::Ready(self.exit(reason, ending));
             }
             if let Poll::Ready(raised) = self.alarm.poll_raised(cx) {
-                let (reason, ending) = if raised.overflow() {
-                    ("slow consumer", Ending::SlowConsumer)
-                } else if raised.kicked() {
-                    let code = DisconnectCode::Kicked;
-                    ("disconnected through the API", Ending::Disconnect(code))
-                } else {
-                    ("server shutting down", Ending::Shutdown)
-                };
-                return Poll::Ready(self.exit(reason.to_owned(), ending));
+                let ending = Ending::of_alarm(raised);
+                return Poll::Ready(self.exit(ending.reason().to_owned(), ending));
             }
             if self.alarm.take_beat() {
                 let websocket = &self.session().config().websocket;
                 if self.heard.silence() > websocket.ping_interval + websocket.pong_timeout {
-                    let reason = "no pong within the heartbeat timeout".to_owned();
-                    return Poll::Ready(self.exit(reason, Ending::NoPong));
+                    let ending = Ending::NoPong;
+                    return Poll::Ready(self.exit(ending.reason().to_owned(), ending));
                 }
                 self.heard.set_ping_due(true);
                 self.poll_delivery(cx);
@@ -343,11 +334,12 @@ impl<S: SplitStream + Send + 'static> Connection<S> {
                     }));
                 }
                 Ok(Incoming::Ended) => {
-                    return Poll::Ready(self.exit("connection ended".to_owned(), Ending::Done))
+                    let ending = Ending::Gone("connection ended");
+                    return Poll::Ready(self.exit(ending.reason().to_owned(), ending));
                 }
                 Err(e) => {
                     let reason = format!("connection failed: {e}");
-                    return Poll::Ready(self.exit(reason, Ending::Done));
+                    return Poll::Ready(self.exit(reason, Ending::Gone("connection failed")));
                 }
             }
         }

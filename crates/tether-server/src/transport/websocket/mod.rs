@@ -24,10 +24,11 @@ use crate::hub::StreamSubscription;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
 use crate::session::delivery::Delivery;
-use crate::session::lifecycle::{self, disconnect_push, Refused};
+use crate::session::ending::{self, Ending, Goodbye};
+use crate::session::lifecycle::{self, Refused};
 use crate::session::sink::{Burst, Sink, SinkClosed};
 use crate::session::state::AppState;
-use connection::{Connection, Ending, Exit};
+use connection::{Connection, Exit};
 
 fn refuse(error: HandshakeError) -> Response {
     tracing::debug!(%error, "refused WebSocket handshake");
@@ -269,67 +270,33 @@ where
     let Exit {
         mut reader,
         writer,
-        mut session,
+        session,
         delivery,
         reason,
         ending,
+        close,
     } = exit;
     let client = session.id().clone();
     // Unregistered once the goodbye is over, however it ends.
     let _registered = Unregister(tail.live.sessions().clone(), client.clone());
     let config = session.config().clone();
     let close_timeout = config.websocket.close_timeout;
-    match ending {
-        Ending::Shutdown => {
-            // Leave the channels first, so nothing new is queued, then let
-            // delivery flush what is queued before saying goodbye.
-            session.end().await;
-            drop(session);
-            let after = lifecycle::reconnect_after(config.reconnect_window);
-            let push = disconnect_push(DisconnectCode::Shutdown, Some(after));
-            let _ = tokio::time::timeout(config.shutdown_timeout, delivery.drain()).await;
-            goodbye(&writer, push, DisconnectCode::Shutdown, close_timeout).await;
-            // Wait briefly for the client's close frame, so it sees a clean close.
-            read_to_close(&mut reader, close_timeout).await;
-        }
-        Ending::NoPong | Ending::SlowConsumer => {
-            // Nothing queued goes out: the client is not reading it.
-            drop(delivery);
-            let (code, push) = match ending {
-                Ending::NoPong => (
-                    DisconnectCode::NoPong,
-                    disconnect_push(DisconnectCode::NoPong, None),
-                ),
-                _ => (
-                    DisconnectCode::SlowConsumer,
-                    lifecycle::slow_consumer_push(Some(&session)),
-                ),
-            };
+    match ending::finish(session, ending, delivery, &config).await {
+        Some(Goodbye { code, push }) => {
             goodbye(&writer, push, code, close_timeout).await;
-            session.end().await;
+            if ending.flush_within(&config).is_some() {
+                // Wait briefly for the client's close frame, so it sees a
+                // clean close.
+                read_to_close(&mut reader, close_timeout).await;
+            }
         }
-        Ending::Done => {
-            drop(delivery);
-            session.end().await;
-        }
-        Ending::ClientClosed(frame) => {
-            // Leaving the channels lets the queue run dry: delivery sends
-            // what is queued (every reply owed) and ends.
-            session.end().await;
-            drop(session);
-            let _ = tokio::time::timeout(close_timeout, delivery.drain()).await;
+        None if ending == Ending::ClientClosed => {
             // Our close answers the client's (echoing its code, RFC 6455
             // §5.5.1) and ends TCP.
-            let echo = frame.map(|frame| CloseFrame::new(frame.code.0, ""));
+            let echo = close.map(|frame| CloseFrame::new(frame.code.0, ""));
             let _ = tokio::time::timeout(close_timeout, writer.close(echo)).await;
         }
-        Ending::Disconnect(code) => {
-            session.end().await;
-            drop(session);
-            let _ = tokio::time::timeout(close_timeout, delivery.drain()).await;
-            goodbye(&writer, disconnect_push(code, None), code, close_timeout).await;
-            read_to_close(&mut reader, close_timeout).await;
-        }
+        None => {}
     }
     let peer = Peer::of(&tail.live, tail.port);
     let seconds = connection::millis().saturating_sub(tail.opened) as f64 / 1000.0;
