@@ -327,3 +327,32 @@ fn durations_take_one_form_everywhere() {
     assert_eq!(config.http.poll_timeout, Duration::from_secs(120));
     assert_eq!(config.shutdown_timeout, Duration::from_millis(2500));
 }
+
+#[test]
+fn validation_names_only_keys_that_are_settings() {
+    // Every number and duration at 0, and past a bound: whatever validation
+    // refuses, it names by a key the file, the environment and flags know.
+    let mut refused = 0;
+    for setting in settings() {
+        let texts: &[&str] = match setting.kind {
+            SettingKind::Integer | SettingKind::Number => &["0", "100000"],
+            SettingKind::Duration => &["0s"],
+            _ => continue,
+        };
+        for text in texts {
+            let flags = [flag(&setting.key, text)];
+            if let Err(LoadError::Invalid {
+                setting: invalid, ..
+            }) = load(None, [], &flags)
+            {
+                assert!(
+                    crate::config::settings::find(&invalid.key).is_some(),
+                    "validation names `{}`, which is no setting",
+                    invalid.key
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 15, "only {refused} refusals");
+}
