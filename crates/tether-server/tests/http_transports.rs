@@ -8,10 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::transports::{AnyClient, Transport};
-use common::{http, http_raw, start, Server};
+use common::{http, http_raw, metrics, start, Server};
 use serde_json::{json, Value};
 use tether_server::{HttpConfig, ServerConfig};
-use tether_testing::Conversation;
+use tether_testing::{eventually, Conversation};
 
 /// A long-poll client that keeps working while the others misbehave: it
 /// gets a publication at the end of each test.
@@ -507,27 +507,17 @@ async fn ten_thousand_abandoned_sessions_expire_and_are_forgotten() {
     }
     assert_eq!(opened, SESSIONS);
     let gauge = r#"tether_connections{transport="longpoll"}"#;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, text) = http_raw(server.addr, "GET", "/metrics", "", "").await;
-        let open: f64 = text
-            .lines()
-            .find_map(|line| line.strip_prefix(gauge))
-            .map_or(0.0, |v| v.trim().parse().unwrap());
-        let subscriptions: f64 = text
-            .lines()
-            .find_map(|line| line.strip_prefix("tether_subscriptions "))
-            .map_or(0.0, |v| v.trim().parse().unwrap());
+    let expired = || async {
+        let samples = metrics(&server).await;
         // Only the bystander is left, with its one subscription.
-        if open == 1.0 && subscriptions == 1.0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{open} sessions still open"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        samples.get(gauge) == Some(&1.0) && samples.get("tether_subscriptions") == Some(&1.0)
+    };
+    eventually(
+        "every abandoned session expired",
+        Duration::from_secs(30),
+        expired,
+    )
+    .await;
     still_served(&server, &mut calm).await;
 }
 

@@ -32,9 +32,10 @@ pub enum StartError {
 pub struct AppState {
     /// Settings.
     pub config: Arc<ServerConfig>,
-    /// Each WebSocket connection's settings: `[websocket]` with the shared
-    /// buffer budget.
-    pub connection: Arc<tether::Config>,
+    /// The process's buffer budget (`max_buffered_bytes`): bytes held for
+    /// messages being read or inflated, and sessions' queued replies past
+    /// 64 KiB. `None`: no bound.
+    pub budget: Option<tether::Budget>,
     /// Channels and subscribers.
     pub hub: Arc<Hub>,
     /// Turns `true` when the server begins shutting down.
@@ -61,14 +62,9 @@ impl AppState {
             .max_buffered_bytes
             .unwrap_or_else(tether::budget::machine_default);
         let budget = (limit > 0).then(|| tether::Budget::new(limit, config.buffer_wait));
-        let mut connection = config.websocket.connection();
-        // The WebSocket transport answers a client's close itself, once the
-        // replies to the requests read before it are out.
-        connection.auto_close = false;
-        connection.budget = budget.clone();
         let config = Arc::new(config);
         let (stop, shutdown) = watch::channel(false);
-        let metrics = Arc::new(Metrics::new(budget));
+        let metrics = Arc::new(Metrics::new(budget.clone()));
         // The server chooses the engine; the hub gets its own settings only.
         let hub = Hub::new(
             HubSettings::from(&*config),
@@ -78,11 +74,11 @@ impl AppState {
         let queue_bounds = Arc::new(Bounds {
             frames: config.outbound_queue,
             bytes: config.max_queued_bytes,
-            budget: connection.budget.clone(),
+            budget: budget.clone(),
             depth: metrics.queued_frames.clone(),
         });
         let state = Self {
-            connection: Arc::new(connection),
+            budget,
             hub,
             config: config.clone(),
             shutdown,

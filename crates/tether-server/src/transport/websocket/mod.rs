@@ -35,6 +35,16 @@ fn refuse(error: HandshakeError) -> Response {
     tether::proto::handshake::reject_response(&error).map(Body::from)
 }
 
+/// Each connection's settings: `[websocket]` with the process's buffer
+/// budget, and no automatic answer to a client's close: the connection
+/// answers it itself, once the replies to what it read before are out.
+fn connection_config(state: &AppState) -> tether::Config {
+    let mut config = state.config.websocket.connection();
+    config.auto_close = false;
+    config.budget = state.budget.clone();
+    config
+}
+
 /// `GET /connection/websocket`.
 pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
     let peer = request
@@ -47,7 +57,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             return refuse(HandshakeError::Refused { status, reason })
         }
     };
-    match tether::upgrade(&mut request, &state.connection, None) {
+    match tether::upgrade(&mut request, &connection_config(&state), None) {
         Ok((response, pending)) => {
             tokio::spawn(async move {
                 // Over the TCP stream itself where the server accepted it
