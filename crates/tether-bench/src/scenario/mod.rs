@@ -13,6 +13,8 @@ mod large;
 mod soak;
 mod transports;
 
+pub use bombs::deflate_bomb;
+
 use std::str::FromStr;
 
 use crate::error::Result;
