@@ -103,18 +103,8 @@ fn text_frame(text: &str) -> Vec<u8> {
 /// A raw WebSocket connection to `tether serve`, subscribed to `channel`
 /// (its reply read, nothing after).
 async fn raw_subscriber(port: u16, channel: &str) -> TcpStream {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    tcp.write_all(
-        b"GET /connection/websocket HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut tcp = tether_testing::raw_websocket(addr, "/connection/websocket", "").await;
     let subscribe = format!(r#"{{"id":1,"op":"subscribe","channel":"{channel}"}}"#);
     tcp.write_all(&text_frame(&subscribe)).await.unwrap();
     // Frames until the reply (a presence push may come first).

@@ -48,26 +48,12 @@ fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Opens a WebSocket connection by hand, offering permessage-deflate if asked.
 async fn open(port: u16, deflate: bool) -> TcpStream {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let extension = match deflate {
         true => "Sec-WebSocket-Extensions: permessage-deflate\r\n",
         false => "",
     };
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extension}\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    tcp
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    tether_testing::raw_websocket(addr, "/", extension).await
 }
 
 /// How one attacking connection ended.

@@ -64,17 +64,7 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Opens a raw WebSocket connection (no library) to the server's endpoint.
 async fn raw_connect(server: &common::Server) -> TcpStream {
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    let request = "GET /connection/websocket HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        tcp.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
-    tcp
+    tether_testing::raw_websocket(server.addr, "/connection/websocket", "").await
 }
 
 /// Every frame the server sends until it ends TCP: (opcode, payload).

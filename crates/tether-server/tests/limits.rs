@@ -186,18 +186,7 @@ async fn a_message_without_room_in_the_buffer_budget_is_closed_with_1013_and_cou
     let mut client = Client::connect(&server).await;
     // A 900 KiB frame (under the 1 MiB message limit) needs more room than
     // the budget has: the connection waits, then gets 1013.
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(
-        b"GET /connection/websocket HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
+    let mut tcp = tether_testing::raw_websocket(server.addr, "/connection/websocket", "").await;
     let mut frame = vec![0x81, 0x80 | 127];
     frame.extend(((900u64) << 10).to_be_bytes());
     frame.extend([0; 4]);

@@ -10,6 +10,7 @@
 //! - [`conversation`]: the protocol's requests and replies, over any link.
 //! - [`deflate`]: raw deflate data that inflates to a great many zero bytes.
 //! - [`frame`]: client frames written by hand.
+//! - [`raw`]: a WebSocket opened by hand.
 //! - [`memory`]: the resident memory of a process.
 //! - [`wait`]: waiting for a condition to hold, instead of sleeping.
 
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod http;
 pub mod memory;
 pub mod process;
+pub mod raw;
 pub mod wait;
 
 pub use conversation::{Conversation, Sorted};
@@ -27,4 +29,5 @@ pub use frame::masked_frame;
 pub use http::{http, http_raw};
 pub use memory::{rss_anon_bytes, rss_bytes_of_self};
 pub use process::{free_port, spawn_listening, Child};
+pub use raw::raw_websocket;
 pub use wait::eventually;

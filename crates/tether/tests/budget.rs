@@ -12,19 +12,9 @@ use tether::{Budget, Config, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const HANDSHAKE: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
 /// A raw WebSocket connection, after the handshake.
 async fn raw(addr: std::net::SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(HANDSHAKE.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    tcp
+    tether_testing::raw_websocket(addr, "/", "").await
 }
 
 /// The header of a masked binary frame of `len` bytes, with a zero mask key
@@ -141,19 +131,10 @@ async fn a_compressed_message_is_inflated_only_as_far_as_its_room() {
     let mut closes = Vec::new();
     let mut bombs = Vec::new();
     for _ in 0..4 {
-        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-        let request = HANDSHAKE.replace(
-            "\r\n\r\n",
-            "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
-        );
-        tcp.write_all(request.as_bytes()).await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(tcp.read_u8().await.unwrap());
-        }
-        bombs.push(tcp);
+        let deflate = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+        bombs.push(tether_testing::raw_websocket(server.addr, "/", deflate).await);
     }
-    let zeros = deflated_zeros(64 << 20);
+    let zeros = tether_testing::deflate_bomb(64 << 20);
     for tcp in &mut bombs {
         let mut frame = vec![0xc2, 0x80 | 127];
         frame.extend((zeros.len() as u64).to_be_bytes());
@@ -172,24 +153,4 @@ async fn a_compressed_message_is_inflated_only_as_far_as_its_room() {
         good.recv().await.unwrap(),
         Some(Message::text("still here"))
     );
-}
-
-/// Raw deflate of `n` zero bytes, sync-flushed, its tail stripped (RFC 7692).
-fn deflated_zeros(n: usize) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut compress = Compress::new(Compression::best(), false);
-    let input = vec![0u8; n];
-    let mut out = Vec::with_capacity(n / 500 + 1024);
-    compress
-        .compress_vec(&input, &mut out, FlushCompress::Sync)
-        .unwrap();
-    while compress.total_in() < n as u64 {
-        out.reserve(1 << 16);
-        let at = compress.total_in() as usize;
-        compress
-            .compress_vec(&input[at..], &mut out, FlushCompress::Sync)
-            .unwrap();
-    }
-    out.truncate(out.len() - 4);
-    out
 }
