@@ -183,31 +183,34 @@ impl Verifier {
                 DecodingKey::from_secret(secret.as_bytes()),
             ));
         }
-        let rsa = pem(
-            "rsa_public_key_file",
-            &config.rsa_public_key_pem,
-            &config.rsa_public_key_file,
-        )?;
-        if let Some(pem) = rsa {
-            let key =
-                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|source| KeyError::Invalid {
-                    algorithm: "RS256",
+        // The public-key algorithms: each key given in memory or by its file.
+        type Decode = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+        let public: [(Algorithm, &str, &'static str, _, _, Decode); 2] = [
+            (
+                Algorithm::RS256,
+                "RS256",
+                "rsa_public_key_file",
+                &config.rsa_public_key_pem,
+                &config.rsa_public_key_file,
+                DecodingKey::from_rsa_pem,
+            ),
+            (
+                Algorithm::ES256,
+                "ES256",
+                "ec_public_key_file",
+                &config.ec_public_key_pem,
+                &config.ec_public_key_file,
+                DecodingKey::from_ec_pem,
+            ),
+        ];
+        for (algorithm, name, setting, text, file, decode) in public {
+            if let Some(pem) = pem(setting, text, file)? {
+                let key = decode(pem.as_bytes()).map_err(|source| KeyError::Invalid {
+                    algorithm: name,
                     source,
                 })?;
-            keys.push((Algorithm::RS256, key));
-        }
-        let ec = pem(
-            "ec_public_key_file",
-            &config.ec_public_key_pem,
-            &config.ec_public_key_file,
-        )?;
-        if let Some(pem) = ec {
-            let key =
-                DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|source| KeyError::Invalid {
-                    algorithm: "ES256",
-                    source,
-                })?;
-            keys.push((Algorithm::ES256, key));
+                keys.push((algorithm, key));
+            }
         }
         Ok(Self {
             keys,
@@ -265,5 +268,47 @@ mod tests {
         let keyed = AuthConfig::default().hmac_secret("s");
         assert!(!keyed.anonymous());
         assert!(keyed.allow_anonymous(true).anonymous());
+    }
+
+    #[test]
+    fn public_keys_come_from_memory_or_their_file_and_bad_ones_are_named() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let path = std::env::temp_dir().join(format!("tether-es256-{}.pem", std::process::id()));
+        std::fs::write(&path, pair.public_key_pem()).unwrap();
+        let from_file = AuthConfig {
+            ec_public_key_file: Some(path.clone()),
+            ..AuthConfig::default()
+        };
+        let verifier = Verifier::new(&from_file).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(verifier.keys.len(), 1);
+        assert!(!verifier.anonymous(), "a key turns anonymous access off");
+        let missing = AuthConfig {
+            rsa_public_key_file: Some(path.clone()),
+            ..AuthConfig::default()
+        };
+        let error = Verifier::new(&missing).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                KeyError::Read {
+                    setting: "rsa_public_key_file",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let garbage = AuthConfig::default().rsa_public_key_pem("not a key");
+        let error = Verifier::new(&garbage).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                KeyError::Invalid {
+                    algorithm: "RS256",
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 }
