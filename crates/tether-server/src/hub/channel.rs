@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tether::PreparedMessage;
 
-use super::outbox::{ClientId, Outbox, Position, Stream};
+use super::{ClientId, Mailbox, Position, Stream};
 use crate::config::SlowConsumerPolicy;
 
 /// A frame that reached a subscriber while its subscribe was still reading
@@ -25,7 +25,7 @@ pub(crate) struct Held {
 /// One local subscriber.
 #[derive(Debug)]
 pub(crate) struct Subscriber {
-    pub(crate) outbox: Outbox,
+    pub(crate) mailbox: Arc<dyn Mailbox>,
     /// Set while its subscribe reads history, on channels without a stream
     /// (a stream's subscription holds what comes meanwhile by itself).
     /// Boxed: every subscriber's entry carries it, and it is set for a moment.
@@ -88,10 +88,12 @@ impl LocalChannel {
                 });
                 continue;
             }
-            if !subscriber
-                .outbox
-                .push_with(frame.clone(), policy, key.cloned(), position.cloned())
-            {
+            if !subscriber.mailbox.push_publication(
+                frame.clone(),
+                policy,
+                key.cloned(),
+                position.cloned(),
+            ) {
                 dropped += 1;
             }
         }

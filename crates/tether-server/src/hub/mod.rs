@@ -2,8 +2,9 @@
 //! the order in which each subscriber gets its replies and publications. What
 //! the channels share across nodes (offsets, epochs, history, idempotency,
 //! presence, fan-out) is the [`Engine`]'s; the hub calls it and receives its
-//! fan-out as the engine's [`Fanout`]. The hub names no transport: it pushes
-//! frames into each session's [`Outbox`] or the channel's [`Stream`].
+//! fan-out as the engine's [`Fanout`]. The hub names no transport and no
+//! session: it pushes frames into the channel's [`Stream`] or into each
+//! subscriber's [`Mailbox`], which the session implements.
 //!
 //! Each publication is serialised once into a [`PreparedMessage`]: one push
 //! into the channel's stream, which every subscriber's writer reads (WebSocket
@@ -16,7 +17,7 @@
 //! history lives.
 
 mod channel;
-mod outbox;
+mod mailbox;
 mod position;
 mod settings;
 
@@ -29,10 +30,11 @@ use tether::PreparedMessage;
 
 pub use settings::HubSettings;
 
-pub use outbox::{
-    Bounds, ClientId, Follow, Inbox, Outbox, Position, Positions, Queued, Stream,
-    StreamSubscription,
-};
+pub use mailbox::{Follow, Mailbox, Stream, StreamSubscription};
+pub use position::Position;
+
+/// A session's id, unique within the process: what presence shows others.
+pub type ClientId = Arc<str>;
 
 use crate::config::{NamespaceOptions, SlowConsumerPolicy};
 use crate::engine::{Engine, Event, Fanout, HistoryQuery, NewPublication, Retention};
@@ -232,7 +234,7 @@ impl Hub {
         channel: &str,
         client: &ClientId,
         user: Option<&Arc<str>>,
-        outbox: &Outbox,
+        mailbox: &Arc<dyn Mailbox>,
         recover: Option<&StreamPosition>,
     ) -> Result<(), ErrorBody> {
         self.validate_channel(channel)?;
@@ -252,7 +254,7 @@ impl Hub {
         // Buffer live: from here on the subscriber keeps what is published.
         let (local, subscription) = self.with_local(channel, |state| {
             let subscriber = Subscriber {
-                outbox: outbox.clone(),
+                mailbox: mailbox.clone(),
                 held: state.stream.is_none().then(Box::default),
             };
             state.subscribers.insert(client.clone(), subscriber);
@@ -306,7 +308,7 @@ impl Hub {
             policy: options.slow_consumer,
             after: top,
         });
-        outbox.push_reply(reply, Some(position), follow);
+        mailbox.push_reply(reply, Some(position), follow);
         let held = state
             .subscribers
             .get_mut(client)
@@ -315,7 +317,8 @@ impl Hub {
             if held.offset.is_some_and(|offset| offset <= top) {
                 continue;
             }
-            if !outbox.push_with(held.frame, options.slow_consumer, held.key, held.position) {
+            if !mailbox.push_publication(held.frame, options.slow_consumer, held.key, held.position)
+            {
                 self.metrics.queue_drops.inc();
             }
         }
@@ -482,9 +485,41 @@ mod tests {
         RawValue::from_string(n.to_string()).unwrap()
     }
 
-    fn texts(inbox: &mut Inbox) -> Vec<String> {
-        std::iter::from_fn(|| inbox.try_recv())
-            .filter_map(|queued| queued.frame)
+    /// A subscriber's mailbox that keeps everything it is given, in order.
+    #[derive(Debug, Default)]
+    struct Kept(Mutex<Vec<PreparedMessage>>);
+
+    impl Mailbox for Kept {
+        fn push_reply(
+            &self,
+            frame: PreparedMessage,
+            _: Option<Arc<Position>>,
+            _: Option<Follow>,
+        ) -> bool {
+            self.0.lock().unwrap().push(frame);
+            true
+        }
+
+        fn push_publication(
+            &self,
+            frame: PreparedMessage,
+            _: SlowConsumerPolicy,
+            _: Option<Arc<str>>,
+            _: Option<Arc<Position>>,
+        ) -> bool {
+            self.0.lock().unwrap().push(frame);
+            true
+        }
+    }
+
+    fn kept() -> (Arc<Kept>, Arc<dyn Mailbox>) {
+        let kept = Arc::new(Kept::default());
+        (kept.clone(), kept)
+    }
+
+    fn texts(kept: &Kept) -> Vec<String> {
+        std::mem::take(&mut *kept.0.lock().unwrap())
+            .into_iter()
             .map(|frame| match frame.message() {
                 tether::Message::Text(text) => text.to_string(),
                 other => panic!("not text: {other:?}"),
@@ -502,17 +537,17 @@ mod tests {
         for n in 1..=3 {
             hub.publish("px:a", data(n), None, None).await.unwrap();
         }
-        let (outbox, mut inbox, _) = Outbox::new(64);
+        let (kept, mailbox) = kept();
         let client: ClientId = "c1".into();
         let position = StreamPosition {
             offset: 1,
             epoch: hub.history("px:a", None).await.unwrap().epoch.to_string(),
         };
-        hub.subscribe(1, "px:a", &client, None, &outbox, Some(&position))
+        hub.subscribe(1, "px:a", &client, None, &mailbox, Some(&position))
             .await
             .unwrap();
         hub.publish("px:a", data(4), None, None).await.unwrap();
-        let got = texts(&mut inbox);
+        let got = texts(&kept);
         assert!(got[0].starts_with(r#"{"id":1,"result""#), "{got:?}");
         assert!(got[0].contains(r#""recovered":true"#), "{got:?}");
         assert!(got[0].contains(r#""offset":2"#) && got[0].contains(r#""offset":3"#));
@@ -590,18 +625,18 @@ mod tests {
                 raced: Default::default(),
             })
         });
-        let (outbox, mut inbox, _) = Outbox::new(64);
+        let (kept, mailbox) = kept();
         let client: ClientId = "c1".into();
         let first = hub.publish("px:a", data(1), None, None).await.unwrap();
         let position = StreamPosition {
             offset: 1,
             epoch: first.epoch.to_string(),
         };
-        hub.subscribe(1, "px:a", &client, None, &outbox, Some(&position))
+        hub.subscribe(1, "px:a", &client, None, &mailbox, Some(&position))
             .await
             .unwrap();
         hub.publish("px:a", data(3), None, None).await.unwrap();
-        let got = texts(&mut inbox);
+        let got = texts(&kept);
         assert!(got[0].contains(r#""recovered":true"#), "{got:?}");
         assert!(
             got[0].contains(r#""offset":2,"data":99"#),
@@ -619,12 +654,12 @@ mod tests {
     #[tokio::test]
     async fn sweep_forgets_local_channels_without_subscribers() {
         let hub = Hub::new((&ServerConfig::default()).into(), Arc::default(), memory);
-        let (outbox, _inbox, _) = Outbox::new(8);
+        let (_kept, mailbox) = kept();
         let client: ClientId = "c1".into();
-        hub.subscribe(1, "a", &client, None, &outbox, None)
+        hub.subscribe(1, "a", &client, None, &mailbox, None)
             .await
             .unwrap();
-        hub.subscribe(1, "b", &client, None, &outbox, None)
+        hub.subscribe(1, "b", &client, None, &mailbox, None)
             .await
             .unwrap();
         let left = hub.leave("b", &client).unwrap();

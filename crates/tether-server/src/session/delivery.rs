@@ -12,30 +12,13 @@ use std::task::Poll;
 
 use tether::broadcast::{Ended, Queued as Progress};
 
+use super::following::{Following, Sent};
+use super::outbox::{Inbox, Queued};
+use super::sink::{Burst, Payload, Sink, SinkClosed};
 use crate::alarm::Alarm;
 use crate::config::SlowConsumerPolicy;
-use crate::hub::{Follow, Inbox, Position, Queued, StreamSubscription};
+use crate::hub::{Follow, Position};
 use crate::metrics::Metrics;
-
-use super::sink::{Burst, Sink, SinkClosed};
-
-/// A channel stream the session sends.
-#[derive(Debug)]
-struct Following {
-    channel: Arc<str>,
-    epoch: Arc<str>,
-    subscription: StreamSubscription,
-    policy: SlowConsumerPolicy,
-    /// The offset of the newest publication queued since positions were last
-    /// recorded (0: none; offsets start at 1, and a `u64` keeps the entry
-    /// within 80 bytes).
-    reached: u64,
-    /// The stream is gone (its channel was dropped): stop following it.
-    closed: bool,
-    /// Publications up to this offset reached the client in the subscribe
-    /// reply: passed over in the stream until one beyond it is sent (0: none).
-    after: u64,
-}
 
 /// Why delivery stopped early.
 enum Stop {
@@ -65,20 +48,6 @@ pub struct Delivery<K> {
     queue: Inbox,
     /// The channel streams it sends.
     following: Vec<Following>,
-}
-
-/// Counts of one burst, for the metrics.
-#[derive(Default)]
-struct Sent {
-    messages: u64,
-    bytes: u64,
-}
-
-impl Sent {
-    fn add(&mut self, len: usize) {
-        self.messages += 1;
-        self.bytes += len as u64;
-    }
 }
 
 impl<K: Sink> Delivery<K> {
@@ -254,7 +223,7 @@ impl Parts<'_> {
                 if !batch.has_room_for(frame.message().len()) {
                     self.flush(batch, following).await?;
                 }
-                batch.put(&frame)?;
+                batch.put(Payload::new(&frame))?;
                 sent.add(frame.message().len());
             }
             if let Some(position) = position {
@@ -300,25 +269,8 @@ impl Parts<'_> {
         sent: &mut Sent,
     ) -> Result<(), Stop> {
         loop {
-            let reached = &mut follow.reached;
-            let on_each = |len, offset: &Option<u64>| {
-                sent.add(len);
-                if let Some(offset) = *offset {
-                    *reached = offset;
-                }
-            };
-            let progress = if follow.after == 0 {
-                batch.put_stream(&mut follow.subscription, until, |_| true, on_each)?
-            } else {
-                let after = follow.after;
-                let fresh = |offset: &Option<u64>| !offset.is_some_and(|offset| offset <= after);
-                let progress = batch.put_stream(&mut follow.subscription, until, fresh, on_each)?;
-                if follow.reached > after {
-                    // Offsets only grow: nothing further can be a copy.
-                    follow.after = 0;
-                }
-                progress
-            };
+            let progress = batch.put_feed(&mut follow.feed(until, sent))?;
+            follow.past_the_reply();
             match progress {
                 Progress::CaughtUp | Progress::Ended(Ended::Closed) => return Ok(()),
                 Progress::Full => self.flush(batch, std::slice::from_mut(follow)).await?,
@@ -377,16 +329,4 @@ fn record(queue: &Inbox, replied: &mut Vec<Arc<Position>>, following: &mut [Foll
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    /// Every session that follows a channel holds one of these in its own
-    /// allocation: within 80 bytes it takes the allocator's 80-byte bin, not
-    /// its 96-byte one.
-    #[test]
-    fn a_followed_stream_fits_80_bytes() {
-        let size = std::mem::size_of::<super::Following>();
-        assert!(size <= 80, "{size} bytes");
-    }
 }

@@ -20,11 +20,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tether::broadcast::Queued as Progress;
-use tether::PreparedMessage;
 use tokio::sync::Notify;
 
-use super::sink::{payload, Burst, Sink, SinkClosed};
-use crate::hub::StreamSubscription;
+use super::sink::{Burst, Feed, Payload, Sink, SinkClosed};
 
 /// A cursor the log cannot resume from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -325,33 +323,26 @@ impl Burst for LogBurst<'_> {
         self.log.state().has_room()
     }
 
-    fn put(&mut self, frame: &PreparedMessage) -> Result<(), SinkClosed> {
+    fn put(&mut self, payload: Payload<'_>) -> Result<(), SinkClosed> {
         let mut state = self.log.state();
         if state.closed {
             return Err(SinkClosed);
         }
-        state.append(payload(frame));
+        state.append(payload.bytes());
         Ok(())
     }
 
-    fn put_stream(
-        &mut self,
-        subscription: &mut StreamSubscription,
-        until: u64,
-        keep: impl FnMut(&Option<u64>) -> bool,
-        mut on_each: impl FnMut(usize, &Option<u64>),
-    ) -> Result<Progress, SinkClosed> {
+    /// Under one lock for the whole feed.
+    fn put_feed(&mut self, feed: &mut Feed<'_>) -> Result<Progress, SinkClosed> {
         let mut state = self.log.state();
         if state.closed {
             return Err(SinkClosed);
         }
-        Ok(subscription.take_each(until, keep, |message, offset| {
+        Ok(feed.each(|payload| {
             if !state.has_room() {
                 return false;
             }
-            let bytes = payload(message);
-            on_each(bytes.len(), offset);
-            state.append(bytes);
+            state.append(payload.bytes());
             true
         }))
     }
@@ -373,12 +364,15 @@ impl Burst for LogBurst<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tether::PreparedMessage;
 
     fn log_of(n: u64, capacity: usize) -> EventLog {
         let log = EventLog::new(capacity, 1 << 20);
         for i in 1..=n {
             let mut burst = LogBurst { log: &log };
-            burst.put(&PreparedMessage::text(i.to_string())).unwrap();
+            burst
+                .put(Payload::new(&PreparedMessage::text(i.to_string())))
+                .unwrap();
         }
         log
     }
@@ -442,7 +436,7 @@ mod tests {
         assert_eq!(numbers(&read), vec![1, 2, 3, 4, 5]);
         let log = EventLog::new(10, 1 << 20);
         LogBurst { log: &log }
-            .put(&PreparedMessage::text("x".repeat(100)))
+            .put(Payload::new(&PreparedMessage::text("x".repeat(100))))
             .unwrap();
         assert_eq!(log.read(0, 10, true).unwrap().messages.len(), 1);
     }
@@ -455,7 +449,7 @@ mod tests {
         assert_eq!(numbers(&read), vec![1, 2, 3]);
         assert!(read.ended);
         assert!(LogBurst { log: &log }
-            .put(&PreparedMessage::text("late"))
+            .put(Payload::new(&PreparedMessage::text("late")))
             .is_err());
     }
 }

@@ -6,6 +6,8 @@
 //! - [`delivery`]: the task that sends what the session is owed, in order,
 //!   into a [`sink::Sink`]: its queue, the channel streams it follows, the
 //!   positions it reached, the lag policy.
+//! - [`outbox`]: the session's bounded queue, which the hub pushes into
+//!   through the [`Mailbox`](crate::hub::Mailbox) it declares.
 //! - [`sink`]: what a transport implements to be delivered to.
 //! - [`log`]: the numbered log that HTTP transports read from, so a broken
 //!   stream or a lost poll answer is sent again.
@@ -24,7 +26,7 @@ use tether::PreparedMessage;
 
 use crate::auth::{Identity, Verifier};
 use crate::config::{Access, ServerConfig};
-use crate::hub::{ClientId, Hub, Left, Outbox};
+use crate::hub::{ClientId, Hub, Left};
 use crate::protocol::{
     Command, Connected, DisconnectCode, Empty, ErrorBody, ErrorCode, PresenceList, Reply, Request,
 };
@@ -32,11 +34,15 @@ use crate::ratelimit::{Rate, TokenBucket};
 
 pub mod delivery;
 pub mod ending;
+mod following;
 pub mod lifecycle;
 pub mod log;
+pub mod outbox;
 pub mod resumable;
 pub mod sink;
 pub mod state;
+
+use outbox::Outbox;
 
 pub use state::{AppState, StartError};
 
@@ -299,7 +305,7 @@ impl Session {
                             &channel,
                             &self.id,
                             user.as_ref(),
-                            &self.outbox,
+                            &self.outbox.mailbox(),
                             recover.as_ref(),
                         )
                         .await

@@ -269,7 +269,7 @@ fn drive(
     resumable: Arc<Resumable>,
     state: AppState,
     guard: SessionGuard,
-    inbox: crate::hub::Inbox,
+    inbox: super::outbox::Inbox,
     alarm: Arc<Alarm>,
 ) -> impl std::future::Future<Output = ()> + Send {
     // A block, not an `async fn`, which would hold its arguments twice for

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use crate::alarm::Alarm;
 use crate::auth::{KeyError, Verifier};
 use crate::config::{InvalidSetting, ServerConfig};
-use crate::hub::{Bounds, Hub, HubSettings, Inbox, Outbox};
+use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
 use crate::registry::Sessions;
+use crate::session::outbox::{Bounds, Inbox, Outbox};
 use crate::session::resumable::Resumables;
 use crate::session::{Session, Shared};
 

@@ -16,17 +16,15 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use tether::broadcast::Queued as Progress;
 use tether::{
-    Batch, CloseFrame, Finished, HandshakeError, PreparedMessage, SplitStream, WebSocket, WsReader,
-    WsWriter,
+    Batch, CloseFrame, Finished, HandshakeError, SplitStream, WebSocket, WsReader, WsWriter,
 };
 
-use crate::hub::StreamSubscription;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
 use crate::session::delivery::Delivery;
 use crate::session::ending::{self, Ending, Goodbye};
 use crate::session::lifecycle::{self, Refused};
-use crate::session::sink::{Burst, Sink, SinkClosed};
+use crate::session::sink::{Burst, Feed, Payload, Sink, SinkClosed};
 use crate::session::state::AppState;
 use connection::{Connection, Exit};
 
@@ -98,18 +96,12 @@ impl<S: SplitStream> Burst for Batch<'_, S> {
         Batch::has_room_for(self, len)
     }
 
-    fn put(&mut self, frame: &PreparedMessage) -> Result<(), SinkClosed> {
-        Ok(self.queue_prepared(frame)?)
+    fn put(&mut self, payload: Payload<'_>) -> Result<(), SinkClosed> {
+        Ok(self.queue_prepared(payload.framed())?)
     }
 
-    fn put_stream(
-        &mut self,
-        subscription: &mut StreamSubscription,
-        until: u64,
-        keep: impl FnMut(&Option<u64>) -> bool,
-        on_each: impl FnMut(usize, &Option<u64>),
-    ) -> Result<Progress, SinkClosed> {
-        Ok(subscription.queue_filtered_into(self, until, keep, on_each)?)
+    fn put_feed(&mut self, feed: &mut Feed<'_>) -> Result<Progress, SinkClosed> {
+        Ok(feed.frames_into(self)?)
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SinkClosed>> {

@@ -1,14 +1,16 @@
-//! A connection's bounded outgoing queue, as the hub sees it, with the namespace's
-//! slow-consumer policy applied when it is full. Replies go through it; so do
-//! publications on `latest-per-key` channels. Other channels' publications are
-//! read by the connection's writer straight from the channel's [`Stream`],
-//! which a [`Follow`] queued with the subscribe reply hands to it.
+//! A session's bounded outgoing queue. Replies go through it; so do the
+//! publications of `latest-per-key` channels, which the hub pushes through
+//! the [`Mailbox`] it declares. Other channels' publications are read by
+//! the session's delivery straight from the channel's stream, which a
+//! [`Follow`] queued with the subscribe reply hands to it.
 //!
-//! The queue is bounded in frames and in bytes ([`Bounds`]), and the bytes a
-//! session queues past [`FREE_QUEUED`] are charged to the process-wide
-//! [`tether::Budget`] the WebSocket readers share: a client that asks for
-//! large replies (history pages) and does not read them cannot make the
-//! server hold more than its share.
+//! - [`bounds`]: frames, bytes and the process-wide budget;
+//! - [`conflation`]: which publication makes way on a full queue;
+//! - [`positions`]: where delivery has brought the client in each channel.
+
+mod bounds;
+mod conflation;
+mod positions;
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -16,54 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use prometheus_client::metrics::gauge::Gauge;
 use tether::PreparedMessage;
 use tokio::sync::Notify;
 
 use crate::alarm::Alarm;
 use crate::config::SlowConsumerPolicy;
+use crate::hub::{Follow, Mailbox, Position};
+use bounds::{Room, Usage};
 
-pub use super::position::{Position, Positions};
-
-/// A channel's frames (publications and presence events) in the order they
-/// happened, framed once and shared by every subscriber's writer; each tagged
-/// with its publication offset (none for presence events).
-pub type Stream = tether::Broadcast<Option<u64>>;
-
-/// A subscriber's place in a channel's [`Stream`].
-pub type StreamSubscription = tether::Subscription<Option<u64>>;
-
-/// A change to the channel streams a connection's writer sends, queued in
-/// order with the replies so it takes effect exactly where the reply goes out.
-#[derive(Debug)]
-pub enum Follow {
-    /// After the subscribe reply, send the channel's stream from `subscription`
-    /// on (the first frame after the reply's position).
-    Start {
-        /// The channel.
-        channel: Arc<str>,
-        /// Its epoch, for the positions the writer records.
-        epoch: Arc<str>,
-        /// Where the subscriber starts.
-        subscription: StreamSubscription,
-        /// What to do when the subscriber falls more than the stream holds behind.
-        policy: SlowConsumerPolicy,
-        /// Publications up to this offset came in the reply (from history):
-        /// the stream's copies of them are passed over.
-        after: u64,
-    },
-    /// Before the unsubscribe reply, send the channel's stream up to `until`
-    /// (what was published before the unsubscribe), then stop.
-    Stop {
-        /// The channel.
-        channel: Arc<str>,
-        /// The stream's sequence number at the unsubscribe.
-        until: u64,
-    },
-}
-
-/// A connection's id, unique within the process.
-pub type ClientId = Arc<str>;
+pub use bounds::{Bounds, FREE_QUEUED};
+pub use positions::Positions;
 
 /// A frame taken from the queue, with the stream position it brings the client to.
 #[derive(Debug)]
@@ -77,39 +41,8 @@ pub struct Queued {
     pub follow: Option<Follow>,
 }
 
-/// Bytes a session may queue before they count against the process-wide
-/// budget: a few replies' worth, so ordinary sessions never touch it.
-pub const FREE_QUEUED: usize = 64 << 10;
-
 /// How often a reply waiting for room in the budget looks again.
 const BUDGET_RETRY: Duration = Duration::from_millis(10);
-
-/// What bounds one session's queue: the same for every session of a server,
-/// so each queue holds one pointer to it.
-#[derive(Debug, Clone, Default)]
-pub struct Bounds {
-    /// Frames queued at most (at least 1).
-    pub frames: usize,
-    /// Payload bytes queued at most (0: no bound); one frame of any size is
-    /// taken into an empty queue.
-    pub bytes: usize,
-    /// Charged with the bytes queued past [`FREE_QUEUED`]; a reply that finds
-    /// it full waits up to its wait time, then the session is cut off as a
-    /// slow consumer.
-    pub budget: Option<tether::Budget>,
-    /// Items queued in every session's queue (`tether_queued_frames`).
-    pub depth: Gauge,
-}
-
-/// Whether a frame fits now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Room {
-    Yes,
-    /// The session's own bound (frames or bytes) is reached.
-    Full,
-    /// The process-wide budget has no room.
-    NoBudget,
-}
 
 #[derive(Debug)]
 struct Item {
@@ -122,18 +55,46 @@ struct Item {
     follow: Option<Follow>,
 }
 
+impl Item {
+    fn len(&self) -> usize {
+        self.frame.as_ref().map_or(0, |frame| frame.message().len())
+    }
+
+    /// A reply, or a bare change of the streams followed.
+    fn reply(
+        frame: Option<PreparedMessage>,
+        position: Option<Arc<Position>>,
+        follow: Option<Follow>,
+    ) -> Self {
+        Item {
+            frame,
+            position,
+            droppable: false,
+            key: None,
+            follow,
+        }
+    }
+}
+
+impl conflation::Queued for Item {
+    fn droppable(&self) -> bool {
+        self.droppable
+    }
+
+    fn key(&self) -> Option<&Arc<str>> {
+        self.key.as_ref()
+    }
+}
+
 /// One queue's state. Every idle session holds one, so it is kept small: the
 /// bounds are shared, the sender count lives under the lock (clones are
 /// rare), and the whole `Shared` fits a 160-byte allocation.
 #[derive(Debug)]
 struct State {
     items: VecDeque<Item>,
-    /// The writer, when it waits for an item.
+    /// The delivery task, when it waits for an item.
     waiter: Option<Waker>,
-    /// Payload bytes queued.
-    bytes: usize,
-    /// Bytes charged to the budget (those queued past [`FREE_QUEUED`]).
-    charged: usize,
+    usage: Usage,
     bounds: Arc<Bounds>,
     /// Where delivery has brought the client in each channel.
     written: Positions,
@@ -142,65 +103,35 @@ struct State {
     closed: bool,
 }
 
-impl Item {
-    fn len(&self) -> usize {
-        self.frame.as_ref().map_or(0, |frame| frame.message().len())
-    }
-}
-
 impl State {
     /// Whether a frame of `len` bytes fits, charging the budget for it if
     /// it does (a later [`State::push`] of it must follow).
     fn room(&mut self, len: usize) -> Room {
-        let bounds = &*self.bounds;
-        if self.items.len() >= bounds.frames.max(1)
-            || (bounds.bytes > 0 && self.bytes > 0 && self.bytes + len > bounds.bytes)
-        {
-            return Room::Full;
-        }
-        if let Some(budget) = &bounds.budget {
-            let want = (self.bytes + len).saturating_sub(FREE_QUEUED);
-            if want > self.charged {
-                if !budget.try_charge(want - self.charged) {
-                    return Room::NoBudget;
-                }
-                self.charged = want;
-            }
-        }
-        Room::Yes
+        self.usage.room(&self.bounds, self.items.len(), len)
     }
 
-    /// Queues `item` and returns the writer to wake (outside the lock).
+    /// Queues `item` and returns the delivery task to wake (outside the lock).
     fn push(&mut self, item: Item) -> Option<Waker> {
-        self.bytes += item.len();
+        self.usage.added(&self.bounds, item.len());
         self.items.push_back(item);
-        self.bounds.depth.inc();
         self.waiter.take()
     }
 
-    /// Accounts for `items` leaving the queue (taken, dropped or superseded).
+    /// Accounts for `items` of `bytes` leaving the queue.
     fn removed(&mut self, items: usize, bytes: usize) {
-        self.bounds.depth.dec_by(items as i64);
-        self.bytes -= bytes;
-        let keep = self.bytes.saturating_sub(FREE_QUEUED);
-        if self.charged > keep {
-            if let Some(budget) = &self.bounds.budget {
-                budget.release(self.charged - keep);
-            }
-            self.charged = keep;
-        }
+        self.usage.removed(&self.bounds, items, bytes);
     }
 }
 
 impl Drop for State {
     fn drop(&mut self) {
         // A session that ends with frames still queued takes them along.
-        let bytes = self.bytes;
+        let bytes = self.usage.bytes;
         self.removed(self.items.len(), bytes);
     }
 }
 
-/// Wakes the writer, if it was waiting.
+/// Wakes the delivery task, if it was waiting.
 fn wake(waiter: Option<Waker>) {
     if let Some(waker) = waiter {
         waker.wake();
@@ -214,16 +145,22 @@ struct Shared {
     overflow: Arc<Alarm>,
 }
 
-/// The sending side of a connection's queue. Pushing a publication never waits:
-/// on a full queue the namespace's policy decides (disconnect the slow consumer,
-/// drop the oldest publication, or keep only the latest per key), so one slow
-/// reader never delays the others and its memory stays bounded.
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("outbox lock")
+    }
+}
+
+/// The sending side of a session's queue. Pushing a publication never waits:
+/// on a full queue the namespace's policy decides (disconnect the slow
+/// consumer, drop the oldest publication, or keep only the latest per key),
+/// so one slow reader never delays the others and its memory stays bounded.
 #[derive(Debug)]
 pub struct Outbox {
     shared: Arc<Shared>,
 }
 
-/// The receiving side, drained by the connection's writer.
+/// The receiving side, drained by the session's delivery.
 #[derive(Debug)]
 pub struct Inbox {
     shared: Arc<Shared>,
@@ -231,7 +168,7 @@ pub struct Inbox {
 
 impl Clone for Outbox {
     fn clone(&self) -> Self {
-        self.shared.state.lock().expect("outbox lock").senders += 1;
+        self.shared.state().senders += 1;
         Self {
             shared: self.shared.clone(),
         }
@@ -241,7 +178,7 @@ impl Clone for Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         let waiter = {
-            let mut state = self.shared.state.lock().expect("outbox lock");
+            let mut state = self.shared.state();
             state.senders -= 1;
             if state.senders > 0 {
                 return;
@@ -271,8 +208,7 @@ impl Outbox {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 waiter: None,
-                bytes: 0,
-                charged: 0,
+                usage: Usage::default(),
                 bounds,
                 written: Positions::default(),
                 senders: 1,
@@ -290,77 +226,33 @@ impl Outbox {
         )
     }
 
+    /// The queue as the hub pushes into it. It does not keep the queue open:
+    /// a session leaves its channels before it drops its outbox.
+    pub fn mailbox(&self) -> Arc<dyn Mailbox> {
+        self.shared.clone()
+    }
+
     /// Where delivery has brought the client in each channel it was sent
     /// (as recorded with [`Inbox::record`]).
     pub fn written(&self) -> Positions {
-        self.shared
-            .state
-            .lock()
-            .expect("outbox lock")
-            .written
-            .clone()
+        self.shared.state().written.clone()
     }
 
-    /// Queues a reply without waiting, for replies queued under a channel lock
-    /// (the subscribe reply, which must precede the channel's live
-    /// publications). Like every reply it is never dropped or conflated; a full
-    /// queue (or budget) trips the overflow signal instead and returns false.
-    pub fn push_reply(
-        &self,
-        frame: PreparedMessage,
-        position: Option<Arc<Position>>,
-        follow: Option<Follow>,
-    ) -> bool {
-        let mut state = self.shared.state.lock().expect("outbox lock");
-        if state.closed {
-            return false;
-        }
-        if state.room(frame.message().len()) != Room::Yes {
-            drop(state);
-            self.shared.overflow.trip();
-            return false;
-        }
-        let waiter = state.push(Item {
-            frame: Some(frame),
-            position,
-            droppable: false,
-            key: None,
-            follow,
-        });
-        drop(state);
-        wake(waiter);
-        true
-    }
-
-    /// Queues a change to the streams the writer sends, with no frame and
+    /// Queues a change to the streams delivery sends, with no frame and
     /// whatever the queue's level (a session queues one per channel as it
-    /// ends, at most `max_subscriptions`), so the writer stops each stream
+    /// ends, at most `max_subscriptions`), so delivery stops each stream
     /// exactly where the session left the channel.
     pub fn push_follow(&self, follow: Follow) {
-        let mut state = self.shared.state.lock().expect("outbox lock");
+        let mut state = self.shared.state();
         if state.closed {
             return;
         }
-        let waiter = state.push(Item {
-            frame: None,
-            position: None,
-            droppable: false,
-            key: None,
-            follow: Some(follow),
-        });
+        let waiter = state.push(Item::reply(None, None, Some(follow)));
         drop(state);
         wake(waiter);
     }
 
-    /// Queues a publication without waiting. Returns false when something was
-    /// lost: this frame (queue full, `disconnect` policy: the session is told to
-    /// close) or an older one (dropped or conflated).
-    ///
-    /// Below capacity every publication is kept, whatever the policy: the
-    /// policies apply only past a full queue, so a subscriber within the limit
-    /// never loses one. Past it, `latest-per-key` replaces the queued
-    /// publication with the same key (or, with none, drops the oldest, like
-    /// `drop-oldest`).
+    /// Queues a publication without waiting (see [`Mailbox::push_publication`]).
     pub fn push_with(
         &self,
         frame: PreparedMessage,
@@ -368,55 +260,7 @@ impl Outbox {
         key: Option<Arc<str>>,
         position: Option<Arc<Position>>,
     ) -> bool {
-        let mut state = self.shared.state.lock().expect("outbox lock");
-        if state.closed {
-            return false;
-        }
-        let item = Item {
-            frame: Some(frame),
-            position,
-            droppable: true,
-            key,
-            follow: None,
-        };
-        let len = item.len();
-        if state.room(len) == Room::Yes {
-            let waiter = state.push(item);
-            drop(state);
-            wake(waiter);
-            return true;
-        }
-        let superseded = match policy {
-            SlowConsumerPolicy::Disconnect => None,
-            SlowConsumerPolicy::DropOldest => {
-                state.items.iter().position(|queued| queued.droppable)
-            }
-            SlowConsumerPolicy::LatestPerKey => {
-                let same_key = item.key.as_ref().and_then(|key| {
-                    state
-                        .items
-                        .iter()
-                        .position(|queued| queued.droppable && queued.key.as_ref() == Some(key))
-                });
-                same_key.or_else(|| state.items.iter().position(|queued| queued.droppable))
-            }
-        };
-        let Some(at) = superseded else {
-            drop(state);
-            self.shared.overflow.trip();
-            return false;
-        };
-        let gone = state.items.remove(at).map_or(0, |item| item.len());
-        state.removed(1, gone);
-        // The newer publication takes the older one's place if it fits
-        // there; a larger one past the byte bound or the budget is dropped
-        // itself.
-        if state.room(len) == Room::Yes {
-            let waiter = state.push(item);
-            drop(state);
-            wake(waiter);
-        }
-        false
+        self.shared.push_publication(frame, policy, key, position)
     }
 
     /// Queues a reply, waiting for room: replies are bounded by the client's own
@@ -428,7 +272,7 @@ impl Outbox {
         self.reply_following(frame, None).await
     }
 
-    /// [`reply`](Self::reply), with a change to the streams the writer sends.
+    /// [`reply`](Self::reply), with a change to the streams delivery sends.
     pub async fn reply_following(&self, frame: PreparedMessage, follow: Option<Follow>) -> bool {
         let len = frame.message().len();
         let mut item = Some((frame, follow));
@@ -436,20 +280,14 @@ impl Outbox {
         loop {
             let space = self.shared.space.notified();
             let budget_wait = {
-                let mut state = self.shared.state.lock().expect("outbox lock");
+                let mut state = self.shared.state();
                 if state.closed {
                     return false;
                 }
                 let room = state.room(len);
                 if room == Room::Yes {
                     let (frame, follow) = item.take().expect("not yet queued");
-                    let waiter = state.push(Item {
-                        frame: Some(frame),
-                        position: None,
-                        droppable: false,
-                        key: None,
-                        follow,
-                    });
+                    let waiter = state.push(Item::reply(Some(frame), None, follow));
                     drop(state);
                     wake(waiter);
                     return true;
@@ -480,6 +318,72 @@ impl Outbox {
     }
 }
 
+impl Mailbox for Shared {
+    fn push_reply(
+        &self,
+        frame: PreparedMessage,
+        position: Option<Arc<Position>>,
+        follow: Option<Follow>,
+    ) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        if state.room(frame.message().len()) != Room::Yes {
+            drop(state);
+            self.overflow.trip();
+            return false;
+        }
+        let waiter = state.push(Item::reply(Some(frame), position, follow));
+        drop(state);
+        wake(waiter);
+        true
+    }
+
+    fn push_publication(
+        &self,
+        frame: PreparedMessage,
+        policy: SlowConsumerPolicy,
+        key: Option<Arc<str>>,
+        position: Option<Arc<Position>>,
+    ) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        let item = Item {
+            frame: Some(frame),
+            position,
+            droppable: true,
+            key,
+            follow: None,
+        };
+        let len = item.len();
+        if state.room(len) == Room::Yes {
+            let waiter = state.push(item);
+            drop(state);
+            wake(waiter);
+            return true;
+        }
+        let Some(at) = conflation::making_way(&state.items, policy, item.key.as_ref()) else {
+            drop(state);
+            self.overflow.trip();
+            return false;
+        };
+        let gone = state.items.remove(at).map_or(0, |item| item.len());
+        state.removed(1, gone);
+        // The newer publication takes the older one's place if it fits
+        // there; a larger one past the byte bound or the budget is dropped
+        // itself.
+        if state.room(len) == Room::Yes {
+            let waiter = state.push(item);
+            drop(state);
+            wake(waiter);
+        }
+        false
+    }
+}
+
 impl Inbox {
     /// The session's alarm, which a full queue trips (and so does delivery,
     /// when a `disconnect`-policy subscriber lags).
@@ -503,7 +407,7 @@ impl Inbox {
     /// outbox is gone and the queue is empty. While pending, the next push
     /// wakes the task.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        let mut state = self.shared.state.lock().expect("outbox lock");
+        let mut state = self.shared.state();
         if !state.items.is_empty() {
             return Poll::Ready(true);
         }
@@ -522,14 +426,14 @@ impl Inbox {
 
     /// Moves every queued frame to `into`, under one lock.
     pub fn take_all(&mut self, into: &mut Vec<Queued>) {
-        let mut state = self.shared.state.lock().expect("outbox lock");
+        let mut state = self.shared.state();
         if state.items.is_empty() {
             return;
         }
-        // Taken whole: an idle connection keeps no queue buffer, and the
+        // Taken whole: an idle session keeps no queue buffer, and the
         // items move out of the lock.
         let items = std::mem::take(&mut state.items);
-        let bytes = state.bytes;
+        let bytes = state.usage.bytes;
         state.removed(items.len(), bytes);
         drop(state);
         self.shared.space.notify_waiters();
@@ -542,13 +446,13 @@ impl Inbox {
 
     /// Updates the positions delivery has reached (see [`Outbox::written`]).
     pub fn record(&self, update: impl FnOnce(&mut Positions)) {
-        update(&mut self.shared.state.lock().expect("outbox lock").written);
+        update(&mut self.shared.state().written);
     }
 
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Option<Queued> {
         let item = {
-            let mut state = self.shared.state.lock().expect("outbox lock");
+            let mut state = self.shared.state();
             let item = state.items.pop_front()?;
             state.removed(1, item.len());
             if state.items.is_empty() {
@@ -645,7 +549,7 @@ mod tests {
 
     #[test]
     fn the_depth_gauge_follows_what_is_queued_and_what_a_session_leaves() {
-        let depth = Gauge::default();
+        let depth = prometheus_client::metrics::gauge::Gauge::default();
         let (outbox, mut inbox, _) = Outbox::bounded(Arc::new(Bounds {
             frames: 2,
             depth: depth.clone(),
