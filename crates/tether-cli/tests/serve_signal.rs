@@ -78,11 +78,13 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
         status.unwrap().success(),
         "tether serve exits 0 after SIGTERM"
     );
-    // One log line per connection opened and closed, with the reason.
+    // One log line per session opened and closed, with its transport and
+    // the reason.
     let mut log = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
     let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
-    assert_eq!(count("connection open"), 3, "{log}");
-    assert_eq!(count("connection closed"), 3, "{log}");
+    assert_eq!(count("session open"), 3, "{log}");
+    assert_eq!(count("session closed"), 3, "{log}");
+    assert_eq!(count("transport=\"websocket\""), 6, "{log}");
     assert_eq!(count("reason=\"server shutting down\""), 3, "{log}");
 }

@@ -129,3 +129,37 @@ fn finds_imports_as_the_compiler_reads_them() {
     let found: Vec<String> = imported(code).into_iter().collect();
     assert_eq!(found, ["engine", "hub"]);
 }
+
+/// The session layer runs every transport's sessions the same way: the
+/// names of transports (and their settings sections) appear only above it.
+#[test]
+fn the_session_layer_names_no_transport() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/session");
+    let mut files = Vec::new();
+    source_files(&dir, &mut files);
+    let transports = [
+        "websocket",
+        "WebSocket",
+        "WsReader",
+        "WsWriter",
+        "sse",
+        "Sse",
+        "longpoll",
+        "LongPoll",
+        "long_poll",
+    ];
+    let mut named = Vec::new();
+    for path in &files {
+        let code = code(path);
+        let words = code.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+        for word in words.filter(|word| transports.contains(word)) {
+            named.push(format!("{}: {word}", path.display()));
+        }
+        // A transport's own section of the settings.
+        if code.contains(".http.") || code.contains(".websocket.") {
+            named.push(format!("{}: reads a transport's settings", path.display()));
+        }
+    }
+    assert!(files.len() > 5, "read the session layer");
+    assert!(named.is_empty(), "transports named in session/: {named:#?}");
+}

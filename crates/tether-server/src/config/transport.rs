@@ -112,7 +112,9 @@ impl WebSocketConfig {
 pub struct HttpConfig {
     /// A session with no SSE stream or poll attached for this long ends and
     /// leaves its channels (presence `leave`); while it lives, a client that
-    /// comes back resumes with nothing lost. Default: [`DEFAULT_SESSION_TTL`].
+    /// comes back resumes with nothing lost, and a session the server ends
+    /// keeps its last messages this long for the client to read. Default:
+    /// [`DEFAULT_SESSION_TTL`].
     #[serde(with = "super::duration")]
     #[schemars(with = "String", extend("format" = "duration", "x-alias" = "session-ttl"))]
     pub session_ttl: Duration,

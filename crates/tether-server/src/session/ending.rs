@@ -9,8 +9,20 @@ use std::time::Duration;
 use super::lifecycle::{disconnect_push, reconnect_after, slow_consumer_push};
 use super::Session;
 use crate::alarm::Raised;
-use crate::config::ServerConfig;
 use crate::protocol::DisconnectCode;
+
+/// How long an ending waits, as the transport that carries the session sets
+/// it from its own settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// For the replies a client is owed when it or the server ends the
+    /// session while it still reads.
+    pub owed: Duration,
+    /// For what is queued when the server shuts down.
+    pub shutdown: Duration,
+    /// The window a shutdown's reconnect advice is drawn from.
+    pub reconnect_window: Duration,
+}
 
 /// Why a session ended, which decides what it is still sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +84,10 @@ impl Ending {
 
     /// How long what is queued may take to go out; `None`: it is dropped,
     /// as nobody reads it.
-    pub fn flush_within(self, config: &ServerConfig) -> Option<Duration> {
+    pub fn flush_within(self, patience: &Patience) -> Option<Duration> {
         match self {
-            Ending::ClientClosed | Ending::Disconnect(_) => Some(config.websocket.close_timeout),
-            Ending::Shutdown => Some(config.shutdown_timeout),
+            Ending::ClientClosed | Ending::Disconnect(_) => Some(patience.owed),
+            Ending::Shutdown => Some(patience.shutdown),
             Ending::NoPong | Ending::SlowConsumer | Ending::Gone(_) => None,
         }
     }
@@ -109,7 +121,7 @@ pub async fn finish(
     mut session: Session,
     ending: Ending,
     flush: impl Flush,
-    config: &ServerConfig,
+    patience: &Patience,
 ) -> Option<Goodbye> {
     if let Some(code) = ending.counted() {
         session.metrics().disconnect(code as u16);
@@ -125,7 +137,7 @@ pub async fn finish(
             slow_consumer_push(Some(&session)),
         )),
         Ending::Shutdown => {
-            let after = reconnect_after(config.reconnect_window);
+            let after = reconnect_after(patience.reconnect_window);
             Some((
                 DisconnectCode::Shutdown,
                 disconnect_push(DisconnectCode::Shutdown, Some(after)),
@@ -133,7 +145,7 @@ pub async fn finish(
         }
         Ending::ClientClosed | Ending::Gone(_) => None,
     };
-    match ending.flush_within(config) {
+    match ending.flush_within(patience) {
         Some(within) => {
             session.end().await;
             drop(session);
@@ -169,7 +181,11 @@ mod tests {
 
     #[test]
     fn only_a_reader_gets_what_is_queued() {
-        let config = ServerConfig::default();
+        let patience = Patience {
+            owed: Duration::from_secs(1),
+            shutdown: Duration::from_secs(2),
+            reconnect_window: Duration::from_secs(3),
+        };
         for (ending, flushes) in [
             (Ending::ClientClosed, true),
             (Ending::Disconnect(DisconnectCode::RateLimited), true),
@@ -179,7 +195,7 @@ mod tests {
             (Ending::Gone("expired"), false),
         ] {
             assert_eq!(
-                ending.flush_within(&config).is_some(),
+                ending.flush_within(&patience).is_some(),
                 flushes,
                 "{ending:?}"
             );

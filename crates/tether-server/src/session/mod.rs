@@ -17,6 +17,8 @@
 //!   unguessable ids, attach and detach, expiry after `session_ttl`.
 //! - [`lifecycle`]: admission and the `disconnect` push, shared by every
 //!   transport.
+//! - [`tenure`]: a session's bookkeeping from open to close (limits, gauge,
+//!   kick registry, log lines), the same for every transport.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +43,7 @@ pub mod outbox;
 pub mod resumable;
 pub mod sink;
 pub mod state;
+pub mod tenure;
 
 use outbox::Outbox;
 

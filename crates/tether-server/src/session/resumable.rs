@@ -1,5 +1,5 @@
-//! Sessions that outlive the requests carrying them: Server-Sent Events
-//! streams and long-polls come and go, the session stays.
+//! Sessions that outlive the requests carrying them: streams and polls come
+//! and go (the HTTP transports), the session stays.
 //!
 //! Each has an unguessable key (128 random bits, apart from the client id
 //! that presence shows others), lives in [`Resumables`], owns its
@@ -7,10 +7,11 @@
 //! [`EventLog`] its requests read. A driver task per session delivers into
 //! the log and ends the session on a kick, a slow-consumer or rate-limit
 //! disconnect, shutdown, an explicit close, or when nothing has been
-//! attached for `session_ttl`; its channels then get their `leave`.
+//! attached for its [`Resumption::ttl`]; its channels then get their `leave`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,13 +19,25 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::delivery::Delivery;
-use super::ending::{self, Ending, Flush};
+use super::ending::{self, Ending, Flush, Patience};
 use super::log::{EventLog, LogSink};
+use super::tenure::Tenure;
 use super::Session;
 use crate::alarm::Alarm;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
 use crate::session::state::AppState;
+
+/// What the transport that carries resumable sessions sets for them.
+#[derive(Debug, Clone, Copy)]
+pub struct Resumption {
+    /// How long a session lives with no request attached.
+    pub ttl: Duration,
+    /// The bytes of messages its log holds unread before delivery waits.
+    pub log_bytes: usize,
+    /// How long its ending waits.
+    pub patience: Patience,
+}
 
 /// How a session was asked to end from outside its driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +107,7 @@ impl Resumable {
         self.attach.lock().expect("attach lock")
     }
 
-    /// Attaches a request (an SSE stream, a poll): it supersedes the one
+    /// Attaches a request (a stream, a poll): it supersedes the one
     /// attached before, which should end. Detached when dropped.
     pub fn attach(self: &Arc<Self>) -> Attachment {
         let generation = {
@@ -199,18 +212,24 @@ impl Resumables {
     }
 
     /// Opens a session carried by the transport named `transport`, admitted
-    /// with `guard`, and starts its driver.
-    pub fn open(state: &AppState, transport: &'static str, guard: SessionGuard) -> Arc<Resumable> {
-        let config = &state.config;
-        let (session, inbox, overflow) = state.new_session();
+    /// with `guard` for the client at `peer`, and starts its driver.
+    pub fn open(
+        state: &AppState,
+        transport: &'static str,
+        guard: SessionGuard,
+        peer: Option<SocketAddr>,
+        resumption: Resumption,
+    ) -> Arc<Resumable> {
+        let (session, inbox, alarm) = state.new_session();
         let log = Arc::new(EventLog::new(
-            config.outbound_queue,
-            config.http.max_poll_bytes.saturating_mul(4),
+            state.config.outbound_queue,
+            resumption.log_bytes,
         ));
+        let client = session.id().clone();
         let resumable = Arc::new(Resumable {
             key: new_key(),
             transport,
-            client: session.id().clone(),
+            client: client.clone(),
             log,
             session: tokio::sync::Mutex::new(Some(session)),
             attach: Mutex::new(Attach {
@@ -225,13 +244,14 @@ impl Resumables {
             .resumables
             .map()
             .insert(resumable.key.clone(), resumable.clone());
-        tracing::info!(client = %resumable.client, transport, "session open");
+        let tenure = Tenure::begin(state, guard, transport, &client, &alarm, None, peer);
         tokio::spawn(drive(
             resumable.clone(),
             state.clone(),
-            guard,
+            tenure,
+            resumption,
             inbox,
-            overflow,
+            alarm,
         ));
         resumable
     }
@@ -268,23 +288,18 @@ async fn sleep_until(at: Option<Instant>) {
 fn drive(
     resumable: Arc<Resumable>,
     state: AppState,
-    guard: SessionGuard,
+    tenure: Tenure,
+    resumption: Resumption,
     inbox: super::outbox::Inbox,
     alarm: Arc<Alarm>,
 ) -> impl std::future::Future<Output = ()> + Send {
     // A block, not an `async fn`, which would hold its arguments twice for
     // the session's whole life.
     async move {
-        let metrics = state.metrics.clone();
-        let _open = metrics.open(resumable.transport);
-        let config = state.config.clone();
-        let ttl = config.http.session_ttl;
-        let client = resumable.client.clone();
-        state.sessions.register(&client, &alarm);
+        let ttl = resumption.ttl;
         let delivery = Running(tokio::spawn(
-            Delivery::new(LogSink(resumable.log.clone()), metrics.clone(), inbox).run(),
+            Delivery::new(LogSink(resumable.log.clone()), state.metrics.clone(), inbox).run(),
         ));
-        let opened = Instant::now();
         let ending = loop {
             let changed = resumable.changed.notified();
             tokio::pin!(changed);
@@ -306,13 +321,13 @@ fn drive(
                 raised = alarm.wait() => break Ending::of_alarm(raised),
             }
         };
-        state.sessions.unregister(&client);
+        let ended = tenure.ending(resumable.client.clone());
         let session = resumable.session.lock().await.take();
+        let patience = resumption.patience;
         let last = match session {
-            Some(session) => ending::finish(session, ending, delivery, &config).await,
+            Some(session) => ending::finish(session, ending, delivery, &patience).await,
             None => None,
         };
-        let reason = ending.reason();
         let last = last.map(|goodbye| goodbye.push);
         let told = last.is_some();
         resumable.log.close_with(last.map(Bytes::from));
@@ -320,14 +335,12 @@ fn drive(
             // Kept until the client has read its last message, or for as long
             // as it would have been kept waiting for the client to come back.
             let linger = match ending {
-                Ending::Shutdown => ttl.min(config.shutdown_timeout),
+                Ending::Shutdown => ttl.min(patience.shutdown),
                 _ => ttl,
             };
             let _ = tokio::time::timeout(linger, resumable.log.drained()).await;
         }
         state.resumables.remove(&resumable.key);
-        drop(guard);
-        let seconds = opened.elapsed().as_secs_f64();
-        tracing::info!(%client, transport = resumable.transport, seconds, reason, "session closed");
+        ended.log(resumable.transport, ending.reason());
     }
 }

@@ -17,10 +17,36 @@ use serde_json::value::RawValue;
 use crate::protocol::api::ApiError;
 use crate::protocol::http::Accepted;
 use crate::protocol::{ErrorBody, ErrorCode};
+use crate::registry::SessionGuard;
+use crate::session::ending::Patience;
 use crate::session::lifecycle::{self, Refused};
-use crate::session::resumable::{EndRequest, Resumable};
+use crate::session::resumable::{EndRequest, Resumable, Resumables, Resumption};
 use crate::session::state::AppState;
 use crate::session::Verdict;
+
+/// Opens a session of the HTTP transport `transport`, admitted with `guard`
+/// for the client at `peer`, resumable as `[http]` says: it lives
+/// `session_ttl` with nothing attached, its log holds four polls' worth of
+/// unread bytes, and what an ending owes the client waits up to that same
+/// `session_ttl` for it to come back and read it.
+pub(crate) fn open_session(
+    state: &AppState,
+    transport: &'static str,
+    guard: SessionGuard,
+    peer: Option<std::net::SocketAddr>,
+) -> Arc<Resumable> {
+    let config = &state.config;
+    let resumption = Resumption {
+        ttl: config.http.session_ttl,
+        log_bytes: config.http.max_poll_bytes.saturating_mul(4),
+        patience: Patience {
+            owed: config.http.session_ttl,
+            shutdown: config.shutdown_timeout,
+            reconnect_window: config.reconnect_window,
+        },
+    };
+    Resumables::open(state, transport, guard, peer, resumption)
+}
 
 /// An error answer: the status of `body`'s code, and the body as the HTTP
 /// API spells errors.
@@ -248,10 +274,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_session_is_gone_as_soon_as_the_answer_is() {
-        use crate::session::resumable::Resumables;
         let (state, _stop) = AppState::new(crate::ServerConfig::default()).unwrap();
         let guard = lifecycle::admit(&state, &HeaderMap::new(), None).unwrap();
-        let resumable = Resumables::open(&state, super::super::longpoll::NAME, guard);
+        let resumable = open_session(&state, super::super::longpoll::NAME, guard, None);
         let key = resumable.key().to_owned();
         let answer = close(State(state.clone()), Path(key.clone()), HeaderMap::new()).await;
         assert_eq!(answer.status(), StatusCode::NO_CONTENT);

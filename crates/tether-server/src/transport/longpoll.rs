@@ -26,7 +26,6 @@ use crate::protocol::http::SessionOpened;
 use crate::protocol::ErrorCode;
 use crate::session::lifecycle;
 use crate::session::log::Read;
-use crate::session::resumable::Resumables;
 use crate::session::state::AppState;
 
 /// The transport's name in metrics and logs.
@@ -52,7 +51,7 @@ pub async fn open(
         Ok(guard) => guard,
         Err(refusal) => return refused(refusal),
     };
-    let resumable = Resumables::open(&state, NAME, guard);
+    let resumable = commands::open_session(&state, NAME, guard, peer);
     if let Err(response) = commands::run(&state, &resumable, &requests).await {
         // Nothing of a session whose first requests could not be read.
         resumable.request_end(crate::session::resumable::EndRequest::Close);

@@ -30,7 +30,7 @@ use crate::protocol::http::SessionOpened;
 use crate::protocol::{Command, ErrorCode, Request, StreamPosition};
 use crate::session::lifecycle;
 use crate::session::log::{CursorError, Read};
-use crate::session::resumable::{Attachment, Resumable, Resumables};
+use crate::session::resumable::{Attachment, Resumable};
 use crate::session::state::AppState;
 
 /// The transport's name in metrics and logs.
@@ -108,7 +108,7 @@ pub async fn open(
         Ok(guard) => guard,
         Err(refusal) => return refused(refusal),
     };
-    let resumable = Resumables::open(&state, NAME, guard);
+    let resumable = commands::open_session(&state, NAME, guard, peer);
     {
         let mut session = resumable.session().await;
         if let Some(session) = session.as_mut() {

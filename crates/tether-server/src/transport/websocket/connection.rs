@@ -12,24 +12,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tether::{CloseFrame, Incoming, Message, SplitStream, WsReader, WsWriter};
 
 use crate::alarm::Alarm;
 use crate::session::delivery::Delivery;
 use crate::session::ending::{Ending, Flush};
+use crate::session::tenure::millis;
 use crate::session::{Session, Verdict};
-
-/// Milliseconds since the first call in this process: a clock for
-/// connections to note times in eight bytes.
-pub(super) fn millis() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// Work that owns what it needs and returns it when done.
 type Job<T> = Pin<Box<dyn Future<Output = T> + Send>>;

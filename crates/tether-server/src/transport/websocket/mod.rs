@@ -19,14 +19,19 @@ use tether::{
     Batch, CloseFrame, Finished, HandshakeError, SplitStream, WebSocket, WsReader, WsWriter,
 };
 
+use crate::config::ServerConfig;
 use crate::protocol::DisconnectCode;
 use crate::registry::SessionGuard;
 use crate::session::delivery::Delivery;
-use crate::session::ending::{self, Ending, Goodbye};
+use crate::session::ending::{self, Ending, Goodbye, Patience};
 use crate::session::lifecycle::{self, Refused};
 use crate::session::sink::{Burst, Feed, Payload, Sink, SinkClosed};
 use crate::session::state::AppState;
+use crate::session::tenure::Tenure;
 use connection::{Connection, Exit};
+
+/// The transport's name in metrics and logs.
+pub const NAME: &str = "websocket";
 
 fn refuse(error: HandshakeError) -> Response {
     tracing::debug!(%error, "refused WebSocket handshake");
@@ -123,58 +128,6 @@ where
     let _ = tokio::time::timeout(timeout, bye).await;
 }
 
-/// What a connection keeps for its ending besides its parts: its place in
-/// the registry and the gauge, and what its log lines name. (Its entry in
-/// the kick registry is named by the session's id, which the ending has.)
-struct Tail {
-    live: SessionGuard,
-    _open: crate::metrics::OpenSession,
-    /// The client's port, for the log (its address is in `live`).
-    port: u16,
-    /// When it opened, in [`millis`](connection::millis).
-    opened: u64,
-}
-
-/// Removes the session from the kick registry when it ends.
-struct Unregister(
-    std::sync::Arc<crate::registry::Sessions>,
-    crate::hub::ClientId,
-);
-
-impl Drop for Unregister {
-    fn drop(&mut self) {
-        self.0.unregister(&self.1);
-    }
-}
-
-/// A client's address in the log, `unknown` when there is none.
-///
-/// Kept as the port alone: the address is in the connection's
-/// [`SessionGuard`] already, and a whole `SocketAddr` is 32 bytes.
-#[derive(Clone, Copy)]
-struct Peer {
-    ip: Option<std::net::IpAddr>,
-    port: u16,
-}
-
-impl Peer {
-    fn of(live: &SessionGuard, port: u16) -> Self {
-        Self {
-            ip: live.ip(),
-            port,
-        }
-    }
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.ip {
-            Some(ip) => SocketAddr::new(ip, self.port).fmt(f),
-            None => f.write_str("unknown"),
-        }
-    }
-}
-
 /// Runs one connection until it closes.
 ///
 /// `live` is the session's place in the registry, released when it ends;
@@ -194,29 +147,24 @@ where
     // shared state itself.
     let compressed = ws.is_compressed();
     let (reader, writer) = ws.split();
-    let metrics = state.metrics.clone();
-    let open = metrics.open("websocket");
-    let config = state.config.clone();
     let (session, queue, alarm) = state.new_session();
-    // Kept as they are and shown in the log lines: formatted, they would be
-    // two more allocations every idle connection carries.
-    let port = peer.map_or(0, |peer| peer.port());
-    let peer = Peer::of(&live, port);
     let client = session.id().clone();
-    tracing::info!(%client, %peer, compressed, "connection open");
-    let period = config.websocket.ping_interval;
-    state
-        .sessions
-        .register_with_heartbeat(&client, &alarm, period);
-    let delivery = Delivery::new(writer.clone(), metrics.clone(), queue);
-    let tail = Tail {
-        live,
-        _open: open,
-        port,
-        opened: connection::millis(),
-    };
+    let period = state.config.websocket.ping_interval;
+    let tenure = Tenure::begin(&state, live, NAME, &client, &alarm, Some(period), peer);
+    tracing::debug!(%client, compressed, "permessage-deflate");
+    let delivery = Delivery::new(writer.clone(), state.metrics.clone(), queue);
     let connection = Connection::new(reader, session, delivery, alarm);
-    Lifecycle::Steady(connection, Some(tail))
+    Lifecycle::Steady(connection, Some(tenure))
+}
+
+/// What an ending of a WebSocket session waits for, from `[websocket]` and
+/// the server's shutdown settings.
+fn patience(config: &ServerConfig) -> Patience {
+    Patience {
+        owed: config.websocket.close_timeout,
+        shutdown: config.shutdown_timeout,
+        reconnect_window: config.reconnect_window,
+    }
 }
 
 /// A connection, then its goodbye. By hand rather than an `async` block,
@@ -225,7 +173,7 @@ where
 // an allocation, not save one.
 #[allow(clippy::large_enum_variant)]
 enum Lifecycle<S: SplitStream> {
-    Steady(Connection<S>, Option<Tail>),
+    Steady(Connection<S>, Option<Tenure>),
     /// Boxed: an ending is rare, and the connection's task stays small.
     Goodbye(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
@@ -240,10 +188,10 @@ where
         let this = self.get_mut();
         loop {
             match this {
-                Lifecycle::Steady(connection, tail) => {
+                Lifecycle::Steady(connection, tenure) => {
                     let exit = std::task::ready!(Pin::new(connection).poll(cx));
-                    let tail = tail.take().expect("a tail until the goodbye");
-                    *this = Lifecycle::Goodbye(Box::pin(goodbye_for(exit, tail)));
+                    let tenure = tenure.take().expect("a tenure until the goodbye");
+                    *this = Lifecycle::Goodbye(Box::pin(goodbye_for(exit, tenure)));
                 }
                 Lifecycle::Goodbye(goodbye) => return goodbye.as_mut().poll(cx),
             }
@@ -265,7 +213,7 @@ where
 }
 
 /// Ends a connection as its [`Ending`] says, then logs its close.
-async fn goodbye_for<S>(exit: Exit<S>, tail: Tail)
+async fn goodbye_for<S>(exit: Exit<S>, tenure: Tenure)
 where
     S: SplitStream + Send + 'static,
 {
@@ -278,15 +226,14 @@ where
         ending,
         close,
     } = exit;
-    let client = session.id().clone();
-    // Unregistered once the goodbye is over, however it ends.
-    let _registered = Unregister(tail.live.sessions().clone(), client.clone());
-    let config = session.config().clone();
-    let close_timeout = config.websocket.close_timeout;
-    match ending::finish(session, ending, delivery, &config).await {
+    // Counted and reachable until the goodbye is over, however it ends.
+    let ended = tenure.ending(session.id().clone());
+    let patience = patience(session.config());
+    let close_timeout = patience.owed;
+    match ending::finish(session, ending, delivery, &patience).await {
         Some(Goodbye { code, push }) => {
             goodbye(&writer, push, code, close_timeout).await;
-            if ending.flush_within(&config).is_some() {
+            if ending.flush_within(&patience).is_some() {
                 // Wait briefly for the client's close frame, so it sees a
                 // clean close.
                 read_to_close(&mut reader, close_timeout).await;
@@ -300,9 +247,7 @@ where
         }
         None => {}
     }
-    let peer = Peer::of(&tail.live, tail.port);
-    let seconds = connection::millis().saturating_sub(tail.opened) as f64 / 1000.0;
-    tracing::info!(%client, %peer, seconds, reason = reason.as_str(), "connection closed");
+    ended.log(NAME, &reason);
 }
 
 #[cfg(test)]
