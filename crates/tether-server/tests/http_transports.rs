@@ -212,7 +212,11 @@ async fn sse_starts_over_with_recovered_false_once_its_session_expired() {
     let last = first.last_event_id().unwrap();
     let old_key = first.key().to_owned();
     first.vanish();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let gone = || async {
+        let samples = metrics(&server).await;
+        samples.get(r#"tether_connections{transport="sse"}"#) == Some(&0.0)
+    };
+    eventually("the session expired", Duration::from_secs(10), gone).await;
     let header = format!("Last-Event-ID: {last}\r\n");
     let mut back = AnyClient::open_sse(&server, "/connection/sse?subscribe=news", &header)
         .await

@@ -10,7 +10,7 @@ use common::{http, start, Client};
 use serde_json::json;
 use tether::Message;
 use tether_server::{NamespaceOptions, ServerConfig};
-use tether_testing::Conversation;
+use tether_testing::{eventually, Conversation};
 
 #[tokio::test]
 async fn delivers_publications_with_increasing_offsets() {
@@ -306,7 +306,13 @@ async fn expires_history_by_age() {
         .await;
     assert_eq!(reply["result"]["recovered"], true, "{reply}");
     assert_eq!(reply["result"]["publications"].as_array().unwrap().len(), 2);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Past the TTL the publications are gone, whenever the sweep runs.
+    let addr = server.addr;
+    let expired = || async move {
+        let (_, page) = http(addr, "GET", "/api/history/live:feed", "", "").await;
+        page["publications"] == json!([])
+    };
+    eventually("history expired", Duration::from_secs(5), expired).await;
     let history = publisher
         .call(json!({"op": "history", "channel": "live:feed"}))
         .await;

@@ -10,6 +10,7 @@ use common::{metrics, slow_client, start, Client};
 use serde_json::{json, Value};
 use tether::{Message, WebSocket};
 use tether_server::{NamespaceOptions, ServerConfig};
+use tether_testing::eventually;
 use tether_testing::Conversation;
 use tokio::net::TcpStream;
 
@@ -56,21 +57,18 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
     }
     // The server gives up on the slow client while it still is not reading:
     // its writer, stuck on a full socket, notices the lag.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let cut_off = || async {
         let samples = metrics(&server).await;
-        if samples
+        samples
             .get("tether_disconnects_total{code=\"4001\"}")
             .is_some_and(|n| *n >= 1.0)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no slow-consumer disconnect while the client was stalled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    eventually(
+        "a slow-consumer disconnect while the client was stalled",
+        Duration::from_secs(10),
+        cut_off,
+    )
+    .await;
     // The slow client wakes up: it reads its backlog, then the disconnect advice
     // and a 4001 close frame.
     let mut advice = None;

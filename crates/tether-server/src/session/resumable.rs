@@ -13,10 +13,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+// The runtime's clock, which tests can pause and move on.
+use tokio::time::Instant;
 
 use super::delivery::Delivery;
 use super::ending::{self, Ending, Flush, Patience};
@@ -277,7 +279,7 @@ impl Flush for Running {
 /// Sleeps until `at`, or forever.
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -342,5 +344,71 @@ fn drive(
         }
         state.resumables.remove(&resumable.key);
         ended.log(resumable.transport, ending.reason());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resumption() -> Resumption {
+        let second = Duration::from_secs(1);
+        Resumption {
+            ttl: 30 * second,
+            log_bytes: 1 << 20,
+            patience: Patience {
+                owed: second,
+                shutdown: second,
+                reconnect_window: second,
+            },
+        }
+    }
+
+    async fn open() -> (AppState, Arc<Resumable>) {
+        let (state, _stop) = AppState::new(crate::ServerConfig::default()).unwrap();
+        let guard = state.sessions.try_enter(None, 0, 0).unwrap();
+        let resumable = Resumables::open(&state, "test", guard, None, resumption());
+        (state, resumable)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_lives_while_attached_and_its_ttl_after() {
+        let (state, resumable) = open().await;
+        let live = |state: &AppState| state.resumables.get(resumable.key()).is_some();
+        let attached = resumable.attach();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(live(&state), "attached: no expiry");
+        drop(attached);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(live(&state), "within its ttl");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!live(&state), "expired");
+        assert!(resumable.session().await.is_none(), "and ended");
+        assert_eq!(state.sessions.live(), 0, "its place is given back");
+        assert!(
+            !state.sessions.kick(resumable.client()),
+            "and its registry entry"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kick_ends_it_with_its_last_word_in_the_log() {
+        let (state, resumable) = open().await;
+        assert!(state.sessions.kick(resumable.client()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(resumable.session().await.is_none(), "ended");
+        let read = resumable.log().read(0, 1 << 20, true).unwrap();
+        assert!(read.ended);
+        let last = read.messages.last().expect("the disconnect push");
+        let push = std::str::from_utf8(&last.1).unwrap();
+        let code = DisconnectCode::Kicked as u16;
+        assert!(
+            push.contains("disconnect") && push.contains(&code.to_string()),
+            "{push}"
+        );
+        // Kept for the client to read it, then gone.
+        assert!(state.resumables.get(resumable.key()).is_some());
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(state.resumables.get(resumable.key()).is_none());
     }
 }
