@@ -11,12 +11,10 @@
 mod common;
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{spawn, Child};
-use tether_testing::{deflate_bomb, rss_anon_bytes};
+use tether_testing::{deflate_bomb, rss_anon_bytes, Peak};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -226,16 +224,7 @@ async fn fifty_bombs_and_fifty_large_messages_stay_within_the_budget() {
     // Bounded: messages that never end hold what they reserved; the rest
     // wait, then get 1013. Memory is sampled every few milliseconds.
     let level = rss_anon_bytes(pid);
-    let peak = Arc::new(AtomicUsize::new(level));
-    let sampling = tokio::spawn({
-        let peak = peak.clone();
-        async move {
-            loop {
-                peak.fetch_max(rss_anon_bytes(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    });
+    let peak = Peak::sample(move || rss_anon_bytes(pid));
     let small = tokio::spawn(round_trips(port, Instant::now() + Duration::from_secs(3)));
     let mut attackers = tokio::task::JoinSet::new();
     for _ in 0..EACH {
@@ -245,8 +234,7 @@ async fn fifty_bombs_and_fifty_large_messages_stay_within_the_budget() {
         attackers.spawn(async move { ("held", hold(port, &plain).await) });
     }
     let bounded = outcomes(attackers).await;
-    sampling.abort();
-    let peak = peak.load(Ordering::Relaxed);
+    let peak = peak.stop();
     check_round_trips(&small.await.unwrap(), "bounded");
     eprintln!("{bounded:?}");
     let count = |kind, outcome| bounded.get(&(kind, outcome)).copied().unwrap_or(0);
@@ -306,17 +294,7 @@ async fn echo_once(
     before: usize,
 ) -> (usize, TcpStream) {
     let mut tcp = open(port, deflate).await;
-    let peak = Arc::new(AtomicUsize::new(before));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_anon_bytes(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let peak = Peak::sample(move || rss_anon_bytes(pid));
     let (mut read, mut write) = tcp.split();
     let writing = async { write.write_all(wire).await.unwrap() };
     let reading = async {
@@ -337,9 +315,7 @@ async fn echo_once(
         }
     };
     tokio::join!(writing, reading);
-    done.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
-    (peak.load(Ordering::Relaxed).saturating_sub(before), tcp)
+    (peak.stop().max(before).saturating_sub(before), tcp)
 }
 
 /// A message at the limit costs about its size, plain, inflated or in large

@@ -8,25 +8,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{slow_client, start, Client};
 use serde_json::json;
 use tether_server::{NamespaceOptions, ServerConfig, SlowConsumerPolicy};
-use tether_testing::Conversation;
+use tether_testing::{rss_bytes_of_self, Conversation, Peak};
 
 /// The tests here measure the whole process's memory: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib << 10
-}
 
 /// Publications pushed past the stalled reader: 1500 × 32 KiB = 48 MiB, so a
 /// queue that kept them all would show up plainly.
@@ -34,7 +24,7 @@ const COUNT: u64 = 1500;
 const SIZE: usize = 32 << 10;
 /// What the stalled reader may cost at most: its queue holds 16 publications
 /// (512 KiB) and kernel buffers a few more; the rest is allocator slack.
-const BOUND: u64 = 24 << 20;
+const BOUND: usize = 24 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_costs_bounded_memory_under_every_policy() {
@@ -71,18 +61,8 @@ async fn a_stalled_subscriber_costs_bounded_memory_under_every_policy() {
         let mut publisher = Client::connect(&server).await;
         // Warm up the allocator before taking the baseline.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let baseline = rss();
-        let peak = Arc::new(AtomicU64::new(baseline));
-        let done = Arc::new(AtomicBool::new(false));
-        let sampler = {
-            let (peak, done) = (peak.clone(), done.clone());
-            tokio::spawn(async move {
-                while !done.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss(), Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-        };
+        let baseline = rss_bytes_of_self();
+        let peak = Peak::sample(rss_bytes_of_self);
         for n in 1..=COUNT {
             let key = format!("k{}", n % 4);
             let ack = publisher
@@ -94,9 +74,7 @@ async fn a_stalled_subscriber_costs_bounded_memory_under_every_policy() {
             .await
             .expect("the fast subscriber kept up")
             .unwrap();
-        done.store(true, Ordering::Relaxed);
-        sampler.await.unwrap();
-        let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+        let growth = peak.stop().saturating_sub(baseline);
         eprintln!(
             "{policy:?}: RSS grew {:.1} MiB while {:.0} MiB went past a stalled subscriber",
             growth as f64 / (1 << 20) as f64,
@@ -130,18 +108,8 @@ async fn unread_history_pages_cost_bounded_memory() {
     }
     let mut slow = slow_client(&server).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let baseline = rss();
-    let peak = Arc::new(AtomicU64::new(baseline));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let baseline = rss_bytes_of_self();
+    let peak = Peak::sample(rss_bytes_of_self);
     // Each page is about 6 MiB of JSON: kept whole, 200 would be 1.2 GiB.
     let mut sent = 0;
     for id in 1..=PAGES {
@@ -157,9 +125,7 @@ async fn unread_history_pages_cost_bounded_memory() {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    done.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    let growth = peak.stop().saturating_sub(baseline);
     eprintln!(
         "{sent} history pages asked for and not read: RSS grew {:.1} MiB",
         growth as f64 / (1 << 20) as f64

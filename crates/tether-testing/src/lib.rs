@@ -27,7 +27,7 @@ pub use conversation::{Conversation, Sorted};
 pub use deflate::deflate_bomb;
 pub use frame::masked_frame;
 pub use http::{http, http_raw};
-pub use memory::{rss_anon_bytes, rss_bytes_of_self};
+pub use memory::{rss_anon_bytes, rss_bytes_of_self, Peak};
 pub use process::{free_port, spawn_listening, Child};
 pub use raw::raw_websocket;
 pub use wait::eventually;

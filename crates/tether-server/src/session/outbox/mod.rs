@@ -252,17 +252,6 @@ impl Outbox {
         wake(waiter);
     }
 
-    /// Queues a publication without waiting (see [`Mailbox::push_publication`]).
-    pub fn push_with(
-        &self,
-        frame: PreparedMessage,
-        policy: SlowConsumerPolicy,
-        key: Option<Arc<str>>,
-        position: Option<Arc<Position>>,
-    ) -> bool {
-        self.shared.push_publication(frame, policy, key, position)
-    }
-
     /// Queues a reply, waiting for room: replies are bounded by the client's own
     /// request rate, so waiting pushes back on the client. Replies are never
     /// dropped or conflated. A reply the process-wide budget has no room for
@@ -492,7 +481,11 @@ mod tests {
     #[test]
     fn disconnect_policy_trips_on_overflow() {
         let (outbox, mut inbox, overflow) = Outbox::new(2);
-        let push = |s| outbox.push_with(b(s), SlowConsumerPolicy::Disconnect, None, None);
+        let push = |s| {
+            outbox
+                .mailbox()
+                .push_publication(b(s), SlowConsumerPolicy::Disconnect, None, None)
+        };
         assert!(push("1") && push("2"));
         assert!(!push("3"));
         assert!(overflow.raised().overflow());
@@ -503,7 +496,9 @@ mod tests {
     fn drop_oldest_keeps_the_newest_publications() {
         let (outbox, mut inbox, overflow) = Outbox::new(2);
         for s in ["1", "2", "3", "4"] {
-            outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None, None);
+            outbox
+                .mailbox()
+                .push_publication(b(s), SlowConsumerPolicy::DropOldest, None, None);
         }
         assert!(!overflow.raised().overflow());
         assert_eq!(drain(&mut inbox), ["3", "4"]);
@@ -513,7 +508,11 @@ mod tests {
     fn latest_per_key_conflates_queued_values_once_full() {
         let (outbox, mut inbox, overflow) = Outbox::new(3);
         let key = |k: &str| Some(Arc::<str>::from(k));
-        let push = |s, k| outbox.push_with(b(s), SlowConsumerPolicy::LatestPerKey, key(k), None);
+        let push = |s, k| {
+            outbox
+                .mailbox()
+                .push_publication(b(s), SlowConsumerPolicy::LatestPerKey, key(k), None)
+        };
         assert!(push("a1", "a") && push("b1", "b") && push("a2", "a"));
         assert!(!push("b2", "b"), "full: b1 is superseded");
         assert!(!push("c1", "c"), "full, no queued c: the oldest goes");
@@ -529,7 +528,12 @@ mod tests {
         for (n, text) in published.iter().enumerate() {
             let frame = PreparedMessage::text(text.clone());
             let key = Some(keys[n % keys.len()].clone());
-            assert!(outbox.push_with(frame, SlowConsumerPolicy::LatestPerKey, key, None));
+            assert!(outbox.mailbox().push_publication(
+                frame,
+                SlowConsumerPolicy::LatestPerKey,
+                key,
+                None
+            ));
         }
         assert_eq!(drain(&mut inbox), published);
     }
@@ -539,7 +543,9 @@ mod tests {
         let (outbox, mut inbox, _) = Outbox::new(1);
         assert!(outbox.reply(b("r1")).await);
         assert!(
-            !outbox.push_with(b("p"), SlowConsumerPolicy::DropOldest, None, None),
+            !outbox
+                .mailbox()
+                .push_publication(b("p"), SlowConsumerPolicy::DropOldest, None, None),
             "only a reply queued: nothing to drop"
         );
         assert_eq!(inbox.recv().await.map(text).as_deref(), Some("r1"));
@@ -555,7 +561,11 @@ mod tests {
             depth: depth.clone(),
             ..Bounds::default()
         }));
-        let push = |s| outbox.push_with(b(s), SlowConsumerPolicy::DropOldest, None, None);
+        let push = |s| {
+            outbox
+                .mailbox()
+                .push_publication(b(s), SlowConsumerPolicy::DropOldest, None, None)
+        };
         push("1");
         push("2");
         push("3");
@@ -608,12 +618,18 @@ mod tests {
             ..Bounds::default()
         }));
         let policy = SlowConsumerPolicy::DropOldest;
-        assert!(outbox.push_with(sized(FREE_QUEUED), policy, None, None));
+        assert!(outbox
+            .mailbox()
+            .push_publication(sized(FREE_QUEUED), policy, None, None));
         assert_eq!(budget.used(), 0, "within the free allowance");
-        assert!(outbox.push_with(sized(1000), policy, None, None));
+        assert!(outbox
+            .mailbox()
+            .push_publication(sized(1000), policy, None, None));
         assert_eq!(budget.used(), 1000);
         assert!(
-            !outbox.push_with(sized(2 << 20), policy, None, None),
+            !outbox
+                .mailbox()
+                .push_publication(sized(2 << 20), policy, None, None),
             "past the budget: dropped"
         );
         assert!(!overflow.raised().overflow());
@@ -623,7 +639,9 @@ mod tests {
             "the oldest made way, the large one did not fit"
         );
         assert_eq!(budget.used(), 0);
-        assert!(outbox.push_with(sized(FREE_QUEUED + 10), policy, None, None));
+        assert!(outbox
+            .mailbox()
+            .push_publication(sized(FREE_QUEUED + 10), policy, None, None));
         assert_eq!(budget.used(), 10);
         drop((outbox, inbox));
         assert_eq!(budget.used(), 0, "an ended session gives its charge back");
