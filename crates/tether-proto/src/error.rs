@@ -80,7 +80,7 @@ pub enum ProtocolError {
     Inflate(#[from] InflateError),
     /// Compressing an outgoing message failed.
     #[error("compression failed: {0}")]
-    Deflate(String),
+    Deflate(#[from] DeflateError),
     /// A message was sent after this side sent its close frame.
     #[error("cannot send after the close frame")]
     SendAfterClose,
@@ -243,3 +243,36 @@ impl PartialEq for InflateError {
 }
 
 impl Eq for InflateError {}
+
+/// Why compressing a message failed: zlib's error, kept as the source
+/// (shared, so the error stays `Clone`).
+#[derive(Debug, Clone)]
+pub struct DeflateError(std::sync::Arc<flate2::CompressError>);
+
+impl std::fmt::Display for DeflateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// zlib's error is the source, as itself (not the `Arc` around it).
+impl std::error::Error for DeflateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl From<flate2::CompressError> for DeflateError {
+    fn from(error: flate2::CompressError) -> Self {
+        Self(std::sync::Arc::new(error))
+    }
+}
+
+/// Equal when zlib said the same.
+impl PartialEq for DeflateError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for DeflateError {}

@@ -38,7 +38,7 @@ pub use config::{Config, ConfigError, Role};
 pub use decoder::Decoder;
 pub use deflate::DeflateConfig;
 pub use encoder::Encoder;
-pub use error::{HandshakeError, InflateError, ProtocolError};
+pub use error::{DeflateError, HandshakeError, InflateError, ProtocolError};
 pub use message::Message;
 pub use prepared::PreparedMessage;
 pub use utf8::Utf8Bytes;

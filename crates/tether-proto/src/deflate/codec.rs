@@ -84,7 +84,7 @@ impl Deflater {
             let (in_before, out_before) = (state.total_in(), state.total_out());
             state
                 .compress(&input[consumed..], &mut out[filled..], FlushCompress::Sync)
-                .map_err(|e| ProtocolError::Deflate(e.to_string()))?;
+                .map_err(|e| ProtocolError::Deflate(e.into()))?;
             consumed += (state.total_in() - in_before) as usize;
             let written = (state.total_out() - out_before) as usize;
             out.truncate(filled + written);
