@@ -20,6 +20,23 @@ async fn next_text(ws: &mut WebSocket<MaybeTlsStream>) -> String {
     }
 }
 
+/// Waits until every client is in the room. A client joins before it reads
+/// anything, so once its own hello comes back it is in; once the last one's
+/// hello reaches every client, no hello is left unread anywhere.
+async fn join_all(room: &mut [&mut WebSocket<MaybeTlsStream>]) {
+    let hello = |n: usize| format!("hello from {n}");
+    for (n, ws) in room.iter_mut().enumerate() {
+        ws.send(hello(n).as_str()).await.unwrap();
+        while next_text(ws).await != hello(n) {}
+    }
+    // The last one has read its own already.
+    let others = room.len() - 1;
+    let last = hello(others);
+    for ws in room.iter_mut().take(others) {
+        while next_text(ws).await != last {}
+    }
+}
+
 #[tokio::test]
 async fn broadcast_reaches_every_client_on_the_path_and_echo_stays_private() {
     let (_server, port) = common::spawn(&["echo"], Stdio::null()).await;
@@ -36,8 +53,7 @@ async fn broadcast_reaches_every_client_on_the_path_and_echo_stays_private() {
     let (mut echo, _) = tether::connect(&format!("ws://127.0.0.1:{port}/anything"))
         .await
         .unwrap();
-    // A client joins the room just after its handshake; give the last one a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    join_all(&mut room.iter_mut().collect::<Vec<_>>()).await;
     room[1].send("to everyone").await.unwrap();
     room[2].send("and again").await.unwrap();
     for ws in &mut room {
@@ -67,9 +83,9 @@ async fn a_client_that_stops_reading_is_dropped_with_1008_and_the_others_get_eve
             .compression(false)
             .connect()
     };
-    let (sender, _) = plain().await.unwrap();
+    let (mut sender, _) = plain().await.unwrap();
     let (mut stalled, _) = plain().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    join_all(&mut [&mut sender, &mut stalled]).await;
     // Far more than the room's 4096 messages and the socket buffers hold: the
     // stalled client falls behind; the sender reads its own copies as it goes.
     let payload = "x".repeat(4096);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::echo_server;
 use tether::{Budget, Config, Message};
+use tether_testing::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -74,8 +75,13 @@ async fn a_large_message_waits_for_room_and_goes_on_when_it_frees() {
     let mut first = raw(server.addr).await;
     first.write_all(&header(SIZE)).await.unwrap();
     first.write_all(&vec![1u8; SIZE / 2]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(budget.used() >= SIZE, "charged {}", budget.used());
+    let charged = || std::future::ready(budget.used() >= SIZE);
+    eventually(
+        "the first frame charged whole",
+        Duration::from_secs(5),
+        charged,
+    )
+    .await;
     // The second needs as much again: more than is left, so it waits.
     let mut second = raw(server.addr).await;
     second.write_all(&header(SIZE)).await.unwrap();
@@ -83,8 +89,8 @@ async fn a_large_message_waits_for_room_and_goes_on_when_it_frees() {
         second.write_all(&vec![2u8; SIZE]).await.unwrap();
         second
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(budget.waits(), 1);
+    let waiting = || std::future::ready(budget.waits() == 1);
+    eventually("the second waits for room", Duration::from_secs(5), waiting).await;
     // Small messages go on meanwhile.
     small_round_trip(&server.url("/")).await;
     // The first finishes; its room goes to the second.
@@ -94,8 +100,8 @@ async fn a_large_message_waits_for_room_and_goes_on_when_it_frees() {
     assert_eq!(read_frame(&mut second).await, (0x2, SIZE, [2, 2]));
     assert_eq!(budget.refusals(), 0);
     assert!(budget.peak() <= budget.limit());
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(budget.used(), 0, "all given back");
+    let returned = || std::future::ready(budget.used() == 0);
+    eventually("all given back", Duration::from_secs(5), returned).await;
 }
 
 #[tokio::test]
