@@ -63,6 +63,11 @@ pub struct Metrics {
     /// (`tether_connections_accepted_total`: a family name of its own, apart
     /// from the gauge's).
     pub connections_accepted: Family<TransportLabel, Counter>,
+    /// Requests attached to HTTP sessions now: SSE streams and held polls
+    /// (each an open connection a proxy in front counts too).
+    pub http_attached: Gauge,
+    /// Requests that attached to an HTTP session since start.
+    pub http_attaches: Counter,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
     /// Channels the hub holds (with subscribers, history or recent keys).
@@ -177,6 +182,8 @@ impl Metrics {
         let metrics = Self {
             connections: Family::default(),
             connections_accepted: Family::default(),
+            http_attached: Gauge::default(),
+            http_attaches: Counter::default(),
             subscriptions: Gauge::default(),
             channels: Gauge::default(),
             messages_in: Counter::default(),
@@ -206,6 +213,16 @@ impl Metrics {
             "connections_accepted",
             "Sessions accepted, by transport",
             metrics.connections_accepted.clone(),
+        );
+        registry.register(
+            "http_attached",
+            "Requests attached to HTTP sessions now: SSE streams and held polls",
+            metrics.http_attached.clone(),
+        );
+        registry.register(
+            "http_attaches",
+            "Requests attached to HTTP sessions",
+            metrics.http_attaches.clone(),
         );
         registry.register(
             "subscriptions",

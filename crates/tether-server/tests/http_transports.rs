@@ -106,7 +106,8 @@ async fn a_poll_waits_for_messages_and_answers_empty_at_its_timeout() {
             http(addr, "GET", &path, "", "").await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = || async { metrics(&server).await.get("tether_http_attached") == Some(&1.0) };
+    eventually("the poll is held", Duration::from_secs(5), held).await;
     let ping = r#"{"id":5,"op":"ping"}"#;
     let (status, _) = http(
         server.addr,
@@ -136,7 +137,18 @@ async fn a_second_poll_ends_the_first_with_an_empty_answer() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A poll ends only once a newer one has attached: when all but one
+    // have ended, every one has attached and the newest is held.
+    let superseded = || {
+        let ended = polls.iter().filter(|poll| poll.is_finished()).count();
+        std::future::ready(ended == polls.len() - 1)
+    };
+    eventually(
+        "all but the newest poll ended",
+        Duration::from_secs(10),
+        superseded,
+    )
+    .await;
     let ping = r#"{"id":1,"op":"ping"}"#;
     http(
         server.addr,

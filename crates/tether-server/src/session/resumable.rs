@@ -77,6 +77,8 @@ pub struct Resumable {
     /// Attach, detach and end requests: the driver and attached requests
     /// wait here.
     changed: Notify,
+    /// Counts attached requests.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Resumable {
@@ -118,6 +120,8 @@ impl Resumable {
             attach.attached += 1;
             attach.generation
         };
+        self.metrics.http_attached.inc();
+        self.metrics.http_attaches.inc();
         self.changed.notify_waiters();
         Attachment {
             resumable: self.clone(),
@@ -168,6 +172,7 @@ impl Drop for Attachment {
             attach.attached -= 1;
             attach.since = Instant::now();
         }
+        self.resumable.metrics.http_attached.dec();
         self.resumable.changed.notify_waiters();
     }
 }
@@ -241,6 +246,7 @@ impl Resumables {
                 end: None,
             }),
             changed: Notify::new(),
+            metrics: state.metrics.clone(),
         });
         state
             .resumables
@@ -376,9 +382,12 @@ mod tests {
         let (state, resumable) = open().await;
         let live = |state: &AppState| state.resumables.get(resumable.key()).is_some();
         let attached = resumable.attach();
+        assert_eq!(state.metrics.http_attached.get(), 1);
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(live(&state), "attached: no expiry");
         drop(attached);
+        assert_eq!(state.metrics.http_attached.get(), 0);
+        assert_eq!(state.metrics.http_attaches.get(), 1);
         tokio::time::sleep(Duration::from_secs(29)).await;
         assert!(live(&state), "within its ttl");
         tokio::time::sleep(Duration::from_secs(2)).await;
