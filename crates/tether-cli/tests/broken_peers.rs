@@ -130,41 +130,120 @@ async fn raw_subscriber(port: u16, channel: &str) -> TcpStream {
     tcp
 }
 
-/// A subscriber that reads everything, counting publications until it has
-/// `expected` or a few seconds pass without one.
-async fn good_subscriber(
-    port: u16,
-    channel: &str,
-    expected: usize,
-) -> tokio::task::JoinHandle<usize> {
+/// What the well-behaved subscriber received, and how its reading ended.
+struct Received {
+    publications: usize,
+    /// The newest offset it saw.
+    last_offset: u64,
+    /// Why it stopped before having them all: a close frame, an error, or
+    /// a quiet spell.
+    ended: Option<String>,
+}
+
+/// The well-behaved subscriber: its reading task, and how many publications
+/// it has received so far (the publisher keeps within a few of it).
+struct Good {
+    task: tokio::task::JoinHandle<Received>,
+    progress: tokio::sync::watch::Receiver<usize>,
+}
+
+/// Publications the publisher may be ahead of the well-behaved subscriber:
+/// far fewer than the server's queue of 32, so a reader slowed by a busy
+/// machine (a debug build checking 13 MB of UTF-8) is still a reader that
+/// keeps up, and only the peer that stopped reading is a slow consumer.
+const AHEAD: usize = 8;
+
+/// A subscriber that reads everything, subscribed (its reply read) when this
+/// returns, counting publications until it has `expected` or a few seconds
+/// pass without one.
+async fn good_subscriber(port: u16, channel: &str, expected: usize) -> Good {
     let url = format!("ws://127.0.0.1:{port}/connection/websocket");
     let (mut ws, _) = tether::connect(&url).await.unwrap();
     let subscribe = format!(r#"{{"id":1,"op":"subscribe","channel":"{channel}"}}"#);
     ws.send(subscribe).await.unwrap();
-    tokio::spawn(async move {
-        let mut publications = 0;
+    let replied = async {
+        loop {
+            match ws.recv().await {
+                Ok(Some(tether::Message::Text(text))) if text.as_str().contains(r#""id":1"#) => {
+                    return
+                }
+                Ok(Some(_)) => {}
+                other => panic!("no subscribe reply: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), replied)
+        .await
+        .expect("subscribed");
+    let (counted, progress) = tokio::sync::watch::channel(0);
+    let task = tokio::spawn(async move {
+        let mut received = Received {
+            publications: 0,
+            last_offset: 0,
+            ended: None,
+        };
         let mut quiet_until = Instant::now() + Duration::from_secs(20);
-        while publications < expected {
+        while received.publications < expected {
             // Pings come every second; only publications count as news.
             match tokio::time::timeout_at(quiet_until.into(), ws.recv()).await {
                 Ok(Ok(Some(tether::Message::Text(text)))) => {
-                    if text.as_str().contains(r#""push":"publication""#) {
-                        publications += 1;
+                    let text = text.as_str();
+                    if text.contains(r#""push":"publication""#) {
+                        received.publications += 1;
+                        counted.send_replace(received.publications);
+                        received.last_offset = offset_in(text);
                         quiet_until = Instant::now() + Duration::from_secs(5);
                     }
                 }
+                Ok(Ok(Some(tether::Message::Close(frame)))) => {
+                    received.ended = Some(format!("closed: {frame:?}"));
+                    break;
+                }
                 Ok(Ok(Some(_))) => {}
-                _ => break,
+                Ok(other) => {
+                    received.ended = Some(format!("ended: {other:?}"));
+                    break;
+                }
+                Err(_) => {
+                    received.ended = Some("quiet for 5 s".into());
+                    break;
+                }
             }
         }
-        publications
-    })
+        received
+    });
+    Good { task, progress }
 }
 
-/// Publishes `count` messages of about `size` bytes on `channel`.
-async fn publish(port: u16, channel: &str, count: usize, size: usize) {
+/// The `"offset"` of a publication push (0 when it has none).
+fn offset_in(push: &str) -> u64 {
+    let value: serde_json::Value = serde_json::from_str(push).unwrap_or_default();
+    value["offset"].as_u64().unwrap_or(0)
+}
+
+/// Asserts that the well-behaved subscriber received all `expected`.
+fn assert_got_everything(received: Received, expected: usize) {
+    assert_eq!(
+        received.publications,
+        expected,
+        "the good subscriber got everything (newest offset {}, {})",
+        received.last_offset,
+        received.ended.as_deref().unwrap_or("still reading"),
+    );
+}
+
+/// Publishes `count` messages of about `size` bytes on `channel`, never more
+/// than [`AHEAD`] past what the well-behaved subscriber has received.
+async fn publish(port: u16, channel: &str, count: usize, size: usize, good: &mut Good) {
     let data = "x".repeat(size);
-    for _ in 0..count {
+    for sent in 0..count {
+        let behind = sent.saturating_sub(AHEAD);
+        // A subscriber that stopped shows in its count, not here.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            good.progress.wait_for(|&received| received >= behind),
+        )
+        .await;
         let body = format!(r#"{{"channel":"{channel}","data":"{data}"}}"#);
         let answer = http(port, "POST", "/api/publish", &body).await;
         assert!(answer.contains("offset"), "{answer}");
@@ -174,24 +253,20 @@ async fn publish(port: u16, channel: &str, count: usize, size: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_as_a_slow_consumer() {
     let (_server, port): (Child, u16) = spawn(SERVE, Stdio::null()).await;
-    let good = good_subscriber(port, "feed", 400).await;
+    let mut good = good_subscriber(port, "feed", 400).await;
     let _stalled = raw_subscriber(port, "feed").await;
     // Far more than the socket buffers and the queue of 32 hold.
-    publish(port, "feed", 400, 32 << 10).await;
+    publish(port, "feed", 400, 32 << 10, &mut good).await;
     let took = until(port, "slow consumer", |m| disconnects(m, 4001) == 1.0).await;
     eprintln!("disconnected as a slow consumer {took:?} after the feed");
     until(port, "slow consumer gone", |m| open_websockets(m) == 1.0).await;
-    assert_eq!(
-        good.await.unwrap(),
-        400,
-        "the good subscriber got everything"
-    );
+    assert_got_everything(good.task.await.unwrap(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_only_sends_pongs_is_cut_by_its_queue_not_kept_by_its_pongs() {
     let (_server, port): (Child, u16) = spawn(SERVE, Stdio::null()).await;
-    let good = good_subscriber(port, "feed", 400).await;
+    let mut good = good_subscriber(port, "feed", 400).await;
     let mut deaf = raw_subscriber(port, "feed").await;
     // Unsolicited pongs keep it "alive" for the heartbeat; it never reads.
     let pongs = tokio::spawn(async move {
@@ -199,11 +274,11 @@ async fn a_client_that_only_sends_pongs_is_cut_by_its_queue_not_kept_by_its_pong
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    publish(port, "feed", 400, 32 << 10).await;
+    publish(port, "feed", 400, 32 << 10, &mut good).await;
     until(port, "deaf client", |m| disconnects(m, 4001) == 1.0).await;
     until(port, "deaf client gone", |m| open_websockets(m) == 1.0).await;
     pongs.abort();
-    assert_eq!(good.await.unwrap(), 400);
+    assert_got_everything(good.task.await.unwrap(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +314,7 @@ async fn a_stopped_process_is_cut_by_the_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_mid_frame_and_a_half_closed_socket_end_their_sessions_only() {
     let (_server, port): (Child, u16) = spawn(SERVE, Stdio::null()).await;
-    let good = good_subscriber(port, "feed", 20).await;
+    let mut good = good_subscriber(port, "feed", 20).await;
     // Half a frame, then a reset (SO_LINGER 0 makes close send RST).
     let mut reset = raw_subscriber(port, "feed").await;
     let frame = text_frame(&format!(
@@ -264,6 +339,6 @@ async fn a_reset_mid_frame_and_a_half_closed_socket_end_their_sessions_only() {
     let mut rest = Vec::new();
     let ended = tokio::time::timeout(ENDS_WITHIN, half.read_to_end(&mut rest)).await;
     assert!(ended.is_ok(), "the server closed its side");
-    publish(port, "feed", 20, 100).await;
-    assert_eq!(good.await.unwrap(), 20);
+    publish(port, "feed", 20, 100, &mut good).await;
+    assert_got_everything(good.task.await.unwrap(), 20);
 }

@@ -45,12 +45,22 @@ async fn disconnects_a_slow_consumer_without_delaying_others() {
         .await;
     let mut publisher = Client::connect(&server).await;
     let big = "x".repeat(16 << 10);
+    let (counted, mut progress) = tokio::sync::watch::channel(0);
     let reader = tokio::spawn(async move {
         for n in 1..=COUNT {
             assert_eq!(fast.publication().await["offset"], n);
+            counted.send_replace(n);
         }
     });
-    for _ in 1..=COUNT {
+    for sent in 0..COUNT {
+        // Never more than a few ahead of the fast reader, however slowly a
+        // busy machine runs it: it must keep up, only the stalled one lags.
+        let behind = sent.saturating_sub(4);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|&received| received >= behind),
+        )
+        .await;
         publisher
             .call(json!({"op": "publish", "channel": "firehose", "data": big}))
             .await;
