@@ -384,7 +384,9 @@ fn unknown_variable(name: &str) -> String {
             )
         })
         .min_by_key(|(distance, _)| *distance)
-        .filter(|(distance, _)| *distance <= 3);
+        // A third of the name may be off, so `TETHER_URL` is not taken for
+        // `TETHER_SSE`.
+        .filter(|(distance, _)| *distance <= (name.len().saturating_sub(7) / 3).clamp(1, 3));
     match nearest {
         Some((_, env)) => format!("{name} is not a setting and is ignored; did you mean {env}?"),
         None => format!("{name} is not a setting and is ignored"),

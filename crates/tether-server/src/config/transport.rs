@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_COMMAND_BODY: usize = 1 << 20;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WebSocketConfig {
+    /// Serve WebSocket connections at `/connection/websocket`; when off, an
+    /// upgrade there is answered 404 and clients fall back to SSE or
+    /// long-polling. Default: `true`.
+    pub enabled: bool,
     /// Largest message (and frame), in bytes; a larger one closes with 1009.
     /// A compressed message counts inflated. Default: [`DEFAULT_MAX_MESSAGE_SIZE`].
     #[schemars(extend("x-alias" = "max-message-size"))]
@@ -61,6 +65,7 @@ pub struct WebSocketConfig {
 impl Default for WebSocketConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             compression: true,
             ping_interval: DEFAULT_PING_INTERVAL,
@@ -110,6 +115,12 @@ impl WebSocketConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HttpConfig {
+    /// Serve Server-Sent Events sessions at `/connection/sse` (404 when off).
+    /// Default: `true`.
+    pub sse: bool,
+    /// Serve long-polling sessions at `/connection/longpoll` (404 when off).
+    /// Default: `true`.
+    pub longpoll: bool,
     /// A session with no SSE stream or poll attached for this long ends and
     /// leaves its channels (presence `leave`); while it lives, a client that
     /// comes back resumes with nothing lost, and a session the server ends
@@ -145,6 +156,8 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
+            sse: true,
+            longpoll: true,
             session_ttl: DEFAULT_SESSION_TTL,
             sse_heartbeat: DEFAULT_SSE_HEARTBEAT,
             poll_timeout: DEFAULT_POLL_TIMEOUT,
