@@ -4,6 +4,8 @@
 #     to parse /metrics, jsonschema to check messages against the protocol schema) in target/venv
 #   - Node peer (ws) in tests/interop/node/node_modules
 #   - Debian's chromium and Playwright (playwright-core) in tests/e2e/node_modules
+#   - the TypeScript compiler, to check the JavaScript client's types, in
+#     clients/js/node_modules
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,4 +40,7 @@ fi
 if [ ! -d tests/e2e/node_modules/playwright-core ]; then
   (cd tests/e2e && npm install --no-package-lock --no-audit --no-fund --silent)
 fi
-echo "test peers installed: $(target/venv/bin/kosoku --help >/dev/null && echo kosoku), websockets $(target/venv/bin/python -c 'import websockets; print(websockets.__version__)'), ws $(node -p 'require("./tests/interop/node/node_modules/ws/package.json").version'), playwright-core $(node -p 'require("./tests/e2e/node_modules/playwright-core/package.json").version'), $(/usr/bin/chromium --version 2>/dev/null)"
+if [ ! -d clients/js/node_modules/typescript ]; then
+  (cd clients/js && npm install --no-package-lock --no-audit --no-fund --silent)
+fi
+echo "test peers installed: $(target/venv/bin/kosoku --help >/dev/null && echo kosoku), websockets $(target/venv/bin/python -c 'import websockets; print(websockets.__version__)'), ws $(node -p 'require("./tests/interop/node/node_modules/ws/package.json").version'), playwright-core $(node -p 'require("./tests/e2e/node_modules/playwright-core/package.json").version'), typescript $(node -p 'require("./clients/js/node_modules/typescript/package.json").version'), $(/usr/bin/chromium --version 2>/dev/null)"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the test peers, checks formatting
 # and lints, runs unit, integration and interop tests, replays the fuzz corpus,
-# runs the browser tests, the Autobahn TestSuite in both roles, a two-minute
-# soak of the server, and a short smoke run of the comparison benchmark
+# runs the JavaScript client's tests, the browser tests, the Autobahn TestSuite
+# in both roles, a two-minute soak of the server, and a short smoke run of the comparison benchmark
 # (benchmarks themselves are not part of CI).
 # Each stage prints how long it took.
 set -euo pipefail
@@ -38,6 +38,10 @@ cargo test --workspace
 
 stage "fuzz corpus replay"
 cargo run --quiet --release -p tether-fuzz --bin replay -- fuzz/corpus
+
+stage "JavaScript client tests (node --test against tether serve)"
+cargo build --release --quiet -p tether-cli
+(cd clients/js && npm test)
 
 stage "browser tests (Playwright + Chromium)"
 scripts/e2e.sh

@@ -34,33 +34,43 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_api_body,
         ));
-    // The HTTP transports' requests, bounded like a WebSocket message.
-    let http = Router::new()
-        .route("/connection/sse", get(transport::sse::open))
-        .route("/connection/longpoll", post(transport::longpoll::open))
-        .route(
-            "/connection/longpoll/{session}",
-            get(transport::longpoll::poll).post(transport::longpoll::poll),
-        )
-        .route(
+    // The HTTP transports' requests, bounded like a WebSocket message; a
+    // transport switched off is not routed at all (404).
+    let mut http = Router::new();
+    if state.config.http.sse {
+        http = http.route("/connection/sse", get(transport::sse::open));
+    }
+    if state.config.http.longpoll {
+        http = http
+            .route("/connection/longpoll", post(transport::longpoll::open))
+            .route(
+                "/connection/longpoll/{session}",
+                get(transport::longpoll::poll).post(transport::longpoll::poll),
+            );
+    }
+    if state.config.http.sse || state.config.http.longpoll {
+        http = http.route(
             "/connection/session/{session}",
             post(transport::commands::post).delete(transport::commands::close),
-        )
+        );
+    }
+    let http = http
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_command_body,
         ))
         .layer(cors(&state.config));
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(demo::index))
         .route("/app.js", get(demo::app))
         .route("/style.css", get(demo::style))
-        .route("/connection/websocket", get(transport::websocket::upgrade))
+        .route("/tether.js", get(demo::client))
         .route("/healthz", get(api::healthy))
         .route("/readyz", get(api::ready))
-        .route("/metrics", get(api::metrics))
-        .merge(api)
-        .merge(http)
-        .with_state(state)
+        .route("/metrics", get(api::metrics));
+    if state.config.websocket.enabled {
+        router = router.route("/connection/websocket", get(transport::websocket::upgrade));
+    }
+    router.merge(api).merge(http).with_state(state)
 }
 
 /// Cross-origin access to the HTTP transports, for pages served from

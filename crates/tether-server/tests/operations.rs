@@ -1,4 +1,5 @@
-//! Running the server: the embedded demo, dead connections dropped by the
+//! Running the server: the embedded demo and JavaScript client, transports
+//! switched off, dead connections dropped by the
 //! heartbeat, graceful shutdown with reconnect advice, Prometheus metrics.
 
 mod common;
@@ -13,24 +14,61 @@ use tether_testing::Conversation;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// One `GET` on a fresh connection: the whole answer, head and body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 #[tokio::test]
-async fn serves_the_embedded_demo() {
+async fn serves_the_embedded_demo_and_the_javascript_client() {
     let server = start(ServerConfig::default()).await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut page = String::new();
-    tcp.read_to_string(&mut page).await.unwrap();
+    let page = get(server.addr, "/").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("text/html") && page.contains("/app.js"));
+    let script = get(server.addr, "/app.js").await;
+    assert!(script.contains("/connection/websocket"));
+    // The client, byte for byte as clients/js has it, as a module script.
+    let client = get(server.addr, "/tether.js").await;
+    assert!(client.starts_with("HTTP/1.1 200"), "{client}");
+    assert!(client
+        .to_ascii_lowercase()
+        .contains("content-type: text/javascript"));
+    let body = client.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(body, include_str!("../../../clients/js/tether.js"));
+    assert!(body.contains("export class Client"));
+}
+
+#[tokio::test]
+async fn a_transport_switched_off_is_not_served() {
+    let mut config = ServerConfig::default();
+    config.websocket.enabled = false;
+    config.http.sse = false;
+    let server = start(config).await;
+    let upgrade = "GET /connection/websocket HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    tcp.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 404");
+    assert!(get(server.addr, "/connection/sse")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    // Long-polling is still on, with the session endpoint it shares.
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"POST /connection/longpoll HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 2\r\n\r\n[]")
         .await
         .unwrap();
-    let mut script = String::new();
-    tcp.read_to_string(&mut script).await.unwrap();
-    assert!(script.contains("/connection/websocket"));
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""session":"#), "{answer}");
 }
 
 #[tokio::test]

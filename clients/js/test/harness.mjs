@@ -1,0 +1,160 @@
+// What the client tests share: a real `tether serve` on a free loopback port
+// (killed by PID when the test ends), a TCP relay that can cut every
+// connection at once (the network pulled), HS256 tokens, and waiting for a
+// condition instead of sleeping.
+
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const BIN = process.env.TETHER_BIN ?? fileURLToPath(new URL('../../../target/release/tether', import.meta.url));
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `tether serve` with `args` on `port` (a free one by default) and
+ * waits until it answers /healthz. `stop(signal)` ends it and waits for its exit.
+ */
+export async function startServer(args = [], { port } = {}) {
+  port ??= await freePort();
+  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--log', 'warn', ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const url = `http://127.0.0.1:${port}`;
+  await until(async () => {
+    if (child.exitCode !== null) throw new Error(`tether serve exited with ${child.exitCode}`);
+    try {
+      return (await fetch(`${url}/healthz`)).ok;
+    } catch {
+      return false;
+    }
+  }, 10_000, 'tether serve to answer');
+  return {
+    url,
+    port,
+    pid: child.pid,
+    async stop(signal = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+    /** Publishes through the HTTP API; the answer's `{offset, epoch}`. */
+    async publish(channel, data) {
+      const answer = await fetch(`${url}/api/publish`, { method: 'POST', body: JSON.stringify({ channel, data }) });
+      if (!answer.ok) throw new Error(`publish answered ${answer.status}: ${await answer.text()}`);
+      return answer.json();
+    },
+    /** The server's metrics, by sample name. */
+    async metrics() {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const samples = new Map();
+      for (const line of text.split('\n')) {
+        if (!line || line.startsWith('#')) continue;
+        const space = line.lastIndexOf(' ');
+        samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+      }
+      return samples;
+    },
+  };
+}
+
+/**
+ * A TCP relay on a free port to `target`: `cut()` resets every connection
+ * through it (the network pulled), `block(true)` refuses new ones until
+ * `block(false)`.
+ */
+export async function startRelay(targetPort) {
+  const sockets = new Set();
+  let blocked = false;
+  /** Connections whose bytes are dropped. */
+  const frozen = new WeakSet();
+  const server = net.createServer((inbound) => {
+    if (blocked) return inbound.resetAndDestroy();
+    const outbound = net.connect(targetPort, '127.0.0.1');
+    sockets.add(inbound);
+    sockets.add(outbound);
+    // Bytes are relayed unless frozen: then they are dropped, as on a
+    // link that died without a reset (a sleeping laptop, a dead NAT entry).
+    inbound.on('data', (bytes) => frozen.has(inbound) || outbound.write(bytes));
+    outbound.on('data', (bytes) => frozen.has(inbound) || inbound.write(bytes));
+    inbound.on('end', () => outbound.end());
+    outbound.on('end', () => inbound.end());
+    const end = () => {
+      inbound.destroy();
+      outbound.destroy();
+      sockets.delete(inbound);
+      sockets.delete(outbound);
+    };
+    inbound.on('error', end).on('close', end);
+    outbound.on('error', end).on('close', end);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = server.address().port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut() {
+      for (const socket of sockets) socket.resetAndDestroy();
+      sockets.clear();
+    },
+    block(on) {
+      blocked = on;
+    },
+    /** Drops every byte of the connections open now; new ones work. */
+    freeze() {
+      for (const socket of sockets) frozen.add(socket);
+    },
+    get connections() {
+      return sockets.size / 2;
+    },
+    close() {
+      this.cut();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** An HS256 JWT for `sub`, expiring `seconds` from now. */
+export function token(secret, sub, seconds, claims = {}) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const head = encode({ alg: 'HS256', typ: 'JWT' });
+  const body = encode({ sub, exp: Math.floor(Date.now() / 1000) + seconds, ...claims });
+  const signature = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${signature}`;
+}
+
+/** Waits until `check()` is truthy (checked every 20 ms), at most `ms`. */
+export async function until(check, ms = 10_000, what = 'the condition') {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Resolves with the first `event` the emitter reports (and its payload). */
+export function next(emitter, event, ms = 10_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no ${event} within ${ms} ms`));
+    }, ms);
+    const off = emitter.on(event, (payload) => {
+      clearTimeout(timer);
+      off();
+      resolve(payload);
+    });
+  });
+}
