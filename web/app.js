@@ -1,8 +1,10 @@
-// tether demo: chat (messages, typing indicator, presence) and a live leaderboard,
-// in plain JavaScript over the browser's WebSocket and tether's JSON protocol
-// (docs/PROTOCOL.md). Reconnects with backoff and jitter, and recovers missed
-// publications from the last offset it saw.
-'use strict';
+// tether demo: a chat room (messages, typing indicator, presence) and a live
+// leaderboard, on the tether JavaScript client served at /tether.js. The
+// client picks the transport, reconnects, resumes both channels from their
+// last offsets and delivers each publication once; this page only renders.
+// `?transports=sse,longpoll` picks the transports (to try the fallbacks).
+
+import { Client } from '/tether.js';
 
 const CHAT = 'chat:lobby';
 const BOARD = 'scores:leaderboard';
@@ -16,89 +18,66 @@ nameInput.addEventListener('change', () => {
   renderPresence();
 });
 
-let ws = null;
-let nextId = 1;
-const pending = new Map(); // request id -> resolve
-const positions = {}; // channel -> {offset, epoch}: where to recover from
-let attempt = 0;
+const wanted = new URLSearchParams(location.search).get('transports');
+const client = new Client(location.origin, wanted ? { transports: wanted.split(',') } : {});
 const names = new Map(); // client id -> display name, learned from publications
 const typing = new Map(); // name -> timeout
 const scores = Object.fromEntries(PLAYERS.map((p) => [p, 0]));
-let myClient = null;
+let present = [];
+let bumped = null;
 
-function request(op, fields = {}) {
-  return new Promise((resolve) => {
-    const id = nextId++;
-    pending.set(id, resolve);
-    ws.send(JSON.stringify({ id, op, ...fields }));
-  });
+function status(text, live) {
+  $('status').textContent = text;
+  $('status').className = live ? 'status live' : 'status';
+  $('status').dataset.transport = live ? client.transport : '';
 }
 
-function connect() {
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  ws = new WebSocket(`${scheme}://${location.host}/connection/websocket`);
-  ws.onopen = async () => {
-    attempt = 0;
-    $('status').textContent = 'live';
-    $('status').className = 'status live';
-    myClient = (await request('connect')).result.client;
-    await subscribe(CHAT, applyChat);
-    await subscribe(BOARD, applyScore);
-    refreshPresence();
-  };
-  ws.onmessage = (event) => {
-    const msg = JSON.parse(event.data);
-    if (msg.id !== undefined && pending.has(msg.id)) {
-      pending.get(msg.id)(msg);
-      pending.delete(msg.id);
-    } else if (msg.push) {
-      onPush(msg);
-    }
-  };
-  ws.onclose = (event) => {
-    $('status').textContent = `reconnecting (${event.code})…`;
-    $('status').className = 'status';
-    for (const resolve of pending.values()) resolve({ error: { code: -1, message: 'closed' } });
-    pending.clear();
-    // Exponential backoff with full jitter: a restart does not bring every client back at once.
-    const delay = Math.random() * Math.min(10000, 250 * 2 ** attempt++);
-    setTimeout(connect, delay);
-  };
+client.on('connecting', () => status('connecting…', false));
+client.on('connected', ({ transport }) => status(`live · ${transport}`, true));
+client.on('reconnecting', ({ delay, code }) => status(`reconnecting in ${(delay / 1000).toFixed(1)} s (${code})…`, false));
+client.on('disconnected', ({ reconnect, reason }) => {
+  if (!reconnect) status(`disconnected: ${reason}`, false);
+});
+
+/** Rebuilds a channel from its history, up to the offset its subscription starts after. */
+async function reload(subscription, upTo, apply) {
+  const page = await subscription.history();
+  for (const p of page.publications) if (p.offset <= upTo) apply(p.data, true);
 }
 
-const handlers = {};
-async function subscribe(channel, apply) {
-  handlers[channel] = apply;
-  const reply = await request('subscribe', { channel, recover: positions[channel] });
-  if (reply.error) return;
-  const result = reply.result;
-  if (positions[channel] && result.recovered) {
-    for (const p of result.publications || []) deliver(channel, p.offset, p.data);
-  } else {
-    // First visit, or the gap is too old: rebuild from history.
-    if (channel === BOARD) for (const p of PLAYERS) scores[p] = 0;
-    const history = await request('history', { channel });
-    for (const p of (history.result && history.result.publications) || []) deliver(channel, p.offset, p.data, true);
-    if (channel === CHAT && positions[channel]) system('some messages were missed while offline');
-  }
-  positions[channel] = { offset: Math.max(result.offset, positions[channel]?.offset || 0), epoch: result.epoch };
-  render();
-}
-
-function deliver(channel, offset, data, replay = false) {
-  const position = positions[channel];
-  if (position && offset <= position.offset && !replay) return; // already applied
-  if (position) position.offset = Math.max(position.offset, offset);
-  handlers[channel](data, replay);
-}
-
-function onPush(msg) {
-  if (msg.push === 'publication') {
-    deliver(msg.channel, msg.offset, msg.data);
+const chat = client.subscribe(CHAT, {
+  publication: ({ data }) => {
+    applyChat(data);
     render();
-  } else if ((msg.push === 'join' || msg.push === 'leave') && msg.channel === CHAT) {
+  },
+  subscribed: ({ offset, recovering }) => {
+    if (!recovering) reload(chat, offset, applyChat).then(render);
     refreshPresence();
-  }
+  },
+  unrecovered: ({ offset }) => {
+    // History no longer reaches back to what this page showed: start over.
+    $('messages').replaceChildren();
+    system('some messages were missed while offline');
+    reload(chat, offset, applyChat).then(render);
+  },
+  join: refreshPresence,
+  leave: refreshPresence,
+});
+
+const board = client.subscribe(BOARD, {
+  publication: ({ data }) => {
+    applyScore(data, false);
+    render();
+  },
+  subscribed: ({ offset, recovering }) => {
+    if (!recovering) rebuildScores(offset);
+  },
+  unrecovered: ({ offset }) => rebuildScores(offset),
+});
+
+function rebuildScores(upTo) {
+  for (const p of PLAYERS) scores[p] = 0;
+  reload(board, upTo, applyScore).then(render);
 }
 
 function system(text) {
@@ -125,7 +104,10 @@ function applyChat(data) {
     typing.delete(data.user);
   } else if (data.type === 'typing' && data.user !== nameInput.value) {
     clearTimeout(typing.get(data.user));
-    typing.set(data.user, setTimeout(() => { typing.delete(data.user); render(); }, 3000));
+    typing.set(data.user, setTimeout(() => {
+      typing.delete(data.user);
+      render();
+    }, 3000));
   }
 }
 
@@ -135,7 +117,6 @@ function applyScore(data, replay) {
   if (!replay) bumped = data.player;
 }
 
-let bumped = null;
 function render() {
   const who = [...typing.keys()];
   $('typing').textContent = who.length ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '';
@@ -145,7 +126,7 @@ function render() {
     if (player === bumped) tr.className = 'bump';
     const button = document.createElement('button');
     button.textContent = '+1';
-    button.onclick = () => request('publish', { channel: BOARD, data: { player, delta: 1 } });
+    button.onclick = () => board.publish({ player, delta: 1 }).catch(() => {});
     for (const text of [i + 1, player, score]) {
       const td = document.createElement('td');
       td.textContent = text;
@@ -159,17 +140,19 @@ function render() {
   bumped = null;
 }
 
-let present = [];
 async function refreshPresence() {
-  const reply = await request('presence', { channel: CHAT });
-  present = (reply.result && reply.result.clients) || [];
+  try {
+    present = (await chat.presence()).clients;
+  } catch {
+    return; // reconnecting: the next subscribe refreshes it
+  }
   renderPresence();
 }
 
 function renderPresence() {
-  $('presence').replaceChildren(...present.map(({ client, user }) => {
+  $('presence').replaceChildren(...present.map(({ client: id, user }) => {
     const li = document.createElement('li');
-    li.textContent = client === myClient ? `${nameInput.value} (you)` : (user || names.get(client) || client);
+    li.textContent = id === client.clientId ? `${nameInput.value} (you)` : (user || names.get(id) || id);
     return li;
   }));
 }
@@ -177,17 +160,17 @@ function renderPresence() {
 $('send').addEventListener('submit', (event) => {
   event.preventDefault();
   const text = $('text').value.trim();
-  if (!text || !ws || ws.readyState !== WebSocket.OPEN) return;
-  request('publish', { channel: CHAT, data: { type: 'message', user: nameInput.value, client: myClient, text } });
+  if (!text || client.state !== 'connected') return;
+  chat.publish({ type: 'message', user: nameInput.value, client: client.clientId, text }).catch(() => {});
   $('text').value = '';
 });
 
 let lastTyping = 0;
 $('text').addEventListener('input', () => {
-  if (Date.now() - lastTyping < 1500 || !ws || ws.readyState !== WebSocket.OPEN) return;
+  if (Date.now() - lastTyping < 1500 || client.state !== 'connected') return;
   lastTyping = Date.now();
-  request('publish', { channel: CHAT, data: { type: 'typing', user: nameInput.value, client: myClient } });
+  chat.publish({ type: 'typing', user: nameInput.value, client: client.clientId }).catch(() => {});
 });
 
 render();
-connect();
+client.connect();

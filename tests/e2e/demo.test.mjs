@@ -55,6 +55,8 @@ test('chat, typing, presence and leaderboard reach every viewer', async () => {
     { timeout: 5000 },
   );
 
+  // For people to look at: the demo as the second viewer sees it.
+  await alice.screenshot({ path: 'target/e2e/demo.png', fullPage: true });
   assert.deepEqual(errors, []);
 });
 

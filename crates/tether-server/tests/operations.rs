@@ -30,8 +30,9 @@ async fn serves_the_embedded_demo_and_the_javascript_client() {
     let page = get(server.addr, "/").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("text/html") && page.contains("/app.js"));
+    // The demo runs on the JavaScript client, as an application would.
     let script = get(server.addr, "/app.js").await;
-    assert!(script.contains("/connection/websocket"));
+    assert!(script.contains("from '/tether.js'"));
     // The client, byte for byte as clients/js has it, as a module script.
     let client = get(server.addr, "/tether.js").await;
     assert!(client.starts_with("HTTP/1.1 200"), "{client}");
