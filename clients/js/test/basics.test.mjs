@@ -4,13 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, ErrorCode, backoff, seededRandom } from '../tether.js';
-import { startServer, until, next } from './harness.mjs';
+import { serverFor, clientFor, until, next } from './harness.mjs';
 
 test('publish is acknowledged with its offset, presence and history answer, errors carry their numbers', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const client = new Client(server.url);
-  t.after(() => client.disconnect());
+  const server = await serverFor(t);
+  const client = clientFor(t, server.url);
   const received = [];
   const room = client.subscribe('chat:room', { publication: (p) => received.push(p) });
   client.connect();
@@ -37,10 +35,8 @@ test('publish is acknowledged with its offset, presence and history answer, erro
 });
 
 test('a publish retried with its idempotency key is delivered once', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const client = new Client(server.url);
-  t.after(() => client.disconnect());
+  const server = await serverFor(t);
+  const client = clientFor(t, server.url);
   const received = [];
   client.subscribe('news', { publication: (p) => received.push(p.offset) });
   client.connect();
@@ -54,10 +50,8 @@ test('a publish retried with its idempotency key is delivered once', async (t) =
 });
 
 test('subscribe, unsubscribe, subscribe within a few milliseconds ends subscribed once, with no error', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const client = new Client(server.url);
-  t.after(() => client.disconnect());
+  const server = await serverFor(t);
+  const client = clientFor(t, server.url);
   client.connect();
   await next(client, 'connected');
   const errors = [];
@@ -85,8 +79,7 @@ test('subscribe, unsubscribe, subscribe within a few milliseconds ends subscribe
 });
 
 test('requests made before the connection wait for it; after disconnect() they fail at once', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
+  const server = await serverFor(t);
   const client = new Client(server.url);
   client.connect();
   const ack = await client.publish('early', 1);

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '../tether.js';
-import { startServer, until, next } from './harness.mjs';
+import { startServer, serverFor, clientFor, until, next } from './harness.mjs';
 
 const FAST = { minReconnectDelay: 20, maxReconnectDelay: 200 };
 
@@ -37,8 +37,7 @@ test('moves back to WebSocket once the server offers it again', async (t) => {
   let server = await startServer(['--websocket.enabled', 'false']);
   const port = server.port;
   t.after(() => server.stop());
-  const client = new Client(server.url, { ...FAST, probeInterval: 200 });
-  t.after(() => client.disconnect());
+  const client = clientFor(t, server.url, { ...FAST, probeInterval: 200 });
   client.connect();
   assert.equal((await next(client, 'connected')).transport, 'sse');
   await server.stop('SIGTERM');
@@ -59,11 +58,9 @@ function blockableWebSocket() {
 }
 
 test('the move back to WebSocket loses and repeats nothing while publications flow', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
+  const server = await serverFor(t);
   const proxy = blockableWebSocket();
-  const client = new Client(server.url, { ...FAST, probeInterval: 100, WebSocket: proxy.WebSocket });
-  t.after(() => client.disconnect());
+  const client = clientFor(t, server.url, { ...FAST, probeInterval: 100, WebSocket: proxy.WebSocket });
   const seen = [];
   const sub = client.subscribe('ticks', { publication: (p) => seen.push(p.data) });
   const transports = [];

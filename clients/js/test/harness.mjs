@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { Client } from '../tether.js';
 
 const BIN = process.env.TETHER_BIN ?? fileURLToPath(new URL('../../../target/release/tether', import.meta.url));
 
@@ -69,6 +70,27 @@ export async function startServer(args = [], { port } = {}) {
   };
 }
 
+/** `startServer(args, options)`, stopped when the test `t` ends, pass or fail. */
+export async function serverFor(t, args = [], options = {}) {
+  const server = await startServer(args, options);
+  t.after(() => server.stop());
+  return server;
+}
+
+/** `startRelay` to `server`, closed when the test `t` ends. */
+export async function relayFor(t, server) {
+  const relay = await startRelay(server.port);
+  t.after(() => relay.close());
+  return relay;
+}
+
+/** A `Client` of `url`, disconnected when the test `t` ends. */
+export function clientFor(t, url, options = {}) {
+  const client = new Client(url, options);
+  t.after(() => client.disconnect());
+  return client;
+}
+
 /**
  * A TCP relay on a free port to `target`: `cut()` resets every connection
  * through it (the network pulled), `block(true)` refuses new ones until
@@ -80,7 +102,7 @@ export async function startRelay(targetPort) {
   /** Connections whose bytes are dropped. */
   const frozen = new WeakSet();
   const server = net.createServer((inbound) => {
-    if (blocked) return inbound.resetAndDestroy();
+    if (blocked) return inbound.destroy();
     const outbound = net.connect(targetPort, '127.0.0.1');
     sockets.add(inbound);
     sockets.add(outbound);
@@ -104,7 +126,9 @@ export async function startRelay(targetPort) {
   return {
     url: `http://127.0.0.1:${port}`,
     cut() {
-      for (const socket of sockets) socket.resetAndDestroy();
+      // A socket still connecting is destroyed plainly: reset-and-destroy
+      // would leave its handle open, and this process with it.
+      for (const socket of sockets) socket.connecting ? socket.destroy() : socket.resetAndDestroy();
       sockets.clear();
     },
     block(on) {

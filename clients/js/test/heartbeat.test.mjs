@@ -4,23 +4,19 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client } from '../tether.js';
-import { startServer, startRelay, until, next } from './harness.mjs';
+import { serverFor, relayFor, clientFor, until, next } from './harness.mjs';
 
 for (const transport of ['websocket', 'longpoll']) {
   test(`${transport}: a silent link is replaced within ping interval plus timeout`, async (t) => {
-    const server = await startServer(['--http.poll-timeout', '10s']);
-    t.after(() => server.stop());
-    const relay = await startRelay(server.port);
-    t.after(() => relay.close());
-    const client = new Client(relay.url, {
+    const server = await serverFor(t, ['--http.poll-timeout', '10s']);
+    const relay = await relayFor(t, server);
+    const client = clientFor(t, relay.url, {
       transports: [transport],
       minReconnectDelay: 20,
       maxReconnectDelay: 100,
       pingInterval: 300,
       pingTimeout: 300,
     });
-    t.after(() => client.disconnect());
     const seen = [];
     const sub = client.subscribe('quiet', { publication: (p) => seen.push(p.data) });
     client.connect();

@@ -3,16 +3,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, ErrorCode } from '../tether.js';
-import { startServer, startRelay, until, next } from './harness.mjs';
+import { ErrorCode } from '../tether.js';
+import { serverFor, relayFor, clientFor, until, next } from './harness.mjs';
 
 test('publishes made offline are sent in order after reconnect; past the bound they are refused', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const relay = await startRelay(server.port);
-  t.after(() => relay.close());
-  const client = new Client(relay.url, { minReconnectDelay: 50, maxReconnectDelay: 100, offlineQueue: 5 });
-  t.after(() => client.disconnect());
+  const server = await serverFor(t);
+  const relay = await relayFor(t, server);
+  const client = clientFor(t, relay.url, { minReconnectDelay: 50, maxReconnectDelay: 100, offlineQueue: 5 });
   client.connect();
   await next(client, 'connected');
   relay.block(true);
@@ -30,12 +27,9 @@ test('publishes made offline are sent in order after reconnect; past the bound t
 });
 
 test('without the offline queue a publish waits at most its timeout', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const relay = await startRelay(server.port);
-  t.after(() => relay.close());
-  const client = new Client(relay.url, { minReconnectDelay: 50, maxReconnectDelay: 100, timeout: 300 });
-  t.after(() => client.disconnect());
+  const server = await serverFor(t);
+  const relay = await relayFor(t, server);
+  const client = clientFor(t, relay.url, { minReconnectDelay: 50, maxReconnectDelay: 100, timeout: 300 });
   client.connect();
   await next(client, 'connected');
   relay.block(true);

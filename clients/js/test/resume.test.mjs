@@ -5,20 +5,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client } from '../tether.js';
-import { startServer, startRelay, until, next } from './harness.mjs';
+import { startServer, serverFor, relayFor, clientFor, until, next } from './harness.mjs';
 
 const FAST = { minReconnectDelay: 20, maxReconnectDelay: 300 };
 
 for (const transport of ['websocket', 'sse', 'longpoll']) {
   test(`${transport}: every number exactly once, in order, across three cuts of the network`, async (t) => {
     // Sessions over HTTP outlive a short cut; the last cut outlasts them.
-    const server = await startServer(['--http.session-ttl', '400ms']);
-    t.after(() => server.stop());
-    const relay = await startRelay(server.port);
-    t.after(() => relay.close());
-    const client = new Client(relay.url, { ...FAST, transports: [transport] });
-    t.after(() => client.disconnect());
+    const server = await serverFor(t, ['--http.session-ttl', '400ms']);
+    const relay = await relayFor(t, server);
+    const client = clientFor(t, relay.url, { ...FAST, transports: [transport] });
     const seen = [];
     const lost = [];
     client.subscribe('numbers', {
@@ -66,8 +62,7 @@ test('a restart that lost the history is reported as unrecovered, never as a sil
   let server = await startServer(['--reconnect-window', '300ms']);
   const port = server.port;
   t.after(() => server.stop());
-  const client = new Client(server.url, FAST);
-  t.after(() => client.disconnect());
+  const client = clientFor(t, server.url, FAST);
   const seen = [];
   const unrecovered = [];
   const subscribed = [];
@@ -99,10 +94,8 @@ test('a restart that lost the history is reported as unrecovered, never as a sil
 });
 
 test('reconnects after the delay the server advised on shutdown', async (t) => {
-  const server = await startServer(['--reconnect-window', '2s']);
-  t.after(() => server.stop());
-  const client = new Client(server.url, { minReconnectDelay: 10, maxReconnectDelay: 20 });
-  t.after(() => client.disconnect());
+  const server = await serverFor(t, ['--reconnect-window', '2s']);
+  const client = clientFor(t, server.url, { minReconnectDelay: 10, maxReconnectDelay: 20 });
   client.connect();
   await next(client, 'connected');
   const reconnecting = next(client, 'reconnecting');

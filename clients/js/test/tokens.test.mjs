@@ -5,16 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '../tether.js';
-import { startServer, token, until, next } from './harness.mjs';
+import { serverFor, clientFor, token, until, next } from './harness.mjs';
 
 const SECRET = 'test-secret-of-sufficient-length';
 const FAST = { minReconnectDelay: 20, maxReconnectDelay: 200 };
 
 test('a token is refreshed before it expires, on the same connection', async (t) => {
-  const server = await startServer(['--auth.hmac-secret', SECRET]);
-  t.after(() => server.stop());
+  const server = await serverFor(t, ['--auth.hmac-secret', SECRET]);
   let calls = 0;
-  const client = new Client(server.url, {
+  const client = clientFor(t, server.url, {
     ...FAST,
     tokenRefreshMargin: 1500,
     getToken: async () => {
@@ -22,7 +21,6 @@ test('a token is refreshed before it expires, on the same connection', async (t)
       return token(SECRET, 'alice', 3);
     },
   });
-  t.after(() => client.disconnect());
   let connections = 0;
   client.on('connected', () => (connections += 1));
   client.connect();
@@ -34,10 +32,9 @@ test('a token is refreshed before it expires, on the same connection', async (t)
 });
 
 test('a failing getToken is retried with backoff until it answers', async (t) => {
-  const server = await startServer(['--auth.hmac-secret', SECRET]);
-  t.after(() => server.stop());
+  const server = await serverFor(t, ['--auth.hmac-secret', SECRET]);
   let calls = 0;
-  const client = new Client(server.url, {
+  const client = clientFor(t, server.url, {
     ...FAST,
     getToken: async () => {
       calls += 1;
@@ -45,7 +42,6 @@ test('a failing getToken is retried with backoff until it answers', async (t) =>
       return token(SECRET, 'bob', 60);
     },
   });
-  t.after(() => client.disconnect());
   const delays = [];
   client.on('reconnecting', (r) => delays.push(r.delay));
   client.connect();
@@ -57,8 +53,7 @@ test('a failing getToken is retried with backoff until it answers', async (t) =>
 });
 
 test('a refused token disconnects for good: no retry storm', async (t) => {
-  const server = await startServer(['--auth.hmac-secret', SECRET]);
-  t.after(() => server.stop());
+  const server = await serverFor(t, ['--auth.hmac-secret', SECRET]);
   let calls = 0;
   const client = new Client(server.url, {
     ...FAST,
@@ -78,8 +73,7 @@ test('a refused token disconnects for good: no retry storm', async (t) => {
 });
 
 test('a refresh the server refuses disconnects the client', async (t) => {
-  const server = await startServer(['--auth.hmac-secret', SECRET]);
-  t.after(() => server.stop());
+  const server = await serverFor(t, ['--auth.hmac-secret', SECRET]);
   let calls = 0;
   const client = new Client(server.url, {
     ...FAST,
