@@ -56,6 +56,12 @@ export interface ClientOptions {
   WebSocket: (new (url: string) => WebSocket) | null;
   /** A fetch function for the HTTP transports. */
   fetch: typeof fetch | null;
+  /**
+   * Share one connection among the tabs of this origin through a
+   * SharedWorker, where the browser has one (and Web Locks) and the client
+   * has no `getToken`, `random`, `WebSocket` or `fetch` of its own. Default true.
+   */
+  shared: boolean;
 }
 
 /** The client's defaults. */

@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/app.js", get(demo::app))
         .route("/style.css", get(demo::style))
         .route("/tether.js", get(demo::client))
+        .route("/tether/{module}", get(demo::client))
         .route("/healthz", get(api::healthy))
         .route("/readyz", get(api::ready))
         .route("/metrics", get(api::metrics));

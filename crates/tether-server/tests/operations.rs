@@ -33,15 +33,33 @@ async fn serves_the_embedded_demo_and_the_javascript_client() {
     // The demo runs on the JavaScript client, as an application would.
     let script = get(server.addr, "/app.js").await;
     assert!(script.contains("from '/tether.js'"));
-    // The client, byte for byte as clients/js has it, as a module script.
-    let client = get(server.addr, "/tether.js").await;
-    assert!(client.starts_with("HTTP/1.1 200"), "{client}");
-    assert!(client
-        .to_ascii_lowercase()
-        .contains("content-type: text/javascript"));
-    let body = client.split_once("\r\n\r\n").unwrap().1;
-    assert_eq!(body, include_str!("../../../clients/js/tether.js"));
-    assert!(body.contains("export class Client"));
+    // The client, every module byte for byte as clients/js has it, as
+    // module scripts.
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/js");
+    let mut modules = vec!["tether.js".to_string()];
+    for entry in std::fs::read_dir(js.join("tether")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        modules.push(format!("tether/{name}"));
+    }
+    assert!(modules.len() > 2, "{modules:?}");
+    for module in &modules {
+        let answer = get(server.addr, &format!("/{module}")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{module}: {answer}");
+        assert!(answer
+            .to_ascii_lowercase()
+            .contains("content-type: text/javascript"));
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(
+            body,
+            std::fs::read_to_string(js.join(module)).unwrap(),
+            "{module}"
+        );
+    }
+    assert!(get(server.addr, "/tether.js")
+        .await
+        .contains("export { Client }"));
+    let missing = get(server.addr, "/tether/nothing.js").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
 
 #[tokio::test]
