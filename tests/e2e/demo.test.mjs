@@ -2,27 +2,19 @@
 // by scripts/e2e.sh, URL in TETHER_URL). A chat message, a typing indicator, a
 // presence list and a leaderboard click must reach the other page.
 
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { useBrowser } from './browser.mjs';
 
 const base = process.env.TETHER_URL;
-let browser;
-
-before(async () => {
+before(() => {
   assert.ok(base, 'TETHER_URL is set by scripts/e2e.sh');
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
 });
 
-after(async () => {
-  await browser?.close();
-});
+const browser = useBrowser();
 
 async function openPage(errors) {
-  const page = await browser.newPage();
+  const page = await browser().newPage();
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
   await page.goto(base);

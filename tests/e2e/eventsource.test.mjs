@@ -4,24 +4,16 @@
 // publication must arrive exactly once and in order across the reconnects
 // EventSource makes by itself with Last-Event-ID.
 
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { useBrowser } from './browser.mjs';
 
 const base = process.env.TETHER_URL;
-let browser;
-
-before(async () => {
+before(() => {
   assert.ok(base, 'TETHER_URL is set by scripts/e2e.sh');
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
 });
 
-after(async () => {
-  await browser?.close();
-});
+const browser = useBrowser();
 
 async function publish(channel, data) {
   const response = await fetch(new URL('/api/publish', base), {
@@ -33,7 +25,7 @@ async function publish(channel, data) {
 }
 
 test('EventSource receives publications and resumes after the server ends its stream', async () => {
-  const page = await browser.newPage();
+  const page = await browser().newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(base);

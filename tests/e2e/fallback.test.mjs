@@ -3,56 +3,18 @@
 // offers neither WebSocket nor SSE it runs over long-polling; chat, presence
 // and the leaderboard work the same. Each test starts its own `tether serve`.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
-import { chromium } from 'playwright-core';
+import { useBrowser } from './browser.mjs';
+import { serverFor } from '../../clients/js/test/harness.mjs';
 
-const BIN = new URL('../../target/release/tether', import.meta.url).pathname;
-let browser;
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-async function serve(t, args) {
-  const port = await freePort();
-  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--log', 'warn', ...args], { stdio: 'ignore' });
-  t.after(() => child.kill('SIGKILL'));
-  const url = `http://127.0.0.1:${port}/`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}healthz`)).ok) return url;
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('tether serve did not start');
-}
+const browser = useBrowser();
 
 async function openPage(url, errors, { withoutWebSocket = false } = {}) {
-  const page = await browser.newPage();
+  const page = await browser().newPage();
   page.on('pageerror', (e) => errors.push(String(e)));
   if (withoutWebSocket) await page.addInitScript(() => delete window.WebSocket);
-  await page.goto(url);
+  await page.goto(`${url}/`);
   await page.waitForSelector('.status.live', { timeout: 10_000 });
   return page;
 }
@@ -80,12 +42,12 @@ async function chatAndScore(url, options, transport) {
 }
 
 test('without WebSocket in the page, the demo runs over SSE', async (t) => {
-  const url = await serve(t, []);
+  const { url } = await serverFor(t, []);
   assert.deepEqual(await chatAndScore(url, { withoutWebSocket: true }, 'sse'), []);
 });
 
 test('with WebSocket and SSE switched off on the server, the demo runs over long-polling', async (t) => {
-  const url = await serve(t, ['--websocket.enabled', 'false', '--http.sse', 'false']);
+  const { url } = await serverFor(t, ['--websocket.enabled', 'false', '--http.sse', 'false']);
   const errors = await chatAndScore(url, {}, 'longpoll');
   // The browser reports the refused WebSocket and SSE attempts; nothing else.
   assert.deepEqual(errors, []);
