@@ -1,7 +1,7 @@
 //! What the tests of every tether crate share, written once: free ports and
 //! child processes killed by PID, raw HTTP requests, the request/reply
 //! protocol client of `tether serve` (replies sorted from pushes), deflate
-//! bombs, and memory readings of a process.
+//! bombs, memory readings of a process, and a relay that pulls the network.
 //!
 //! # Layout
 //! - [`process`]: free loopback ports, a child killed when dropped, starting
@@ -12,6 +12,7 @@
 //! - [`frame`]: client frames written by hand.
 //! - [`raw`]: a WebSocket opened by hand.
 //! - [`memory`]: the resident memory of a process.
+//! - [`relay`]: a TCP relay that can cut, refuse and redirect connections.
 //! - [`wait`]: waiting for a condition to hold, instead of sleeping.
 
 pub mod conversation;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod memory;
 pub mod process;
 pub mod raw;
+pub mod relay;
 pub mod wait;
 
 pub use conversation::{Conversation, Sorted};
@@ -30,4 +32,5 @@ pub use http::{http, http_raw};
 pub use memory::{rss_anon_bytes, rss_bytes_of_self, Peak};
 pub use process::{free_port, spawn_listening, Child};
 pub use raw::raw_websocket;
+pub use relay::Relay;
 pub use wait::eventually;
