@@ -115,3 +115,65 @@ async fn speaks_wss_to_a_self_signed_server_only_with_insecure() {
     assert_eq!((code, stdout.as_str()), (0, "ca\n"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn channel_mode_prints_publications_and_publishes_stdin_lines() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let (_serve, port) = common::spawn(&["serve", "--log", "warn"], Stdio::null()).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["connect", "--channel", "news", "--count", "3", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Subscribed before anything is published.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.starts_with("subscribed to news") {
+                return line;
+            }
+        }
+        panic!("no subscribed line");
+    })
+    .await
+    .unwrap();
+    assert_eq!(said, "subscribed to news at offset 0");
+    // One publication from elsewhere, two typed in: the JSON one as JSON, the other as a string.
+    let (status, _) = tether_testing::http(
+        addr,
+        "POST",
+        "/api/publish",
+        r#"{"channel":"news","data":{"from":"api"}}"#,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"n\":2}\nplain words\n").await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("exits after three publications")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "{\"from\":\"api\"}\n{\"n\":2}\n\"plain words\"\n"
+    );
+    let (_, history) = tether_testing::http(addr, "GET", "/api/history/news", "", "").await;
+    assert_eq!(history["publications"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn channel_mode_exits_3_when_the_subscribe_is_refused() {
+    let (_serve, port) = common::spawn(&["serve", "--log", "warn"], Stdio::null()).await;
+    let url = format!("ws://127.0.0.1:{port}");
+    let (code, stdout) = connect(&["--channel", "bad channel!", "--count", "1", &url], "").await;
+    assert_eq!((code, stdout.as_str()), (3, ""));
+}

@@ -1,12 +1,14 @@
 //! `tether connect`: an interactive WebSocket client (line editing, history,
-//! commands for binary messages, pings and closes, timestamps), and a pipe mode
-//! for scripts (stdin lines out, messages in on stdout).
+//! commands for binary messages, pings and closes, timestamps), a pipe mode
+//! for scripts (stdin lines out, messages in on stdout), and with
+//! `--channel` a client of `tether serve`'s protocol (channel.rs).
 //!
 //! Exit codes say how the connection ended: 0 closed normally (1000 or 1001,
 //! or a close this side asked for), 1 could not connect, 2 ended abnormally
 //! (no close frame, a protocol or I/O error), 3 closed by the server with any
 //! other code.
 
+mod channel;
 mod command;
 mod terminal;
 
@@ -23,8 +25,19 @@ use tokio::sync::mpsc;
 /// Arguments of `tether connect`.
 #[derive(Debug, clap::Args)]
 pub struct ConnectArgs {
-    /// ws:// or wss:// URL.
+    /// ws:// or wss:// URL (with --channel: the server, http(s):// too).
     url: String,
+    /// Speak `tether serve`'s protocol: subscribe to this channel and print
+    /// each publication's data as a line (once, in order, resuming across
+    /// reconnects), and publish each stdin line (JSON, or else a string).
+    #[arg(long)]
+    channel: Option<String>,
+    /// With --channel: a token (JWT) for `connect`.
+    #[arg(long, requires = "channel")]
+    token: Option<String>,
+    /// With --channel: exit after this many publications (once stdin is done).
+    #[arg(long, requires = "channel")]
+    count: Option<u64>,
     /// Extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
@@ -76,16 +89,24 @@ enum Input {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
+    if let Some(channel) = args.channel.clone() {
+        let headers = parse_headers(&args.headers)?;
+        return channel::run(channel::ChannelArgs {
+            url: args.url,
+            channel,
+            token: args.token,
+            headers,
+            count: args.count,
+        })
+        .await;
+    }
     let config = Config::default()
         .compression(args.compress)
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_message_size);
     let mut builder = ClientBuilder::new(&args.url).config(config);
-    for header in &args.headers {
-        let Some((name, value)) = header.split_once(':') else {
-            anyhow::bail!("header {header:?} is not `Name: value`");
-        };
-        builder = builder.header(name.trim(), value.trim());
+    for (name, value) in parse_headers(&args.headers)? {
+        builder = builder.header(&name, &value);
     }
     for protocol in &args.protocols {
         builder = builder.protocol(protocol);
@@ -220,6 +241,17 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     sending.abort();
     screen.finish();
     Ok(code)
+}
+
+/// `Name: value` headers, split.
+fn parse_headers(headers: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    headers
+        .iter()
+        .map(|header| match header.split_once(':') {
+            Some((name, value)) => Ok((name.trim().to_owned(), value.trim().to_owned())),
+            None => anyhow::bail!("header {header:?} is not `Name: value`"),
+        })
+        .collect()
 }
 
 /// Pipe mode input: stdin lines, then its end.
