@@ -239,3 +239,38 @@ async fn subscribe_drop_subscribe_ends_subscribed_once() {
         "delivered once"
     );
 }
+
+#[tokio::test]
+async fn a_handler_sees_each_publication_once_and_stops_when_dropped() {
+    let (_server, port) = common::spawn(&["serve", "--log", "warn"], Stdio::null()).await;
+    let client = Client::new(fast(format!("http://127.0.0.1:{port}")));
+    let (seen, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    let handler = client
+        .subscribe_with("alerts", move |event| {
+            if let SubscriptionEvent::Publication(p) = event {
+                let _ = seen.send(p.offset);
+            }
+        })
+        .await
+        .unwrap();
+    client.connected().await.unwrap();
+    let members = || async { client.presence("alerts").await.map(|p| p.clients.len()) };
+    tether_testing::eventually(
+        "the handler's subscription",
+        Duration::from_secs(5),
+        || async { members().await == Ok(1) },
+    )
+    .await;
+    for n in 1..=3 {
+        client.publish("alerts", &n).await.unwrap();
+    }
+    for offset in 1..=3 {
+        let next = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await;
+        assert_eq!(next.unwrap(), Some(offset));
+    }
+    handler.unsubscribe();
+    tether_testing::eventually("the channel left", Duration::from_secs(5), || async {
+        members().await == Ok(0)
+    })
+    .await;
+}

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::actor::{Actor, Call};
 use crate::config::ClientConfig;
 use crate::error::Error;
-use crate::events::{Event, State};
+use crate::events::{Event, State, SubscriptionEvent};
 use crate::subscription::Subscription;
 
 /// Handles given out, so a late drop of an old subscription never ends a newer one.
@@ -110,6 +110,26 @@ impl Client {
         ))
     }
 
+    /// Subscribes to `channel` and calls `handler` with each of its events,
+    /// in order, on a task of its own, until the returned [`Handler`] is
+    /// dropped (which leaves the channel).
+    pub async fn subscribe_with<F>(
+        &self,
+        channel: impl Into<String>,
+        mut handler: F,
+    ) -> Result<Handler, Error>
+    where
+        F: FnMut(SubscriptionEvent) + Send + 'static,
+    {
+        let mut subscription = self.subscribe(channel).await?;
+        let task = tokio::spawn(async move {
+            while let Some(event) = subscription.next().await {
+                handler(event);
+            }
+        });
+        Ok(Handler { task })
+    }
+
     /// Publishes `data` with a fresh idempotency key; the server's `{offset, epoch}`.
     pub async fn publish<T: Serialize + ?Sized>(
         &self,
@@ -175,6 +195,24 @@ impl Client {
             .map_err(|_| Error::Timeout(self.timeout))?
             .map_err(|_| Error::Closed)??;
         Ok(serde_json::from_str(raw.get())?)
+    }
+}
+
+/// A subscription driven by a handler ([`Client::subscribe_with`]); dropping
+/// it stops the handler and leaves the channel.
+#[derive(Debug)]
+pub struct Handler {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Handler {
+    /// Leaves the channel (as dropping does).
+    pub fn unsubscribe(self) {}
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

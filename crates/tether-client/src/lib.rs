@@ -42,7 +42,7 @@ pub mod subscription;
 mod token;
 
 pub use backoff::backoff;
-pub use client::{Client, PublishOptions};
+pub use client::{Client, Handler, PublishOptions};
 pub use config::{ClientConfig, TokenSource};
 pub use error::Error;
 pub use events::{Event, Publication, State, SubscriptionEvent};

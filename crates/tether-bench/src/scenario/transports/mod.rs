@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
+use tether_protocol::{Command, Request};
 use tokio::net::TcpStream;
 
 use http::{protocol, Counted, HttpConn, Wire};
@@ -80,7 +82,11 @@ struct Ctx {
 }
 
 fn subscribe_body(channel: &str) -> String {
-    format!(r#"{{"id":1,"op":"subscribe","channel":"{channel}"}}"#)
+    let command = Command::Subscribe {
+        channel: channel.to_owned(),
+        recover: None,
+    };
+    Request::new(1, command).to_json()
 }
 
 async fn websocket(ctx: Ctx, ready: tokio::sync::oneshot::Sender<()>) -> Result<()> {
@@ -248,9 +254,15 @@ async fn publish(
         tick.tick().await;
         sent += 1;
         let t = origin.elapsed().as_micros() as u64;
-        let request = format!(
-            r#"{{"id":{sent},"op":"publish","channel":"{channel}","data":{{"t":{t},"p":"{padding}"}}}}"#
-        );
+        let data = RawValue::from_string(format!(r#"{{"t":{t},"p":"{padding}"}}"#))
+            .expect("the payload is JSON");
+        let command = Command::Publish {
+            channel: channel.to_owned(),
+            data,
+            idempotency_key: None,
+            key: None,
+        };
+        let request = Request::new(sent, command).to_json();
         writer
             .send(request)
             .await
