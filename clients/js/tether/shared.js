@@ -8,6 +8,8 @@
 import { newKey } from './options.js';
 
 const WORKER = new URL('./worker.js', import.meta.url);
+/** The tab-worker messages' version: a tab never talks to a worker of another. */
+const VERSION = 1;
 
 /** Options a worker cannot take: functions and injected implementations. */
 const LOCAL_ONLY = ['getToken', 'random', 'WebSocket', 'fetch', 'shared'];
@@ -35,8 +37,9 @@ export class SharedPort {
    */
   constructor(url, options) {
     const settings = Object.fromEntries(Object.entries(options).filter(([name]) => !LOCAL_ONLY.includes(name)));
-    // One worker per server: the name keys it, with the script's URL.
-    const worker = new globalThis.SharedWorker(WORKER, { type: 'module', name: `tether ${url}` });
+    // One worker per server (and per version of this exchange): the name
+    // keys it, with the script's URL.
+    const worker = new globalThis.SharedWorker(WORKER, { type: 'module', name: `tether/${VERSION} ${url}` });
     this._port = worker.port;
     this._links = new Map();
     this._nextLink = 1;

@@ -112,6 +112,9 @@ function handle(session, request) {
     case 'connect':
       return reply(session, id, { client: client.clientId, user });
     case 'ping':
+      // A tab pings when its page woke up or came online: the worker checks
+      // its own link then too (or reconnects now if it was waiting to).
+      client._reconnectNow();
       return reply(session, id, {});
     case 'subscribe':
       return subscribe(session, request);
