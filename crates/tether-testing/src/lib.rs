@@ -13,6 +13,7 @@
 //! - [`raw`]: a WebSocket opened by hand.
 //! - [`memory`]: the resident memory of a process.
 //! - [`relay`]: a TCP relay that can cut, refuse and redirect connections.
+//! - [`redis`]: Debian's `redis-server` on a free port, without persistence.
 //! - [`wait`]: waiting for a condition to hold, instead of sleeping.
 
 pub mod conversation;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod memory;
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod relay;
 pub mod wait;
 
@@ -32,5 +34,6 @@ pub use http::{http, http_raw};
 pub use memory::{rss_anon_bytes, rss_bytes_of_self, Peak};
 pub use process::{free_port, spawn_listening, Child};
 pub use raw::raw_websocket;
+pub use redis::RedisServer;
 pub use relay::Relay;
 pub use wait::eventually;

@@ -9,6 +9,7 @@
 //! everything in this process.
 
 pub mod memory;
+pub mod redis;
 
 use std::fmt::Debug;
 use std::future::Future;

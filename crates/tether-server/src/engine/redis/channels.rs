@@ -1,0 +1,179 @@
+//! A channel's offsets, epoch, history and idempotency keys in Redis: the
+//! atomic publish (publish.lua) and the consistent read (history.lua), over
+//! one reconnecting connection that pipelines every caller's commands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use serde_json::value::RawValue;
+
+use super::keys::ChannelKeys;
+use crate::engine::{EngineError, History, HistoryQuery, NewPublication, Retention};
+use crate::protocol::{Publication, Published};
+
+/// How to reach Redis and name what is kept there.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://HOST:PORT/DB` (or `rediss://`, `redis+unix://`).
+    pub url: String,
+    /// Prefix of every key and topic.
+    pub prefix: String,
+    /// How long a command may take before it fails (error 112 for the client).
+    pub command_timeout: Duration,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+}
+
+/// The channels' shared state in one Redis; see the module documentation.
+#[derive(Clone)]
+pub struct RedisChannels {
+    connection: ConnectionManager,
+    settings: Arc<RedisSettings>,
+    publish: Arc<Script>,
+    history: Arc<Script>,
+}
+
+impl std::fmt::Debug for RedisChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisChannels")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new channel's epoch, used only if the channel has none yet.
+fn fresh_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn millis(duration: Option<Duration>) -> u64 {
+    duration.map_or(0, |d| d.as_millis().max(1) as u64)
+}
+
+/// A reply of another shape than the scripts give.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected reply from Redis: {0}")]
+struct Unexpected(String);
+
+impl RedisChannels {
+    /// Connects (the connection reconnects by itself after a loss).
+    pub async fn connect(settings: RedisSettings) -> Result<Self, EngineError> {
+        let client =
+            redis::Client::open(settings.url.as_str()).map_err(EngineError::unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(settings.connect_timeout)
+            .set_response_timeout(settings.command_timeout)
+            .set_number_of_retries(2);
+        let connection = tokio::time::timeout(
+            settings.connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(EngineError::unavailable)?
+        .map_err(EngineError::unavailable)?;
+        Ok(Self {
+            connection,
+            settings: Arc::new(settings),
+            publish: Arc::new(Script::new(include_str!("publish.lua"))),
+            history: Arc::new(Script::new(include_str!("history.lua"))),
+        })
+    }
+
+    /// The keys of `channel`.
+    pub fn keys(&self, channel: &str) -> ChannelKeys {
+        ChannelKeys::new(&self.settings.prefix, channel)
+    }
+
+    /// Runs `script` with its keys and arguments, within the command timeout.
+    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> Result<Value, EngineError> {
+        let mut connection = self.connection.clone();
+        tokio::time::timeout(
+            self.settings.command_timeout,
+            invocation.invoke_async(&mut connection),
+        )
+        .await
+        .map_err(EngineError::unavailable)?
+        .map_err(EngineError::unavailable)
+    }
+
+    /// Publishes on `channel`: its offset and epoch, and whether the
+    /// idempotency key was seen before (then nothing was published).
+    pub async fn publish(
+        &self,
+        channel: &str,
+        publication: &NewPublication,
+        retention: Retention,
+    ) -> Result<(Published, bool), EngineError> {
+        let keys = self.keys(channel);
+        let idempotency = publication.idempotency_key.as_deref().unwrap_or("");
+        let mut invocation = self.publish.prepare_invoke();
+        invocation
+            .key(&keys.meta)
+            .key(&keys.stream)
+            .key(keys.seen(idempotency))
+            .arg(publication.data.get())
+            .arg(retention.history_size)
+            .arg(millis(retention.history_ttl))
+            .arg(millis(Some(retention.idempotency_window)))
+            .arg(fresh_epoch())
+            .arg(&keys.topic)
+            .arg(idempotency)
+            .arg(publication.key.as_deref().unwrap_or(""));
+        let reply = self.run(invocation).await?;
+        let (offset, epoch, repeated): (u64, String, u8) =
+            redis::from_redis_value(&reply).map_err(EngineError::unavailable)?;
+        Ok((
+            Published {
+                offset,
+                epoch: epoch.into(),
+            },
+            repeated == 1,
+        ))
+    }
+
+    /// The channel's epoch, newest offset and retained publications.
+    pub async fn history(
+        &self,
+        channel: &str,
+        query: HistoryQuery,
+        retention: Retention,
+    ) -> Result<History, EngineError> {
+        let keys = self.keys(channel);
+        let mut invocation = self.history.prepare_invoke();
+        invocation
+            .key(&keys.meta)
+            .key(&keys.stream)
+            .arg(query.since.map_or(-1, |s| s as i64))
+            .arg(query.limit.unwrap_or(0))
+            .arg(millis(retention.history_ttl))
+            .arg(fresh_epoch());
+        let reply = self.run(invocation).await?;
+        let unexpected = || EngineError::unavailable(Unexpected(format!("{reply:?}")));
+        let Value::Array(items) = &reply else {
+            return Err(unexpected());
+        };
+        let (head, entries) = items.split_at_checked(3).ok_or_else(unexpected)?;
+        let epoch: String = redis::from_redis_value(&head[0]).map_err(EngineError::unavailable)?;
+        let offset: u64 = redis::from_redis_value(&head[1]).map_err(EngineError::unavailable)?;
+        let complete: u8 = redis::from_redis_value(&head[2]).map_err(EngineError::unavailable)?;
+        let mut publications = Vec::with_capacity(entries.len() / 2);
+        for pair in entries.chunks(2) {
+            let [at, data] = pair else {
+                return Err(unexpected());
+            };
+            let offset: u64 = redis::from_redis_value(at).map_err(EngineError::unavailable)?;
+            let data: String = redis::from_redis_value(data).map_err(EngineError::unavailable)?;
+            // Stored as published: JSON the server validated.
+            let data = RawValue::from_string(data).map_err(EngineError::unavailable)?;
+            publications.push(Publication { offset, data });
+        }
+        Ok(History {
+            epoch: epoch.into(),
+            offset,
+            publications,
+            complete: complete == 1,
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! Channels' shared state in Redis, for many `tether serve` nodes acting as
+//! one (issue: clustering). What is here so far: the keys ([`keys`]) and the
+//! atomic publish and consistent history read ([`channels`]); fan-out
+//! between nodes, presence and the `Engine` built on them come next.
+//!
+//! Redis holds, per channel (keys sharing one hash tag): a hash with its
+//! epoch and newest offset, a stream of its retained publications (capped
+//! at the history size, expiring with the history TTL), and one key per
+//! idempotency key (expiring with the window). A publish is one Lua script:
+//! offsets are strictly increasing and gap-free whichever node publishes.
+
+pub mod channels;
+pub mod keys;
+
+pub use channels::{RedisChannels, RedisSettings};
+pub use keys::{ChannelKeys, Wire};
