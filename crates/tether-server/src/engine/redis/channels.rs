@@ -133,6 +133,20 @@ impl RedisChannels {
         ))
     }
 
+    /// The channel's epoch and newest offset, if it has an epoch yet.
+    pub async fn position(&self, channel: &str) -> Result<Option<(Arc<str>, u64)>, EngineError> {
+        let keys = self.keys(channel);
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("HMGET");
+        command.arg(&keys.meta).arg("epoch").arg("offset");
+        let read = command.query_async::<(Option<String>, Option<u64>)>(&mut connection);
+        let (epoch, offset) = tokio::time::timeout(self.settings.command_timeout, read)
+            .await
+            .map_err(EngineError::unavailable)?
+            .map_err(EngineError::unavailable)?;
+        Ok(epoch.map(|epoch| (epoch.into(), offset.unwrap_or(0))))
+    }
+
     /// The channel's epoch, newest offset and retained publications.
     pub async fn history(
         &self,

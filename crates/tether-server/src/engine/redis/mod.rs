@@ -1,7 +1,8 @@
 //! Channels' shared state in Redis, for many `tether serve` nodes acting as
-//! one (issue: clustering). What is here so far: the keys ([`keys`]) and the
-//! atomic publish and consistent history read ([`channels`]); fan-out
-//! between nodes, presence and the `Engine` built on them come next.
+//! one (issue: clustering). What is here so far: the keys ([`keys`]), the
+//! atomic publish and consistent history read ([`channels`]), and a node's
+//! gap-checked subscription to the channels it serves ([`follower`]);
+//! presence and the `Engine` built on them come next.
 //!
 //! Redis holds, per channel (keys sharing one hash tag): a hash with its
 //! epoch and newest offset, a stream of its retained publications (capped
@@ -10,7 +11,9 @@
 //! offsets are strictly increasing and gap-free whichever node publishes.
 
 pub mod channels;
+pub mod follower;
 pub mod keys;
 
 pub use channels::{RedisChannels, RedisSettings};
+pub use follower::Follower;
 pub use keys::{ChannelKeys, Wire};
