@@ -651,8 +651,7 @@ impl Actor {
                 channel,
                 recovering,
             }) => {
-                self.subscribed(&channel, recovering, outcome);
-                self.reconcile(&channel, Some(link));
+                self.subscribed(&channel, recovering, outcome, link);
             }
             Some(Internal::Unsubscribe { channel }) => {
                 if let Some(entry) = self.channels.get_mut(&channel) {
@@ -714,11 +713,14 @@ impl Actor {
         }
     }
 
+    /// A subscribe's answer; then what the application wants next, unless
+    /// the server asked to retry later (a timer does that).
     fn subscribed(
         &mut self,
         channel: &str,
         recovering: bool,
         outcome: Result<Box<RawValue>, ErrorBody>,
+        link: &mut Link,
     ) {
         let Some(entry) = self.channels.get_mut(channel) else {
             return;
@@ -773,12 +775,14 @@ impl Actor {
                         let _ = myself.send(Call::Retry { channel });
                     }
                 });
+                return;
             }
             Err(error) => {
                 entry.emit(SubscriptionEvent::Failed(error.into()));
                 entry.handle = None;
             }
         }
+        self.reconcile(channel, Some(link));
     }
 
     // -- tokens ---------------------------------------------------------------

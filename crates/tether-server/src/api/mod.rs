@@ -183,11 +183,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /readyz`: 200 while accepting connections, 503 once shutdown began, so
-/// a load balancer stops sending new clients.
+/// `GET /readyz`: 200 while accepting connections, 503 once shutdown began or
+/// while the engine cannot answer (Redis away), so a load balancer sends
+/// new clients elsewhere.
 pub async fn ready(State(state): State<AppState>) -> Response {
     if *state.shutdown.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if !state.hub.ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "engine unavailable\n").into_response()
     } else {
         "ok\n".into_response()
     }

@@ -192,6 +192,11 @@ impl Layers {
     /// A value given as text (a variable or a flag), read by its setting's kind
     /// and by serde on its own, so that a bad one is named by its source.
     fn text(&mut self, key: &str, text: &str, source: Source) -> Result<(), LoadError> {
+        // `--engine redis://HOST:PORT[,redis://...]`: the engine and its instances at once.
+        if key == "engine.kind" && text.starts_with("redis") && text.contains("://") {
+            self.text("engine.kind", "redis", source.clone())?;
+            return self.text("engine.redis_urls", text, source);
+        }
         let bad = |why: String| LoadError::Value {
             origin: source.clone(),
             key: key.to_owned(),

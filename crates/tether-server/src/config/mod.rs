@@ -324,6 +324,22 @@ impl ServerConfig {
         positive("http.sse_heartbeat", self.http.sse_heartbeat)?;
         positive("http.poll_timeout", self.http.poll_timeout)?;
         positive("engine.sweep_interval", self.engine.sweep_interval)?;
+        positive(
+            "engine.redis_command_timeout",
+            self.engine.redis_command_timeout,
+        )?;
+        positive(
+            "engine.redis_connect_timeout",
+            self.engine.redis_connect_timeout,
+        )?;
+        positive("engine.redis_presence_ttl", self.engine.redis_presence_ttl)?;
+        if self.engine.kind == EngineKind::Redis && self.engine.redis_urls.is_empty() {
+            return Err(InvalidSetting::new(
+                "engine.redis_urls",
+                "[]",
+                "must name at least one Redis",
+            ));
+        }
         at_least_one("http.max_command_body", self.http.max_command_body)?;
         if self.http.max_poll_bytes < 1024 {
             return Err(InvalidSetting::new(

@@ -23,6 +23,7 @@ use crate::config::{EngineConfig, EngineKind};
 use crate::protocol::{ErrorBody, ErrorCode, PresenceEntry, Publication, Published};
 
 pub use memory::MemoryEngine;
+pub use redis::RedisEngine;
 
 /// A boxed future an engine answers with.
 pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'a>>;
@@ -181,6 +182,28 @@ pub trait Engine: Send + Sync + Debug + 'static {
     /// Who is in the channel, sorted by client id.
     fn presence_list<'a>(&'a self, channel: &'a str) -> EngineFuture<'a, Vec<PresenceEntry>>;
 
+    /// This node has a subscriber for `channel` (one call per subscriber):
+    /// from when this resolves, the channel's events reach this node's
+    /// [`Fanout`], so a history read after it misses nothing. An engine that
+    /// fans out everything everywhere (memory) has nothing to do.
+    fn follow<'a>(&'a self, _channel: &'a str) -> EngineFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// One subscriber of `channel` fewer on this node (pairs with [`follow`](Self::follow)).
+    fn unfollow(&self, _channel: &str) {}
+
+    /// What makes this node's client ids unique among the nodes sharing the
+    /// engine; None for an engine of one node.
+    fn node(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether the engine can answer now (`/readyz` says 503 while not).
+    fn ready(&self) -> bool {
+        true
+    }
+
     /// Forgets what has expired: history past its age (by `retention_of` the
     /// channel), idempotency keys past their window, and channels with
     /// nothing left that are not `in_use` (subscribed somewhere). Returns how
@@ -194,11 +217,26 @@ pub trait Engine: Send + Sync + Debug + 'static {
 
 /// What builds the engine `config` names, given where it fans out to (the
 /// hub, made around it): the server chooses the engine, the hub only uses it.
-pub fn build(config: &EngineConfig) -> impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine> {
-    let kind = config.kind;
-    move |fanout| match kind {
-        EngineKind::Memory => Arc::new(MemoryEngine::new(fanout)) as Arc<dyn Engine>,
-    }
+/// `retention_of` gives a channel's history settings (the engine reads
+/// missed publications with them).
+pub fn build(
+    config: &EngineConfig,
+    retention_of: Arc<dyn Fn(&str) -> Retention + Send + Sync>,
+) -> Result<impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine>, EngineError> {
+    let redis = match config.kind {
+        EngineKind::Memory => None,
+        EngineKind::Redis => Some(RedisEngine::settings(config)),
+    };
+    // Checked now, so a bad URL stops the server from starting.
+    let shards = redis
+        .map(|settings| redis::RedisEngine::shards(&settings))
+        .transpose()?;
+    let presence_ttl = config.redis_presence_ttl;
+    Ok(move |fanout: Weak<dyn Fanout>| match shards {
+        None => Arc::new(MemoryEngine::new(fanout)) as Arc<dyn Engine>,
+        Some(shards) => Arc::new(RedisEngine::new(shards, fanout, retention_of, presence_ttl))
+            as Arc<dyn Engine>,
+    })
 }
 
 #[cfg(test)]

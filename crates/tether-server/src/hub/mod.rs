@@ -89,6 +89,20 @@ impl Hub {
         &self.settings
     }
 
+    /// Whether the engine can answer now (for `/readyz`).
+    pub fn ready(&self) -> bool {
+        self.engine.ready()
+    }
+
+    /// A new client id, unique among the nodes that share the engine:
+    /// `c17`, or `c17-3fa9c2` on a node of a cluster.
+    pub fn client_id(&self, n: u64) -> String {
+        match self.engine.node() {
+            Some(node) => format!("c{n}-{node}"),
+            None => format!("c{n}"),
+        }
+    }
+
     /// The options for `channel`, by its namespace.
     pub fn namespace_of(&self, channel: &str) -> &NamespaceOptions {
         self.settings.namespace_of(channel)
@@ -113,12 +127,7 @@ impl Hub {
 
     /// What the engine keeps of `channel`, by its namespace.
     fn retention(&self, channel: &str) -> Retention {
-        let options = self.settings.namespace_of(channel);
-        Retention {
-            history_size: options.history_size,
-            history_ttl: options.history_ttl,
-            idempotency_window: self.settings.idempotency_window,
-        }
+        self.settings.retention(channel)
     }
 
     /// Runs `f` on the local channel `name` (created if new) with its lock
@@ -243,13 +252,19 @@ impl Hub {
         if known {
             return Err(ErrorCode::AlreadySubscribed.body(channel));
         }
+        // This node hears the channel from here on (a no-op for an engine
+        // of one node), so the history read below misses nothing.
+        self.engine.follow(channel).await?;
         // The others hear of the join; the joiner's stream starts after it.
         if options.presence {
             let entry = PresenceEntry {
                 client: client.to_string(),
                 user: user.map(|u| u.to_string()),
             };
-            self.engine.presence_add(channel, entry).await?;
+            if let Err(error) = self.engine.presence_add(channel, entry).await {
+                self.engine.unfollow(channel);
+                return Err(error.into());
+            }
         }
         // Buffer live: from here on the subscriber keeps what is published.
         let (local, subscription) = self.with_local(channel, |state| {
@@ -337,6 +352,7 @@ impl Hub {
         if state.subscribers.remove(client).is_none() {
             return Err(ErrorCode::NotSubscribed.body(channel));
         }
+        self.engine.unfollow(channel);
         self.metrics.subscriptions.dec();
         let stop = state.stream.as_ref().map(|stream| Follow::Stop {
             channel: state.name.clone(),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::{self, NamespaceOptions, ServerConfig};
+use crate::engine::Retention;
 
 /// What the hub needs to know: limits on what is published, and each
 /// namespace's channel options.
@@ -31,6 +32,16 @@ impl HubSettings {
     /// The options for `channel`, by its namespace.
     pub fn namespace_of(&self, channel: &str) -> &NamespaceOptions {
         config::namespace_of(&self.channels, &self.namespaces, channel)
+    }
+
+    /// What the engine keeps of `channel`, by its namespace.
+    pub fn retention(&self, channel: &str) -> Retention {
+        let options = self.namespace_of(channel);
+        Retention {
+            history_size: options.history_size,
+            history_ttl: options.history_ttl,
+            idempotency_window: self.idempotency_window,
+        }
     }
 }
 

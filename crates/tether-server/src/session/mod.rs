@@ -134,7 +134,9 @@ impl Session {
     /// A session of `hub`, under its settings, whose outgoing frames go to
     /// `outbox`.
     pub fn new(hub: Arc<Hub>, shared: Arc<Shared>, outbox: Outbox) -> Self {
-        let id: ClientId = format!("c{}", NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)).into();
+        let id: ClientId = hub
+            .client_id(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed))
+            .into();
         Self {
             id,
             hub,

@@ -26,6 +26,9 @@ pub enum StartError {
     /// A token verification key could not be read.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The engine cannot be made as configured (a Redis URL that is none).
+    #[error("engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 /// What every handler shares.
@@ -67,11 +70,13 @@ impl AppState {
         let (stop, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::new(budget.clone()));
         // The server chooses the engine; the hub gets its own settings only.
-        let hub = Hub::new(
-            HubSettings::from(&*config),
-            metrics.clone(),
-            crate::engine::build(&config.engine),
-        );
+        let settings = HubSettings::from(&*config);
+        let retention = {
+            let settings = settings.clone();
+            Arc::new(move |channel: &str| settings.retention(channel))
+        };
+        let engine = crate::engine::build(&config.engine, retention)?;
+        let hub = Hub::new(settings, metrics.clone(), engine);
         let queue_bounds = Arc::new(Bounds {
             frames: config.outbound_queue,
             bytes: config.max_queued_bytes,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::settings::{settings, SettingKind};
-use crate::config::{duration, Access};
+use crate::config::{duration, Access, EngineKind};
 
 /// A configuration file with `text`, removed when dropped.
 struct TempFile(PathBuf);
@@ -210,12 +210,27 @@ fn a_bad_value_is_named_by_where_it_came_from() {
         error.to_string(),
         "flag --max-subscriptions: max_subscriptions = \"many\": `many` is not a whole number"
     );
-    let error = load(None, [], &[flag("engine.kind", "redis")])
+    let error = load(None, [], &[flag("engine.kind", "etcd")])
         .unwrap_err()
         .to_string();
     assert!(
-        error.starts_with("flag --engine.kind: engine.kind = \"redis\": unknown variant `redis`"),
+        error.starts_with("flag --engine.kind: engine.kind = \"etcd\": unknown variant `etcd`"),
         "{error}"
+    );
+    // `--engine redis://...` names the engine and its instances at once.
+    let loaded = load(
+        None,
+        [],
+        &[flag(
+            "engine.kind",
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+        )],
+    )
+    .unwrap();
+    assert_eq!(loaded.config.engine.kind, EngineKind::Redis);
+    assert_eq!(
+        loaded.config.engine.redis_urls,
+        ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
     );
     let error = from_file("[websocket]\nping_interval = \"-5s\"\n")
         .unwrap_err()

@@ -1,12 +1,13 @@
 //! A channel's offsets, epoch, history and idempotency keys in Redis: the
 //! atomic publish (publish.lua) and the consistent read (history.lua), over
-//! one reconnecting connection that pipelines every caller's commands.
+//! one multiplexed connection that pipelines every caller's commands, made
+//! again at the next command after it failed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use serde_json::value::RawValue;
 
 use super::keys::ChannelKeys;
@@ -29,7 +30,10 @@ pub struct RedisSettings {
 /// The channels' shared state in one Redis; see the module documentation.
 #[derive(Clone)]
 pub struct RedisChannels {
-    connection: ConnectionManager,
+    client: redis::Client,
+    /// Made at the first command (a server may start before Redis does),
+    /// dropped when it fails, made again at the next.
+    connection: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     settings: Arc<RedisSettings>,
     publish: Arc<Script>,
     history: Arc<Script>,
@@ -58,27 +62,96 @@ fn millis(duration: Option<Duration>) -> u64 {
 struct Unexpected(String);
 
 impl RedisChannels {
-    /// Connects (the connection reconnects by itself after a loss).
-    pub async fn connect(settings: RedisSettings) -> Result<Self, EngineError> {
+    /// Channels in the Redis at `settings.url`; nothing is connected yet.
+    pub fn new(settings: RedisSettings) -> Result<Self, EngineError> {
         let client =
             redis::Client::open(settings.url.as_str()).map_err(EngineError::unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(settings.connect_timeout)
-            .set_response_timeout(settings.command_timeout)
-            .set_number_of_retries(2);
-        let connection = tokio::time::timeout(
-            settings.connect_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(EngineError::unavailable)?
-        .map_err(EngineError::unavailable)?;
         Ok(Self {
-            connection,
+            client,
+            connection: Arc::default(),
             settings: Arc::new(settings),
             publish: Arc::new(Script::new(include_str!("publish.lua"))),
             history: Arc::new(Script::new(include_str!("history.lua"))),
         })
+    }
+
+    /// Channels in the Redis at `settings.url`, connected.
+    pub async fn connect(settings: RedisSettings) -> Result<Self, EngineError> {
+        let channels = Self::new(settings)?;
+        channels.connection().await?;
+        Ok(channels)
+    }
+
+    /// The Redis client, for connections of another kind (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    /// The shared connection, made when there is none.
+    pub async fn connection(&self) -> Result<MultiplexedConnection, EngineError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = &*slot {
+            return Ok(connection.clone());
+        }
+        let settings = &self.settings;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(settings.connect_timeout)
+            .set_response_timeout(settings.command_timeout);
+        let made = tokio::time::timeout(
+            settings.connect_timeout,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(EngineError::unavailable)?
+        .map_err(EngineError::unavailable)?;
+        *slot = Some(made.clone());
+        Ok(made)
+    }
+
+    /// What a command's failure says of the connection: one that broke or
+    /// timed out is dropped, so the next command makes a new one.
+    async fn failed(&self, error: RedisError) -> EngineError {
+        if error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout()
+            || error.is_unrecoverable_error()
+        {
+            self.connection.lock().await.take();
+        }
+        EngineError::unavailable(error)
+    }
+
+    /// Runs `command` within the command timeout.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+    ) -> Result<T, EngineError> {
+        let mut connection = self.connection().await?;
+        match tokio::time::timeout(
+            self.settings.command_timeout,
+            command.query_async(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(error).await),
+            Err(elapsed) => {
+                self.connection.lock().await.take();
+                Err(EngineError::unavailable(elapsed))
+            }
+        }
+    }
+
+    /// Answers whether Redis answers a PING.
+    pub async fn ping(&self) -> bool {
+        self.query::<String>(&redis::cmd("PING")).await.is_ok()
     }
 
     /// The keys of `channel`.
@@ -87,15 +160,24 @@ impl RedisChannels {
     }
 
     /// Runs `script` with its keys and arguments, within the command timeout.
-    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> Result<Value, EngineError> {
-        let mut connection = self.connection.clone();
-        tokio::time::timeout(
+    pub(crate) async fn run(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<Value, EngineError> {
+        let mut connection = self.connection().await?;
+        match tokio::time::timeout(
             self.settings.command_timeout,
             invocation.invoke_async(&mut connection),
         )
         .await
-        .map_err(EngineError::unavailable)?
-        .map_err(EngineError::unavailable)
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(error).await),
+            Err(elapsed) => {
+                self.connection.lock().await.take();
+                Err(EngineError::unavailable(elapsed))
+            }
+        }
     }
 
     /// Publishes on `channel`: its offset and epoch, and whether the
@@ -136,14 +218,9 @@ impl RedisChannels {
     /// The channel's epoch and newest offset, if it has an epoch yet.
     pub async fn position(&self, channel: &str) -> Result<Option<(Arc<str>, u64)>, EngineError> {
         let keys = self.keys(channel);
-        let mut connection = self.connection.clone();
         let mut command = redis::cmd("HMGET");
         command.arg(&keys.meta).arg("epoch").arg("offset");
-        let read = command.query_async::<(Option<String>, Option<u64>)>(&mut connection);
-        let (epoch, offset) = tokio::time::timeout(self.settings.command_timeout, read)
-            .await
-            .map_err(EngineError::unavailable)?
-            .map_err(EngineError::unavailable)?;
+        let (epoch, offset): (Option<String>, Option<u64>) = self.query(&command).await?;
         Ok(epoch.map(|epoch| (epoch.into(), offset.unwrap_or(0))))
     }
 

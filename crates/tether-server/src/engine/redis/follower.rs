@@ -1,6 +1,7 @@
 //! A node's ear on Redis: the topics of the channels this node has
 //! subscribers for, on one dedicated pub/sub connection, each publication
-//! handed to the node's [`Fanout`] in offset order.
+//! handed to the node's [`Fanout`] in offset order (and each join and leave
+//! as it comes).
 //!
 //! Pub/sub is lossy (a connection dropped or killed loses what was sent
 //! meanwhile), so the follower never trusts it alone. Per channel it keeps
@@ -20,8 +21,9 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use super::channels::RedisChannels;
-use super::keys::Wire;
+use super::keys::Heard;
 use crate::engine::{EngineError, Event, Fanout, HistoryQuery, Retention};
+use crate::protocol::PresenceEntry;
 
 /// How often each followed channel's newest offset is compared with what
 /// was delivered, and an idle connection pinged.
@@ -229,7 +231,8 @@ impl Task {
                 },
                 _ = check.tick() => {
                     // A wedged connection answers no ping: replace it.
-                    let pong = tokio::time::timeout(self.timeout, sink.ping::<String>()).await;
+                    // (Subscribed, Redis answers a ping with ["pong", ""].)
+                    let pong = tokio::time::timeout(self.timeout, sink.ping::<redis::Value>()).await;
                     if !matches!(pong, Ok(Ok(_))) {
                         return true;
                     }
@@ -289,9 +292,28 @@ impl Task {
         let Some(channel) = self.by_topic.get(topic).cloned() else {
             return;
         };
-        let Some(wire) = Wire::decode(payload) else {
-            tracing::warn!(%topic, "unreadable publication on redis");
-            return;
+        let wire = match Heard::decode(payload) {
+            Some(Heard::Publication(wire)) => wire,
+            Some(Heard::Join { client, user }) | Some(Heard::Leave { client, user }) => {
+                let entry = PresenceEntry {
+                    client: client.to_owned(),
+                    user: user.map(str::to_owned),
+                };
+                if let Some(fanout) = self.fanout.upgrade() {
+                    let joined = payload.first() == Some(&b'J');
+                    let event = if joined {
+                        Event::Join(&entry)
+                    } else {
+                        Event::Leave(&entry)
+                    };
+                    fanout.deliver(&channel, event);
+                }
+                return;
+            }
+            None => {
+                tracing::warn!(%topic, "unreadable message on redis");
+                return;
+            }
         };
         let last = self.followed.get(&channel).and_then(|f| f.last.clone());
         if let Some((epoch, offset)) = &last {

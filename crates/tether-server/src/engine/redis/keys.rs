@@ -13,8 +13,12 @@ pub struct ChannelKeys {
     pub meta: String,
     /// A stream of retained publications, entry id `OFFSET-0`.
     pub stream: String,
-    /// The pub/sub topic the channel's publications go out on.
+    /// The pub/sub topic the channel's publications, joins and leaves go out on.
     pub topic: String,
+    /// A hash: client id to user id ('' for none), who is present.
+    pub presence: String,
+    /// A sorted set: client id by the time (ms) its presence expires.
+    pub presence_expiry: String,
     /// The prefix of its idempotency keys' own keys.
     seen: String,
 }
@@ -36,6 +40,8 @@ impl ChannelKeys {
             meta: format!("{base}:meta"),
             stream: format!("{base}:history"),
             topic: format!("{base}:pub"),
+            presence: format!("{base}:presence"),
+            presence_expiry: format!("{base}:presence:expiry"),
             seen: format!("{base}:seen:"),
         }
     }
@@ -43,6 +49,49 @@ impl ChannelKeys {
     /// The key that remembers idempotency key `key`.
     pub fn seen(&self, key: &str) -> String {
         format!("{}{key}", self.seen)
+    }
+}
+
+/// What arrives on a channel's topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard<'a> {
+    /// A publication (`OFFSET EPOCH KEYLEN KEY DATA`).
+    Publication(Wire<'a>),
+    /// A client joined (`J CLIENT [USER]`).
+    Join {
+        /// Its id.
+        client: &'a str,
+        /// Its user, if it authenticated.
+        user: Option<&'a str>,
+    },
+    /// A client left (`L CLIENT [USER]`).
+    Leave {
+        /// Its id.
+        client: &'a str,
+        /// Its user, if it authenticated.
+        user: Option<&'a str>,
+    },
+}
+
+impl<'a> Heard<'a> {
+    /// Reads a topic's message; None for anything else.
+    pub fn decode(payload: &'a [u8]) -> Option<Self> {
+        let presence = |rest: &'a [u8]| {
+            let text = std::str::from_utf8(rest).ok()?;
+            Some(match text.split_once(' ') {
+                Some((client, user)) => (client, Some(user)),
+                None => (text, None),
+            })
+        };
+        match payload {
+            [b'J', b' ', rest @ ..] => {
+                presence(rest).map(|(client, user)| Heard::Join { client, user })
+            }
+            [b'L', b' ', rest @ ..] => {
+                presence(rest).map(|(client, user)| Heard::Leave { client, user })
+            }
+            _ => Wire::decode(payload).map(Heard::Publication),
+        }
     }
 }
 

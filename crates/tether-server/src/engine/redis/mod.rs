@@ -1,8 +1,8 @@
 //! Channels' shared state in Redis, for many `tether serve` nodes acting as
 //! one (issue: clustering). What is here so far: the keys ([`keys`]), the
 //! atomic publish and consistent history read ([`channels`]), and a node's
-//! gap-checked subscription to the channels it serves ([`follower`]);
-//! presence and the `Engine` built on them come next.
+//! gap-checked subscription to the channels it serves ([`follower`]),
+//! presence with expiry ([`presence`]), and the [`RedisEngine`] on them.
 //!
 //! Redis holds, per channel (keys sharing one hash tag): a hash with its
 //! epoch and newest offset, a stream of its retained publications (capped
@@ -11,9 +11,13 @@
 //! offsets are strictly increasing and gap-free whichever node publishes.
 
 pub mod channels;
+pub mod engine;
 pub mod follower;
 pub mod keys;
+pub mod presence;
 
 pub use channels::{RedisChannels, RedisSettings};
+pub use engine::RedisEngine;
 pub use follower::Follower;
-pub use keys::{ChannelKeys, Wire};
+pub use keys::{ChannelKeys, Heard, Wire};
+pub use presence::RedisPresence;

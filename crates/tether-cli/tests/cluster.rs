@@ -1,0 +1,267 @@
+//! Several `tether serve` nodes on one real `redis-server` act as one server:
+//! a publication on any node reaches subscribers on every node in order;
+//! concurrent publishes through all nodes get gap-free offsets; an
+//! idempotency key holds across nodes; presence spans nodes and a killed
+//! node's clients leave within the expiry; a client that comes back through
+//! another node resumes with no gap and no duplicate; `/readyz` follows Redis.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tether_client::{Client, ClientConfig, PublishOptions, Subscription, SubscriptionEvent};
+use tether_testing::{eventually, Child, RedisServer, Relay};
+
+/// A node of the cluster on `redis`, with presence expiring after 2 s.
+async fn node(redis: &RedisServer) -> (Child, u16) {
+    let engine = redis.url();
+    common::spawn(
+        &[
+            "serve",
+            "--log",
+            "warn",
+            "--engine",
+            &engine,
+            "--engine.redis-presence-ttl",
+            "2s",
+        ],
+        Stdio::null(),
+    )
+    .await
+}
+
+fn client(port: u16) -> Client {
+    Client::new(ClientConfig {
+        min_reconnect_delay: Duration::from_millis(20),
+        max_reconnect_delay: Duration::from_millis(200),
+        ..ClientConfig::new(format!("http://127.0.0.1:{port}"))
+    })
+}
+
+/// Waits for the subscription's `Subscribed`; whether it recovered.
+async fn subscribed(sub: &mut Subscription) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            Ok(Some(SubscriptionEvent::Subscribed { recovered, .. })) => return recovered,
+            Ok(Some(SubscriptionEvent::Failed(error))) => panic!("{error}"),
+            Ok(Some(_)) => {}
+            other => panic!("no subscribed event: {other:?}"),
+        }
+    }
+}
+
+/// The next `count` publications' offsets.
+async fn offsets(sub: &mut Subscription, count: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while seen.len() < count {
+            if let Some(SubscriptionEvent::Publication(p)) = sub.next().await {
+                seen.push(p.offset);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {count} publications", seen.len()));
+    seen
+}
+
+#[tokio::test]
+async fn three_nodes_deliver_everywhere_with_gap_free_offsets() {
+    let redis = RedisServer::start().await;
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let clients: Vec<Client> = nodes.iter().map(|(_, port)| client(*port)).collect();
+    let mut subs = Vec::new();
+    for client in &clients {
+        let mut sub = client.subscribe("scores").await.unwrap();
+        subscribed(&mut sub).await;
+        subs.push(sub);
+    }
+    // Client ids stay unique across nodes.
+    let presence = clients[0].presence("scores").await.unwrap();
+    let ids: BTreeSet<String> = presence.clients.iter().map(|e| e.client.clone()).collect();
+    assert_eq!(ids.len(), 3, "{presence:?}");
+
+    // 3 x 100 publishes at once, through all three nodes.
+    let mut publishing = Vec::new();
+    for client in &clients {
+        let client = client.clone();
+        publishing.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for n in 0..100 {
+                mine.push(
+                    client
+                        .publish("scores", &json!({ "n": n }))
+                        .await
+                        .unwrap()
+                        .offset,
+                );
+            }
+            mine
+        }));
+    }
+    let mut acked = BTreeSet::new();
+    for task in publishing {
+        let mine = task.await.unwrap();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+        acked.extend(mine);
+    }
+    assert_eq!(
+        acked,
+        (1..=300).collect::<BTreeSet<u64>>(),
+        "gap-free, no offset twice"
+    );
+    for sub in &mut subs {
+        assert_eq!(offsets(sub, 300).await, (1..=300).collect::<Vec<u64>>());
+    }
+
+    // One idempotency key, two nodes: one publication.
+    let once = PublishOptions {
+        idempotency_key: Some("goal-7".into()),
+        key: None,
+    };
+    let first = clients[0]
+        .publish_with("scores", &"goal", once.clone())
+        .await
+        .unwrap();
+    let again = clients[1]
+        .publish_with("scores", &"goal", once)
+        .await
+        .unwrap();
+    assert_eq!((first.offset, again.offset), (301, 301));
+    assert_eq!(offsets(&mut subs[2], 1).await, [301]);
+    let next = clients[2].publish("scores", &"after").await.unwrap();
+    assert_eq!(next.offset, 302);
+}
+
+#[tokio::test]
+async fn presence_spans_nodes_and_a_killed_nodes_clients_leave() {
+    let redis = RedisServer::start().await;
+    let (a, port_a) = node(&redis).await;
+    let (b, port_b) = node(&redis).await;
+    let on_a = client(port_a);
+    let mut watcher = on_a.subscribe("room").await.unwrap();
+    subscribed(&mut watcher).await;
+    let on_b = client(port_b);
+    let mut guest = on_b.subscribe("room").await.unwrap();
+    subscribed(&mut guest).await;
+    eventually(
+        "both present, seen from A",
+        Duration::from_secs(5),
+        || async {
+            on_a.presence("room")
+                .await
+                .is_ok_and(|p| p.clients.len() == 2)
+        },
+    )
+    .await;
+    let before = on_a.presence("room").await.unwrap();
+    // B dies without a word: its client leaves within the expiry (2 s),
+    // and A's subscriber hears the leave.
+    drop(b);
+    let left = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(SubscriptionEvent::Leave { client, .. }) = watcher.next().await {
+                return client;
+            }
+        }
+    })
+    .await
+    .expect("a leave within the expiry");
+    let after = on_a.presence("room").await.unwrap();
+    assert_eq!(after.clients.len(), 1, "{after:?}");
+    assert!(before.clients.iter().any(|e| e.client == left));
+    assert_ne!(after.clients[0].client, left);
+    drop(guest);
+    drop(a);
+}
+
+#[tokio::test]
+async fn a_client_resumes_through_another_node_with_no_gap_and_no_duplicate() {
+    let redis = RedisServer::start().await;
+    let (_a, port_a) = node(&redis).await;
+    let (_b, port_b) = node(&redis).await;
+    // The client reaches the cluster through one address, as through a load balancer.
+    let balancer = Relay::start(port_a).await;
+    let roaming = client(balancer.addr().port());
+    let mut sub = roaming.subscribe("feed").await.unwrap();
+    subscribed(&mut sub).await;
+    let publisher = client(port_b);
+    for n in 1..=50 {
+        publisher.publish("feed", &n).await.unwrap();
+    }
+    assert_eq!(offsets(&mut sub, 50).await, (1..=50).collect::<Vec<u64>>());
+    // Its node is taken out of the balancer; what is published meanwhile
+    // waits in Redis's history.
+    balancer.block(true);
+    balancer.cut();
+    for n in 51..=120 {
+        publisher.publish("feed", &n).await.unwrap();
+    }
+    balancer.retarget(port_b);
+    balancer.block(false);
+    // The recovered publications come first, then `Subscribed` says so.
+    let (mut seen, mut recovered) = (Vec::new(), None);
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while recovered.is_none() || seen.len() < 70 {
+            match sub.next().await.unwrap() {
+                SubscriptionEvent::Publication(p) => seen.push(p.offset),
+                SubscriptionEvent::Subscribed { recovered: r, .. } => recovered = Some(r),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("resumed with {} of 70 ({recovered:?})", seen.len()));
+    assert_eq!(recovered, Some(true), "recovered on the other node");
+    assert_eq!(seen, (51..=120).collect::<Vec<u64>>());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err(),
+        "nothing twice"
+    );
+}
+
+#[tokio::test]
+async fn readyz_follows_redis_and_publishes_fail_while_it_is_away() {
+    let redis = RedisServer::start().await;
+    let (_node, port) = node(&redis).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ready = || async move { tether_testing::http(addr, "GET", "/readyz", "", "").await.0 };
+    eventually("ready with Redis up", Duration::from_secs(5), || async {
+        ready().await == 200
+    })
+    .await;
+    let publish = || async move {
+        tether_testing::http(
+            addr,
+            "POST",
+            "/api/publish",
+            r#"{"channel":"c","data":1}"#,
+            "",
+        )
+        .await
+        .0
+    };
+    assert_eq!(publish().await, 200);
+    let port_redis = redis.port;
+    redis.signal("KILL");
+    drop(redis);
+    eventually("503 with Redis away", Duration::from_secs(5), || async {
+        ready().await == 503
+    })
+    .await;
+    assert_eq!(publish().await, 503, "error 112, never a false ack");
+    let _redis = RedisServer::start_on(port_redis).await;
+    eventually("ready again", Duration::from_secs(10), || async {
+        ready().await == 200
+    })
+    .await;
+    eventually("publishing again", Duration::from_secs(10), || async {
+        publish().await == 200
+    })
+    .await;
+}
