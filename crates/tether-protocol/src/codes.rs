@@ -105,6 +105,10 @@ pub enum DisconnectCode {
     SlowConsumer = 4001,
     /// 4002: no pong or message within the heartbeat timeout.
     NoPong = 4002,
+    /// 4003: a subscribed channel's history was lost (its epoch changed, or
+    /// publications missed on the way between nodes could not be read back):
+    /// reconnect and recover; the subscribe answers `recovered: false`.
+    Reset = 4003,
     /// 4500: reserved for repeated protocol violations (not sent today:
     /// WebSocket-level violations close with 1002, 1007 or 1009 alone).
     BadProtocol = 4500,
@@ -117,10 +121,11 @@ pub enum DisconnectCode {
 
 impl DisconnectCode {
     /// Every code, in order.
-    pub const ALL: [DisconnectCode; 6] = [
+    pub const ALL: [DisconnectCode; 7] = [
         DisconnectCode::Shutdown,
         DisconnectCode::SlowConsumer,
         DisconnectCode::NoPong,
+        DisconnectCode::Reset,
         DisconnectCode::BadProtocol,
         DisconnectCode::Kicked,
         DisconnectCode::RateLimited,
@@ -151,6 +156,7 @@ impl DisconnectCode {
             DisconnectCode::Shutdown => "server shutting down",
             DisconnectCode::SlowConsumer => "slow consumer",
             DisconnectCode::NoPong => "no pong",
+            DisconnectCode::Reset => "channel history reset",
             DisconnectCode::BadProtocol => "protocol violations",
             DisconnectCode::Kicked => "disconnected by the server",
             DisconnectCode::RateLimited => "rate limit exceeded",

@@ -22,6 +22,7 @@ impl Raised {
     const STOPPING: u8 = 4;
     /// Not a reason to end: time for a heartbeat (see [`Alarm::take_beat`]).
     const BEAT: u8 = 8;
+    const RESET: u8 = 16;
 
     /// A queue on a `disconnect`-policy channel overflowed, or a subscriber
     /// lagged: the session is a slow consumer.
@@ -37,6 +38,11 @@ impl Raised {
     /// The server is shutting down.
     pub fn stopping(self) -> bool {
         self.0 & Self::STOPPING != 0
+    }
+
+    /// A subscribed channel's history was lost: the client must resubscribe.
+    pub fn reset(self) -> bool {
+        self.0 & Self::RESET != 0
     }
 }
 
@@ -64,6 +70,11 @@ impl Alarm {
     /// The API asked for the session to be disconnected.
     pub fn kick(&self) {
         self.raise(Raised::KICKED);
+    }
+
+    /// A subscribed channel's history was lost (see [`Raised::reset`]).
+    pub fn reset(&self) {
+        self.raise(Raised::RESET);
     }
 
     /// The server began shutting down.

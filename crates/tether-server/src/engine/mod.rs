@@ -147,6 +147,11 @@ pub enum Event<'a> {
 pub trait Fanout: Send + Sync + Debug {
     /// Delivers `event` on `channel` to this node's subscribers.
     fn deliver(&self, channel: &str, event: Event<'_>);
+
+    /// `channel`'s stream broke where it cannot be mended (its history lost,
+    /// or publications missed that history no longer holds): its subscribers
+    /// here must resubscribe, and learn the history is gone.
+    fn reset(&self, _channel: &str) {}
 }
 
 /// The shared state of channels. See the module documentation.

@@ -44,6 +44,9 @@ pub(crate) struct LocalChannel {
     pub(crate) stream: Option<Stream>,
     /// Set when the hub forgot this channel; whoever still holds it looks again.
     pub(crate) removed: bool,
+    /// The epoch its subscribers were given; a publication of another means
+    /// the history they hold positions in is gone.
+    pub(crate) epoch: Option<Arc<str>>,
 }
 
 impl LocalChannel {
@@ -57,6 +60,7 @@ impl LocalChannel {
             subscribers: HashMap::new(),
             stream,
             removed: false,
+            epoch: None,
         }
     }
 

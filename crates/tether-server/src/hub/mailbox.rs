@@ -62,6 +62,10 @@ pub trait Mailbox: Send + Sync + std::fmt::Debug {
         follow: Option<Follow>,
     ) -> bool;
 
+    /// A channel this session follows lost its history: end the session so
+    /// the client reconnects and resubscribes (4003).
+    fn reset(&self);
+
     /// Queues a publication of a channel without a stream. Below the queue's
     /// bound every one is kept; past it `policy` decides (cut the session
     /// off, drop the oldest, or replace the queued one with the same `key`).

@@ -316,6 +316,7 @@ impl Hub {
         // Merge: the reply first, then what arrived meanwhile that history
         // did not have (offsets above the reply's).
         let mut state = local.lock().expect("channel lock");
+        state.epoch = Some(history.epoch.clone());
         let follow = subscription.map(|subscription| Follow::Start {
             channel: state.name.clone(),
             epoch: history.epoch.clone(),
@@ -422,7 +423,24 @@ impl Hub {
     }
 }
 
+impl Hub {
+    fn reset_subscribers(state: &LocalChannel) {
+        for subscriber in state.subscribers.values() {
+            subscriber.mailbox.reset();
+        }
+    }
+}
+
 impl Fanout for Hub {
+    fn reset(&self, channel: &str) {
+        if let Some(local) = self.existing(channel) {
+            let mut state = local.lock().expect("channel lock");
+            tracing::warn!(%channel, subscribers = state.subscribers.len(), "channel history lost; subscribers resubscribe");
+            state.epoch = None;
+            Self::reset_subscribers(&state);
+        }
+    }
+
     fn deliver(&self, channel: &str, event: Event<'_>) {
         let Some(local) = self.existing(channel) else {
             // Nobody here follows it: nothing to frame.
@@ -441,6 +459,13 @@ impl Fanout for Hub {
                 key,
             } => {
                 self.metrics.publications.inc();
+                if state.epoch.as_deref().is_some_and(|known| known != epoch) {
+                    // Its subscribers' positions belong to a history that
+                    // is gone: they resubscribe and hear so.
+                    state.epoch = Some(epoch.into());
+                    Self::reset_subscribers(&state);
+                    return;
+                }
                 let bytes = frame(&Push::Publication {
                     channel: channel.into(),
                     offset,
@@ -506,6 +531,8 @@ mod tests {
     struct Kept(Mutex<Vec<PreparedMessage>>);
 
     impl Mailbox for Kept {
+        fn reset(&self) {}
+
         fn push_reply(
             &self,
             frame: PreparedMessage,

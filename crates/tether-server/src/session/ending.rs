@@ -53,6 +53,8 @@ impl Ending {
             Ending::SlowConsumer
         } else if raised.kicked() {
             Ending::Disconnect(DisconnectCode::Kicked)
+        } else if raised.reset() {
+            Ending::Disconnect(DisconnectCode::Reset)
         } else {
             Ending::Shutdown
         }

@@ -359,9 +359,13 @@ impl Task {
         };
         if history.epoch != epoch || !history.complete {
             tracing::warn!(%channel, since, "publications missed on redis are gone from its history");
-            // Nothing can fill it: go on from the channel's position.
+            // Nothing can fill it: the subscribers here start over, told so,
+            // and this node goes on from the channel's position.
             if let Some(followed) = self.followed.get_mut(channel) {
                 followed.last = Some((history.epoch.clone(), history.offset));
+            }
+            if let Some(fanout) = self.fanout.upgrade() {
+                fanout.reset(channel);
             }
             return;
         }

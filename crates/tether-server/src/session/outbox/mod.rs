@@ -308,6 +308,10 @@ impl Outbox {
 }
 
 impl Mailbox for Shared {
+    fn reset(&self) {
+        self.overflow.reset();
+    }
+
     fn push_reply(
         &self,
         frame: PreparedMessage,
