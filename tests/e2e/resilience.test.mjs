@@ -131,9 +131,11 @@ test('a deploy with 50 pages open: reconnects spread over the advised window, no
     assert.deepEqual(f.seen, numbers(1, 40));
     assert.equal(f.unrecovered, 1);
   }
-  // Spread, not a storm: uniform over 5 s puts about 10 in each second.
+  // Spread, not a storm: uniform over 5 s puts about 10 in each second;
+  // those whose delay ends before the new server listens come back together
+  // just after, so the bound leaves room for that.
   assert.ok(delays.at(-1) - delays[0] >= advised / 2, `reconnects span ${delays.at(-1) - delays[0]} ms`);
-  assert.ok(busiest <= 25, `at most half the pages in one second, saw ${busiest}`);
+  assert.ok(busiest <= 30, `at most 60% of the pages in one second, saw ${busiest}`);
   assert.ok(delays.at(-1) <= advised + 2000, `all back within the window and a start-up, last at ${delays.at(-1)} ms`);
   assert.deepEqual(errors, []);
 });

@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-/// Runs `tether connect ARGS` with `input` on stdin; returns (exit code, stdout).
-async fn connect(args: &[&str], input: &str) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+/// Starts `tether connect ARGS` with stdin, stdout and stderr piped.
+fn spawn_connect(args: &[&str]) -> tokio::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tether"))
         .arg("connect")
         .args(args)
         .stdin(Stdio::piped())
@@ -19,7 +19,12 @@ async fn connect(args: &[&str], input: &str) -> (i32, String) {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `tether connect ARGS` with `input` on stdin; returns (exit code, stdout).
+async fn connect(args: &[&str], input: &str) -> (i32, String) {
+    let mut child = spawn_connect(args);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input.as_bytes()).await.unwrap();
     drop(stdin);
@@ -123,14 +128,7 @@ async fn channel_mode_prints_publications_and_publishes_stdin_lines() {
     let (_serve, port) = common::spawn(&["serve", "--log", "warn"], Stdio::null()).await;
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(["connect", "--channel", "news", "--count", "3", &url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_connect(&["--channel", "news", "--count", "3", &url]);
     // Subscribed before anything is published.
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let said = tokio::time::timeout(Duration::from_secs(10), async {

@@ -26,7 +26,9 @@
 //!
 //! # Layout
 //! - [`client`](mod@client): the handle and its calls; [`subscription`]: one channel's events.
-//! - `actor`: the connection task that keeps the link, resumes and de-duplicates.
+//! - `actor`: the connection task that keeps the link (`actor/mod.rs`), the
+//!   channels against the server's view (`channels.rs`), what the server
+//!   sends (`messages.rs`) and tokens (`tokens.rs`).
 //! - [`config`]: settings and defaults; [`events`]: what is reported; [`error`]: errors.
 //! - [`backoff`](mod@backoff): reconnect delays.
 

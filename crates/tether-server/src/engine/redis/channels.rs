@@ -134,12 +134,17 @@ impl RedisChannels {
         command: &redis::Cmd,
     ) -> Result<T, EngineError> {
         let mut connection = self.connection().await?;
-        match tokio::time::timeout(
-            self.settings.command_timeout,
-            command.query_async(&mut connection),
-        )
-        .await
-        {
+        self.within_timeout(command.query_async(&mut connection))
+            .await
+    }
+
+    /// Awaits a command's answer for at most the command timeout; a failure
+    /// or a timeout drops a broken connection (see [`failed`](Self::failed)).
+    async fn within_timeout<T>(
+        &self,
+        answer: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, EngineError> {
+        match tokio::time::timeout(self.settings.command_timeout, answer).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(self.failed(error).await),
             Err(elapsed) => {
@@ -165,19 +170,8 @@ impl RedisChannels {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<Value, EngineError> {
         let mut connection = self.connection().await?;
-        match tokio::time::timeout(
-            self.settings.command_timeout,
-            invocation.invoke_async(&mut connection),
-        )
-        .await
-        {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.failed(error).await),
-            Err(elapsed) => {
-                self.connection.lock().await.take();
-                Err(EngineError::unavailable(elapsed))
-            }
-        }
+        self.within_timeout(invocation.invoke_async(&mut connection))
+            .await
     }
 
     /// Publishes on `channel`: its offset and epoch, and whether the
