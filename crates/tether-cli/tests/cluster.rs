@@ -268,6 +268,22 @@ async fn readyz_follows_redis_and_publishes_fail_while_it_is_away() {
         publish().await == 200
     })
     .await;
+    // The metrics tell the story: errors while Redis was away, a reconnect after.
+    let (_, metrics) = tether_testing::http_raw(addr, "GET", "/metrics", "", "").await;
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(sample("tether_redis_errors_total") >= 1.0, "{metrics}");
+    assert!(sample("tether_redis_reconnects_total") >= 1.0, "{metrics}");
+    assert!(
+        sample("tether_redis_command_seconds_count") >= 2.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

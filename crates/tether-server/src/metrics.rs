@@ -102,6 +102,8 @@ pub struct Metrics {
     /// memory: the loop backs off) or `peer` (a connection gone before it was
     /// accepted).
     pub accept_errors: Family<ReasonLabel, Counter>,
+    /// The Redis engine's round trips, errors, reconnects, gaps filled and resets.
+    pub redis: crate::engine::redis::RedisMetrics,
     /// The buffer budget the WebSocket connections share, read at each render.
     budget: Option<BudgetMetrics>,
     /// What the allocator holds, read at each render (given a probe).
@@ -200,6 +202,7 @@ impl Metrics {
             // 1 µs to ~1 s, doubling.
             fanout_seconds: Histogram::new((0..21).map(|i| 1e-6 * 2f64.powi(i))),
             accept_errors: Family::default(),
+            redis: Default::default(),
             budget: None,
             allocator: None,
             registry: Registry::default(),
@@ -299,6 +302,7 @@ impl Metrics {
             "Accepts that failed, by reason",
             metrics.accept_errors.clone(),
         );
+        metrics.redis.register(&mut registry);
         let budget = budget.map(|budget| BudgetMetrics::register(budget, &mut registry));
         let allocator = ALLOCATOR_PROBE.get().map(|&probe| {
             let committed = Gauge::default();

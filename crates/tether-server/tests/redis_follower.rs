@@ -178,4 +178,6 @@ async fn a_lost_publication_is_filled_from_the_stream() {
     )
     .await;
     assert_eq!(collect.offsets("ticks"), [1, 2, 3, 4]);
+    // Read back from the stream: 2 and 3 at the gap (3 came with it), then 4.
+    assert_eq!(channels.metrics().gaps_filled.get(), 3);
 }

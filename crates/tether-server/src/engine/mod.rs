@@ -223,10 +223,11 @@ pub trait Engine: Send + Sync + Debug + 'static {
 /// What builds the engine `config` names, given where it fans out to (the
 /// hub, made around it): the server chooses the engine, the hub only uses it.
 /// `retention_of` gives a channel's history settings (the engine reads
-/// missed publications with them).
+/// missed publications with them); a Redis engine counts into `metrics`.
 pub fn build(
     config: &EngineConfig,
     retention_of: Arc<dyn Fn(&str) -> Retention + Send + Sync>,
+    metrics: &redis::RedisMetrics,
 ) -> Result<impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine>, EngineError> {
     let redis = match config.kind {
         EngineKind::Memory => None,
@@ -234,7 +235,7 @@ pub fn build(
     };
     // Checked now, so a bad URL stops the server from starting.
     let shards = redis
-        .map(|settings| redis::RedisEngine::shards(&settings))
+        .map(|settings| redis::RedisEngine::shards(&settings, metrics))
         .transpose()?;
     let presence_ttl = config.redis_presence_ttl;
     Ok(move |fanout: Weak<dyn Fanout>| match shards {

@@ -75,7 +75,7 @@ impl AppState {
             let settings = settings.clone();
             Arc::new(move |channel: &str| settings.retention(channel))
         };
-        let engine = crate::engine::build(&config.engine, retention)?;
+        let engine = crate::engine::build(&config.engine, retention, &metrics.redis)?;
         let hub = Hub::new(settings, metrics.clone(), engine);
         let queue_bounds = Arc::new(Bounds {
             frames: config.outbound_queue,

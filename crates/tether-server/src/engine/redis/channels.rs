@@ -11,6 +11,7 @@ use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use serde_json::value::RawValue;
 
 use super::keys::ChannelKeys;
+use super::metrics::RedisMetrics;
 use crate::engine::{EngineError, History, HistoryQuery, NewPublication, Retention};
 use crate::protocol::{Publication, Published};
 
@@ -34,6 +35,9 @@ pub struct RedisChannels {
     /// Made at the first command (a server may start before Redis does),
     /// dropped when it fails, made again at the next.
     connection: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    /// Whether a connection was ever made (the next one is a reconnect).
+    connected_once: Arc<std::sync::atomic::AtomicBool>,
+    metrics: RedisMetrics,
     settings: Arc<RedisSettings>,
     publish: Arc<Script>,
     history: Arc<Script>,
@@ -62,22 +66,25 @@ fn millis(duration: Option<Duration>) -> u64 {
 struct Unexpected(String);
 
 impl RedisChannels {
-    /// Channels in the Redis at `settings.url`; nothing is connected yet.
-    pub fn new(settings: RedisSettings) -> Result<Self, EngineError> {
+    /// Channels in the Redis at `settings.url`, counting into `metrics`;
+    /// nothing is connected yet.
+    pub fn new(settings: RedisSettings, metrics: RedisMetrics) -> Result<Self, EngineError> {
         let client =
             redis::Client::open(settings.url.as_str()).map_err(EngineError::unavailable)?;
         Ok(Self {
             client,
             connection: Arc::default(),
+            connected_once: Arc::default(),
+            metrics,
             settings: Arc::new(settings),
             publish: Arc::new(Script::new(include_str!("publish.lua"))),
             history: Arc::new(Script::new(include_str!("history.lua"))),
         })
     }
 
-    /// Channels in the Redis at `settings.url`, connected.
+    /// Channels in the Redis at `settings.url`, connected (metrics of their own).
     pub async fn connect(settings: RedisSettings) -> Result<Self, EngineError> {
-        let channels = Self::new(settings)?;
+        let channels = Self::new(settings, RedisMetrics::default())?;
         channels.connection().await?;
         Ok(channels)
     }
@@ -90,6 +97,11 @@ impl RedisChannels {
     /// The settings.
     pub fn settings(&self) -> &RedisSettings {
         &self.settings
+    }
+
+    /// What it counts into.
+    pub fn metrics(&self) -> &RedisMetrics {
+        &self.metrics
     }
 
     /// The shared connection, made when there is none.
@@ -110,6 +122,12 @@ impl RedisChannels {
         .await
         .map_err(EngineError::unavailable)?
         .map_err(EngineError::unavailable)?;
+        if self
+            .connected_once
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.metrics.reconnects.inc();
+        }
         *slot = Some(made.clone());
         Ok(made)
     }
@@ -144,10 +162,19 @@ impl RedisChannels {
         &self,
         answer: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, EngineError> {
-        match tokio::time::timeout(self.settings.command_timeout, answer).await {
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(self.settings.command_timeout, answer).await;
+        self.metrics
+            .command_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.failed(error).await),
+            Ok(Err(error)) => {
+                self.metrics.errors.inc();
+                Err(self.failed(error).await)
+            }
             Err(elapsed) => {
+                self.metrics.errors.inc();
                 self.connection.lock().await.take();
                 Err(EngineError::unavailable(elapsed))
             }

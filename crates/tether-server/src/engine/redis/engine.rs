@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::channels::{RedisChannels, RedisSettings};
 use super::follower::Follower;
+use super::metrics::RedisMetrics;
 use super::presence::RedisPresence;
 use crate::config::EngineConfig;
 use crate::engine::{
@@ -79,10 +80,17 @@ impl RedisEngine {
             .collect()
     }
 
-    /// A store per instance; fails on a URL that cannot be one (nothing is
-    /// connected yet: a node may start before Redis does).
-    pub fn shards(settings: &[RedisSettings]) -> Result<Vec<RedisChannels>, EngineError> {
-        settings.iter().cloned().map(RedisChannels::new).collect()
+    /// A store per instance, counting into `metrics`; fails on a URL that
+    /// cannot be one (nothing is connected yet: a node may start before
+    /// Redis does).
+    pub fn shards(
+        settings: &[RedisSettings],
+        metrics: &RedisMetrics,
+    ) -> Result<Vec<RedisChannels>, EngineError> {
+        settings
+            .iter()
+            .map(|settings| RedisChannels::new(settings.clone(), metrics.clone()))
+            .collect()
     }
 
     /// The engine over `stores`, fanning out to `fanout`; presence entries

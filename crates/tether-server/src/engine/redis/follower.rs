@@ -151,6 +151,7 @@ impl Task {
             if !self.serve(sink, stream).await {
                 return;
             }
+            self.channels.metrics().reconnects.inc();
             tracing::warn!("redis pub/sub connection lost; reconnecting");
         }
     }
@@ -364,11 +365,14 @@ impl Task {
             if let Some(followed) = self.followed.get_mut(channel) {
                 followed.last = Some((history.epoch.clone(), history.offset));
             }
+            self.channels.metrics().resets.inc();
             if let Some(fanout) = self.fanout.upgrade() {
                 fanout.reset(channel);
             }
             return;
         }
+        let filled = history.publications.len() as u64;
+        self.channels.metrics().gaps_filled.inc_by(filled);
         for publication in history.publications {
             self.deliver(
                 channel,

@@ -14,10 +14,12 @@ pub mod channels;
 pub mod engine;
 pub mod follower;
 pub mod keys;
+pub mod metrics;
 pub mod presence;
 
 pub use channels::{RedisChannels, RedisSettings};
 pub use engine::RedisEngine;
 pub use follower::Follower;
 pub use keys::{ChannelKeys, Heard, Wire};
+pub use metrics::RedisMetrics;
 pub use presence::RedisPresence;
