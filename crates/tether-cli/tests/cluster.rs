@@ -394,3 +394,112 @@ async fn redis_restarted_empty_resumes_delivery_and_reports_the_lost_history() {
     .expect("delivery resumes");
     assert_eq!(Some(next), ack.map(|a| a.offset));
 }
+
+/// nginx (Debian's) in front of `ports`, on a free port, with
+/// deploy/nginx.conf's settings; stopped (by PID) when dropped.
+struct Nginx {
+    _child: Child,
+    port: u16,
+    _dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    async fn start(ports: &[u16]) -> Self {
+        let port = tether_testing::free_port();
+        let dir = std::env::temp_dir().join(format!("tether-nginx-{port}"));
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let template = include_str!("../../../deploy/nginx.conf");
+        let upstreams: String = ports
+            .iter()
+            .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"))
+            .collect();
+        let mut config = String::new();
+        let mut in_upstream = false;
+        for line in template.lines() {
+            if line.trim_start().starts_with("server 127.0.0.1:808") {
+                if !in_upstream {
+                    config.push_str(&upstreams);
+                    in_upstream = true;
+                }
+                continue;
+            }
+            let line = line
+                .replace(
+                    "listen 127.0.0.1:8080;",
+                    &format!("listen 127.0.0.1:{port};"),
+                )
+                .replace("worker_processes auto;", "worker_processes 1;");
+            config.push_str(&line);
+            config.push('\n');
+        }
+        std::fs::write(dir.join("nginx.conf"), config).unwrap();
+        let child = Child(
+            std::process::Command::new("/usr/sbin/nginx")
+                .args([
+                    "-c",
+                    dir.join("nginx.conf").to_str().unwrap(),
+                    "-p",
+                    dir.to_str().unwrap(),
+                ])
+                .args(["-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx starts (scripts/setup.sh installs it)"),
+        );
+        eventually("nginx listening", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        Self {
+            _child: child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+#[tokio::test]
+async fn through_nginx_a_node_killed_mid_stream_loses_nothing() {
+    let redis = RedisServer::start().await;
+    let mut nodes = vec![node(&redis).await, node(&redis).await, node(&redis).await];
+    let ports: Vec<u16> = nodes.iter().map(|(_, p)| *p).collect();
+    let nginx = Nginx::start(&ports).await;
+    // 60 clients, spread over the three nodes by nginx's round robin.
+    let mut clients = Vec::new();
+    for _ in 0..60 {
+        let c = client(nginx.port);
+        let events = c.events();
+        let mut sub = c.subscribe("numbers").await.unwrap();
+        subscribed(&mut sub).await;
+        clients.push((c, sub, events));
+    }
+    let publisher = client(ports[0]);
+    let total = 300u64;
+    for n in 1..=total {
+        publisher.publish("numbers", &n).await.unwrap();
+        if n == 100 {
+            // A node dies mid-stream: its clients come back through nginx
+            // to the others and resume.
+            let (killed, _) = nodes.remove(1);
+            drop(killed);
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut moved = 0;
+    for (_, sub, events) in &mut clients {
+        assert_eq!(
+            offsets(sub, total as usize).await,
+            (1..=total).collect::<Vec<u64>>()
+        );
+        let mut reconnected = false;
+        while let Ok(event) = events.try_recv() {
+            reconnected |= matches!(event, tether_client::Event::Reconnecting { .. });
+        }
+        moved += usize::from(reconnected);
+    }
+    // The killed node's share came back through nginx; the others never left.
+    assert!((5..=40).contains(&moved), "{moved} of 60 reconnected");
+}
