@@ -503,3 +503,48 @@ async fn through_nginx_a_node_killed_mid_stream_loses_nothing() {
     // The killed node's share came back through nginx; the others never left.
     assert!((5..=40).contains(&moved), "{moved} of 60 reconnected");
 }
+
+#[tokio::test]
+async fn pubsub_connections_killed_mid_stream_lose_no_publication() {
+    let redis = RedisServer::start().await;
+    let (_a, port_a) = node(&redis).await;
+    let (_b, port_b) = node(&redis).await;
+    let mut subs = Vec::new();
+    let subscribers: Vec<Client> = (0..5).map(|_| client(port_b)).collect();
+    for c in &subscribers {
+        let mut sub = c.subscribe("ticker").await.unwrap();
+        subscribed(&mut sub).await;
+        subs.push(sub);
+    }
+    let admin = redis::Client::open(redis.url()).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let publisher = client(port_a);
+    let total = 400u64;
+    for n in 1..=total {
+        publisher.publish("ticker", &n).await.unwrap();
+        if n % 100 == 50 {
+            // Every node's pub/sub connection dropped, with what was in flight.
+            let killed: u64 = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "pubsub"])
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            assert!(killed >= 1, "node B's pub/sub connection is there to kill");
+        }
+    }
+    for sub in &mut subs {
+        assert_eq!(
+            offsets(sub, total as usize).await,
+            (1..=total).collect::<Vec<u64>>()
+        );
+    }
+    // Node B counted what it read back or reconnected for.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port_b}").parse().unwrap();
+    let (_, metrics) = tether_testing::http_raw(addr, "GET", "/metrics", "", "").await;
+    let reconnects = metrics
+        .lines()
+        .find(|line| line.starts_with("tether_redis_reconnects_total"))
+        .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(reconnects >= 4.0, "{metrics}");
+}
