@@ -7,6 +7,8 @@
 //! - [`hub`]: this node's channels: local subscribers, their streams, delivery order.
 //! - [`engine`]: what channels share across nodes (offsets, history, presence,
 //!   fan-out); [`engine::memory`] is the default.
+//! - [`mesh`]: calls between the nodes of a cluster (a request forwarded to
+//!   the node holding its session).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`registry`]: live sessions, connection limits, disconnect by id.
@@ -31,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod hub;
+pub mod mesh;
 pub mod metrics;
 pub mod ratelimit;
 pub mod registry;

@@ -45,6 +45,15 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// Label for requests forwarded to the node holding their session.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `answered` (the other node answered), `gone` (no such node listens:
+    /// answered here, as for a session that ended), `failed` (no answer:
+    /// 503, or a stream cut short).
+    pub outcome: String,
+}
+
 /// Label for what carries a session.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabel {
@@ -68,6 +77,8 @@ pub struct Metrics {
     pub http_attached: Gauge,
     /// Requests that attached to an HTTP session since start.
     pub http_attaches: Counter,
+    /// Requests for a session held by another node of the cluster, by outcome.
+    pub forwarded: Family<OutcomeLabel, Counter>,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
     /// Channels the hub holds (with subscribers, history or recent keys).
@@ -178,6 +189,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a forwarded request's `outcome` (see [`OutcomeLabel`]).
+    pub fn count_forwarded(&self, outcome: &str) {
+        self.forwarded
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     /// The server's metrics, with those of the buffer budget if it has one.
     pub fn new(budget: Option<tether::Budget>) -> Self {
         let mut registry = Registry::with_prefix("tether");
@@ -186,6 +206,7 @@ impl Metrics {
             connections_accepted: Family::default(),
             http_attached: Gauge::default(),
             http_attaches: Counter::default(),
+            forwarded: Family::default(),
             subscriptions: Gauge::default(),
             channels: Gauge::default(),
             messages_in: Counter::default(),
@@ -226,6 +247,11 @@ impl Metrics {
             "http_attaches",
             "Requests attached to HTTP sessions",
             metrics.http_attaches.clone(),
+        );
+        registry.register(
+            "forwarded_requests",
+            "Requests for a session another node holds, by outcome",
+            metrics.forwarded.clone(),
         );
         registry.register(
             "subscriptions",

@@ -55,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         );
     }
     let http = http
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            transport::forward::to_owner,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.http.max_command_body,
         ))
@@ -144,11 +148,17 @@ pub async fn run(
     ));
     let sessions = state.sessions.clone();
     let timeout = state.config.shutdown_timeout;
+    let app = router(state.clone());
+    // Requests other nodes forward here, for the sessions this node holds.
+    let answering = state
+        .exchange
+        .clone()
+        .map(|exchange| tokio::spawn(transport::forward::serve(exchange, app.clone())));
     let mut acceptor = Acceptor {
         listener,
         metrics: state.metrics.clone(),
         header_timeout: state.config.websocket.handshake_timeout,
-        app: router(state),
+        app,
         backoff: tether::listen::AcceptBackoff::new(),
         descriptors: tether::listen::DescriptorGuard::new(),
     };
@@ -156,6 +166,8 @@ pub async fn run(
     let _ = stop.send(true);
     sessions.stop_all();
     sweeper.abort();
+    // Still answering while sessions flush: another node may be relaying
+    // one of their last polls.
     let live = sessions.live();
     if live > 0 {
         tracing::info!(live, "waiting for sessions to close");
@@ -172,6 +184,9 @@ pub async fn run(
                 "shutdown timeout: dropping remaining sessions"
             );
         }
+    }
+    if let Some(answering) = answering {
+        answering.abort();
     }
     Ok(())
 }

@@ -119,6 +119,15 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// The `redis` engine on the instance at `url` (as `--engine URL` sets it).
+    pub fn redis(url: impl Into<String>) -> Self {
+        Self {
+            kind: EngineKind::Redis,
+            redis_urls: vec![url.into()],
+            ..Self::default()
+        }
+    }
+
     /// Sets [`EngineConfig::sweep_interval`].
     pub fn sweep_interval(mut self, every: Duration) -> Self {
         self.sweep_interval = every;

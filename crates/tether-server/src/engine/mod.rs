@@ -20,10 +20,11 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use crate::config::{EngineConfig, EngineKind};
+use crate::mesh::Mesh;
 use crate::protocol::{ErrorBody, ErrorCode, PresenceEntry, Publication, Published};
 
 pub use memory::MemoryEngine;
-pub use redis::RedisEngine;
+pub use redis::{RedisEngine, RedisMesh};
 
 /// A boxed future an engine answers with.
 pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'a>>;
@@ -224,11 +225,13 @@ pub trait Engine: Send + Sync + Debug + 'static {
 /// hub, made around it): the server chooses the engine, the hub only uses it.
 /// `retention_of` gives a channel's history settings (the engine reads
 /// missed publications with them); a Redis engine counts into `metrics`.
+/// On an engine shared by several nodes, also this node's [`Mesh`] to the
+/// others (which must run inside a tokio runtime).
 pub fn build(
     config: &EngineConfig,
     retention_of: Arc<dyn Fn(&str) -> Retention + Send + Sync>,
     metrics: &redis::RedisMetrics,
-) -> Result<impl FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine>, EngineError> {
+) -> Result<(Builder, Option<Arc<dyn Mesh>>), EngineError> {
     let redis = match config.kind {
         EngineKind::Memory => None,
         EngineKind::Redis => Some(RedisEngine::settings(config)),
@@ -238,12 +241,25 @@ pub fn build(
         .map(|settings| redis::RedisEngine::shards(&settings, metrics))
         .transpose()?;
     let presence_ttl = config.redis_presence_ttl;
-    Ok(move |fanout: Weak<dyn Fanout>| match shards {
+    let node = RedisEngine::new_node();
+    let mesh = shards
+        .as_ref()
+        .map(|shards| Arc::new(RedisMesh::start(shards.clone(), node.clone())) as Arc<dyn Mesh>);
+    let builder: Builder = Box::new(move |fanout: Weak<dyn Fanout>| match shards {
         None => Arc::new(MemoryEngine::new(fanout)) as Arc<dyn Engine>,
-        Some(shards) => Arc::new(RedisEngine::new(shards, fanout, retention_of, presence_ttl))
-            as Arc<dyn Engine>,
-    })
+        Some(shards) => Arc::new(RedisEngine::new(
+            shards,
+            fanout,
+            retention_of,
+            presence_ttl,
+            node,
+        )) as Arc<dyn Engine>,
+    });
+    Ok((builder, mesh))
 }
+
+/// Makes the engine once its fan-out target (the hub) exists.
+pub type Builder = Box<dyn FnOnce(Weak<dyn Fanout>) -> Arc<dyn Engine> + Send>;
 
 #[cfg(test)]
 mod tests {

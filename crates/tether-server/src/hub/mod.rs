@@ -94,6 +94,11 @@ impl Hub {
         self.engine.ready()
     }
 
+    /// This node's id among the nodes that share the engine (None alone).
+    pub fn node(&self) -> Option<&str> {
+        self.engine.node()
+    }
+
     /// A new client id, unique among the nodes that share the engine:
     /// `c17`, or `c17-3fa9c2` on a node of a cluster.
     pub fn client_id(&self, n: u64) -> String {

@@ -181,18 +181,40 @@ impl Drop for Attachment {
 #[derive(Debug, Default)]
 pub struct Resumables {
     sessions: Mutex<HashMap<Arc<str>, Arc<Resumable>>>,
+    /// This node's id in a cluster, which its keys end with.
+    node: Option<Arc<str>>,
 }
 
-/// A fresh session key: 128 bits from the operating system's CSPRNG-seeded
-/// generator, as 32 hex digits.
-fn new_key() -> Arc<str> {
-    let bits: u128 = rand::random();
-    let mut key = String::with_capacity(32);
-    let _ = write!(key, "{bits:032x}");
-    key.into()
+/// The node that holds the session `key` (what follows its last `.`),
+/// when it was made on a node of a cluster.
+pub fn node_of(key: &str) -> Option<&str> {
+    key.rsplit_once('.')
+        .map(|(_, node)| node)
+        .filter(|node| crate::mesh::valid_node(node))
 }
 
 impl Resumables {
+    /// The sessions of node `node` (None: a server alone).
+    pub fn new(node: Option<Arc<str>>) -> Self {
+        Self {
+            sessions: Mutex::default(),
+            node,
+        }
+    }
+
+    /// A fresh session key: 128 bits from the operating system's
+    /// CSPRNG-seeded generator, as 32 hex digits, then `.NODE` in a
+    /// cluster so that any node can tell which one holds it.
+    fn new_key(&self) -> Arc<str> {
+        let bits: u128 = rand::random();
+        let mut key = String::with_capacity(40);
+        let _ = write!(key, "{bits:032x}");
+        if let Some(node) = &self.node {
+            let _ = write!(key, ".{node}");
+        }
+        key.into()
+    }
+
     fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Resumable>>> {
         self.sessions.lock().expect("resumables lock")
     }
@@ -234,7 +256,7 @@ impl Resumables {
         ));
         let client = session.id().clone();
         let resumable = Arc::new(Resumable {
-            key: new_key(),
+            key: state.resumables.new_key(),
             transport,
             client: client.clone(),
             log,

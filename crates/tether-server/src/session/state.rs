@@ -11,6 +11,7 @@ use crate::alarm::Alarm;
 use crate::auth::{KeyError, Verifier};
 use crate::config::{InvalidSetting, ServerConfig};
 use crate::hub::{Hub, HubSettings};
+use crate::mesh::Exchange;
 use crate::metrics::Metrics;
 use crate::registry::Sessions;
 use crate::session::outbox::{Bounds, Inbox, Outbox};
@@ -52,6 +53,9 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     /// Sessions carried by SSE streams and long-polls, by key.
     pub resumables: Arc<Resumables>,
+    /// Calls to the other nodes of a cluster (none on a single node): a
+    /// request for a session another node holds is forwarded there.
+    pub exchange: Option<Arc<Exchange>>,
     /// What bounds every session's outbound queue (see [`AppState::queue_bounds`]).
     queue_bounds: Arc<Bounds>,
 }
@@ -75,7 +79,7 @@ impl AppState {
             let settings = settings.clone();
             Arc::new(move |channel: &str| settings.retention(channel))
         };
-        let engine = crate::engine::build(&config.engine, retention, &metrics.redis)?;
+        let (engine, mesh) = crate::engine::build(&config.engine, retention, &metrics.redis)?;
         let hub = Hub::new(settings, metrics.clone(), engine);
         let queue_bounds = Arc::new(Bounds {
             frames: config.outbound_queue,
@@ -83,6 +87,7 @@ impl AppState {
             budget: budget.clone(),
             depth: metrics.queued_frames.clone(),
         });
+        let hub_node = hub.node().map(Arc::from);
         let state = Self {
             budget,
             hub,
@@ -91,7 +96,8 @@ impl AppState {
             sessions: Arc::default(),
             metrics,
             shared: Arc::new(Shared { verifier, config }),
-            resumables: Arc::default(),
+            resumables: Arc::new(Resumables::new(hub_node)),
+            exchange: mesh.map(Exchange::new),
             queue_bounds,
         };
         Ok((state, stop))

@@ -55,7 +55,7 @@ pub(crate) fn error(body: ErrorBody) -> Response {
     error_with(status, body)
 }
 
-fn error_with(status: StatusCode, body: ErrorBody) -> Response {
+pub(crate) fn error_with(status: StatusCode, body: ErrorBody) -> Response {
     let mut response = (status, Json(ApiError { error: body })).into_response();
     no_store(&mut response);
     response

@@ -6,8 +6,11 @@
 //! - [`sse`]: Server-Sent Events, a stream per attach of a resumable session.
 //! - [`longpoll`]: long-polling by cursor.
 //! - [`commands`]: the POSTs that carry an HTTP session's requests, and its close.
+//! - [`forward`]: an HTTP session's requests that land on another node of a
+//!   cluster, forwarded to the node holding it.
 
 pub mod commands;
+pub mod forward;
 pub mod longpoll;
 pub mod sse;
 pub mod websocket;

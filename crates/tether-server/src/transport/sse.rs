@@ -48,7 +48,7 @@ pub struct OpenQuery {
 }
 
 /// Splits an event id into the session key and the sequence number.
-fn parse_event_id(id: &str) -> Option<(&str, u64)> {
+pub(crate) fn parse_event_id(id: &str) -> Option<(&str, u64)> {
     let (key, seq) = id.trim().rsplit_once('-')?;
     Some((key, seq.parse().ok()?))
 }

@@ -186,6 +186,14 @@ impl RedisChannels {
         self.query::<String>(&redis::cmd("PING")).await.is_ok()
     }
 
+    /// Publishes `message` on the pub/sub `topic`: how many connections
+    /// were subscribed to it (and got it).
+    pub async fn notify(&self, topic: &str, message: &[u8]) -> Result<u64, EngineError> {
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(topic).arg(message);
+        self.query(&command).await
+    }
+
     /// The keys of `channel`.
     pub fn keys(&self, channel: &str) -> ChannelKeys {
         ChannelKeys::new(&self.settings.prefix, channel)

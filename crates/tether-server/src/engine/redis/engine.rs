@@ -54,7 +54,7 @@ impl Drop for RedisEngine {
 }
 
 /// FNV-1a: a hash every node (of any version) computes alike.
-fn fnv(parts: &[&str]) -> u64 {
+pub(super) fn fnv(parts: &[&str]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for part in parts {
         for byte in part.bytes().chain([0xff]) {
@@ -93,14 +93,21 @@ impl RedisEngine {
             .collect()
     }
 
-    /// The engine over `stores`, fanning out to `fanout`; presence entries
-    /// last `presence_ttl` unless refreshed (every third of it). Must run
-    /// inside a tokio runtime.
+    /// A new node id: six hex digits, random (a node that restarts is a
+    /// new node).
+    pub fn new_node() -> String {
+        format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
+    }
+
+    /// The engine of node `node` over `stores`, fanning out to `fanout`;
+    /// presence entries last `presence_ttl` unless refreshed (every third
+    /// of it). Must run inside a tokio runtime.
     pub fn new(
         stores: Vec<RedisChannels>,
         fanout: Weak<dyn Fanout>,
         retention_of: Arc<dyn Fn(&str) -> Retention + Send + Sync>,
         presence_ttl: Duration,
+        node: String,
     ) -> Self {
         let shards: Vec<Shard> = stores
             .into_iter()
@@ -130,7 +137,7 @@ impl RedisEngine {
         ));
         Self {
             shards,
-            node: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
+            node,
             held,
             followed: Mutex::default(),
             healthy,

@@ -410,7 +410,7 @@ impl Task {
 }
 
 /// Reconnect delays: doubling from 50 ms to 5 s, with full jitter.
-fn backoff(failures: u32) -> Duration {
+pub(super) fn backoff(failures: u32) -> Duration {
     let ceiling = Duration::from_millis(50 * (1u64 << failures.min(7))).min(Duration::from_secs(5));
     ceiling.mul_f64(rand::random::<f64>().max(0.1))
 }

@@ -2,7 +2,8 @@
 //! one (issue: clustering). What is here so far: the keys ([`keys`]), the
 //! atomic publish and consistent history read ([`channels`]), and a node's
 //! gap-checked subscription to the channels it serves ([`follower`]),
-//! presence with expiry ([`presence`]), and the [`RedisEngine`] on them.
+//! presence with expiry ([`presence`]), the [`RedisEngine`] on them, and the
+//! nodes' messages to each other ([`mesh`]).
 //!
 //! Redis holds, per channel (keys sharing one hash tag): a hash with its
 //! epoch and newest offset, a stream of its retained publications (capped
@@ -14,6 +15,7 @@ pub mod channels;
 pub mod engine;
 pub mod follower;
 pub mod keys;
+pub mod mesh;
 pub mod metrics;
 pub mod presence;
 
@@ -21,5 +23,6 @@ pub use channels::{RedisChannels, RedisSettings};
 pub use engine::RedisEngine;
 pub use follower::Follower;
 pub use keys::{ChannelKeys, Heard, Wire};
+pub use mesh::RedisMesh;
 pub use metrics::RedisMetrics;
 pub use presence::RedisPresence;
