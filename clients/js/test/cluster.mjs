@@ -1,0 +1,103 @@
+// A cluster for tests: Debian's `redis-server` and `nginx` started on free
+// loopback ports (nginx with deploy/nginx.conf's settings, pointed at the
+// test's nodes), and `tether serve` nodes on that Redis. Each is killed by
+// PID when the test ends, pass or fail.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, startServer, until } from './harness.mjs';
+
+const NGINX_CONF = fileURLToPath(new URL('../../../deploy/nginx.conf', import.meta.url));
+
+/** Resolves once something accepts on 127.0.0.1:`port`. */
+function listening(port) {
+  return new Promise((resolve) => {
+    const probe = net.connect(port, '127.0.0.1');
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/** Runs `command` until `stop()`; killed with `signal` then. Its errors show unless `quiet`. */
+function child(command, args, { quiet = false } = {}) {
+  const process = spawn(command, args, { stdio: ['ignore', 'ignore', quiet ? 'ignore' : 'inherit'] });
+  const exited = new Promise((resolve) => process.once('exit', resolve));
+  return {
+    pid: process.pid,
+    async stop(signal = 'SIGKILL') {
+      if (process.exitCode === null && process.signalCode === null) process.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** A `redis-server` with no persistence on a free port. */
+export async function startRedis() {
+  const port = await freePort();
+  const redis = child('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await until(() => listening(port), 10_000, 'redis-server to listen');
+  return { ...redis, port, url: `redis://127.0.0.1:${port}` };
+}
+
+/**
+ * nginx in front of `nodes` on a free port, with deploy/nginx.conf's
+ * settings (its upstream and port replaced).
+ */
+export async function startNginx(nodes) {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-nginx-'));
+  mkdirSync(path.join(dir, 'tmp'));
+  const upstreams = nodes.map((node) => `        server 127.0.0.1:${node.port} max_fails=1 fail_timeout=5s;`);
+  const lines = [];
+  let replaced = false;
+  for (const line of readFileSync(NGINX_CONF, 'utf8').split('\n')) {
+    if (line.trim().startsWith('server 127.0.0.1:808')) {
+      if (!replaced) lines.push(...upstreams);
+      replaced = true;
+      continue;
+    }
+    lines.push(line.replace('listen 127.0.0.1:8080;', `listen 127.0.0.1:${port};`).replace('worker_processes auto;', 'worker_processes 1;'));
+  }
+  writeFileSync(path.join(dir, 'nginx.conf'), lines.join('\n'));
+  // Quiet: a node killed on purpose makes nginx log every request it cut.
+  const nginx = child('/usr/sbin/nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { quiet: true });
+  await until(() => listening(port), 10_000, 'nginx to listen');
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      await nginx.stop('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Redis, `count` `tether serve` nodes on it (with extra `args` each) and
+ * nginx in front of them; all stopped when the test `t` ends, nginx and the
+ * nodes before Redis.
+ */
+export async function clusterFor(t, count, args = []) {
+  const started = [];
+  t.after(async () => {
+    for (const part of started.reverse()) await part.stop();
+  });
+  const redis = await startRedis();
+  started.push(redis);
+  const nodes = [];
+  for (let i = 0; i < count; i++) {
+    const node = await startServer(['--engine', redis.url, ...args]);
+    started.push(node);
+    nodes.push(node);
+  }
+  const nginx = await startNginx(nodes);
+  started.push(nginx);
+  return { redis, nodes, nginx };
+}
