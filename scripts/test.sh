@@ -46,6 +46,9 @@ cargo build --release --quiet -p tether-cli
 stage "browser tests (Playwright + Chromium)"
 scripts/e2e.sh
 
+stage "browser tests again, against two nodes on Redis behind nginx"
+TETHER_CLUSTER=2 scripts/e2e.sh
+
 stage "Autobahn TestSuite"
 scripts/autobahn.sh
 

@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, startServer, until } from './harness.mjs';
+import { freePort, metricsOf, publishTo, startNode, until } from './harness.mjs';
 
 const NGINX_CONF = fileURLToPath(new URL('../../../deploy/nginx.conf', import.meta.url));
 
@@ -47,11 +47,11 @@ export async function startRedis() {
 }
 
 /**
- * nginx in front of `nodes` on a free port, with deploy/nginx.conf's
- * settings (its upstream and port replaced).
+ * nginx in front of `nodes` on `port` (a free one by default), with
+ * deploy/nginx.conf's settings (its upstream and port replaced).
  */
-export async function startNginx(nodes) {
-  const port = await freePort();
+export async function startNginx(nodes, { port } = {}) {
+  port ??= await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-nginx-'));
   mkdirSync(path.join(dir, 'tmp'));
   const upstreams = nodes.map((node) => `        server 127.0.0.1:${node.port} max_fails=1 fail_timeout=5s;`);
@@ -80,24 +80,49 @@ export async function startNginx(nodes) {
 }
 
 /**
- * Redis, `count` `tether serve` nodes on it (with extra `args` each) and
- * nginx in front of them; all stopped when the test `t` ends, nginx and the
- * nodes before Redis.
+ * A fresh Redis, `nodes` `tether serve` nodes on it (each with `args`) and
+ * nginx in front of them on `port` (a free one by default), used like one
+ * server: `url`, `port`, `publish`, `metrics` (summed over the nodes), and
+ * `stop(signal)`, which signals every node at once, then stops nginx and Redis.
  */
-export async function clusterFor(t, count, args = []) {
-  const started = [];
-  t.after(async () => {
-    for (const part of started.reverse()) await part.stop();
-  });
+export async function startCluster(args = [], { port, nodes: count = 2 } = {}) {
   const redis = await startRedis();
-  started.push(redis);
   const nodes = [];
-  for (let i = 0; i < count; i++) {
-    const node = await startServer(['--engine', redis.url, ...args]);
-    started.push(node);
-    nodes.push(node);
+  let nginx;
+  try {
+    for (let i = 0; i < count; i++) nodes.push(await startNode(['--engine', redis.url, ...args]));
+    nginx = await startNginx(nodes, { port });
+  } catch (error) {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis.stop();
+    throw error;
   }
-  const nginx = await startNginx(nodes);
-  started.push(nginx);
-  return { redis, nodes, nginx };
+  return {
+    url: nginx.url,
+    port: nginx.port,
+    redis,
+    nodes,
+    async stop(signal = 'SIGKILL') {
+      await Promise.all(nodes.map((node) => node.stop(signal)));
+      await nginx.stop();
+      await redis.stop();
+    },
+    publish: (channel, data) => publishTo(nginx.url, channel, data),
+    async metrics() {
+      const sum = new Map();
+      for (const node of nodes) {
+        for (const [name, value] of await metricsOf(node.url).catch(() => new Map())) {
+          sum.set(name, (sum.get(name) ?? 0) + value);
+        }
+      }
+      return sum;
+    },
+  };
+}
+
+/** `startCluster(args, { nodes: count })`, stopped when the test `t` ends. */
+export async function clusterFor(t, count, args = []) {
+  const cluster = await startCluster(args, { nodes: count });
+  t.after(() => cluster.stop());
+  return cluster;
 }

@@ -37,12 +37,12 @@ async function sessions(node) {
 }
 
 test('through nginx, a node killed mid-stream loses no client a message, on any transport', async (t) => {
-  const { nodes, nginx } = await clusterFor(t, 3, ['--channels.history-size', '1000']);
+  const { nodes, url } = await clusterFor(t, 3, ['--channels.history-size', '1000']);
 
   const clients = [];
   for (const transport of TRANSPORTS) {
     for (let i = 0; i < PER_TRANSPORT; i++) {
-      const client = new Client(nginx.url, { transports: [transport], minReconnectDelay: 50, maxReconnectDelay: 500 });
+      const client = new Client(url, { transports: [transport], minReconnectDelay: 50, maxReconnectDelay: 500 });
       const seen = [];
       const sub = client.subscribe('ticks', { publication: (p) => seen.push(p.data) });
       const subscribed = next(sub, 'subscribed', 30_000);
@@ -60,7 +60,7 @@ test('through nginx, a node killed mid-stream loses no client a message, on any 
 
   const victim = nodes[1];
   for (let n = 1; n <= COUNT; n++) {
-    assert.equal(await publish(nginx.url, n), n, 'offsets follow the numbers');
+    assert.equal(await publish(url, n), n, 'offsets follow the numbers');
     if (n === 100) await victim.stop('SIGKILL');
     if (n % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 20));
   }

@@ -24,13 +24,28 @@ export function freePort() {
 }
 
 /**
+ * What the tests run against: one `tether serve` ([`startNode`]), or, when
+ * `TETHER_CLUSTER` is a number of nodes, that many nodes on a fresh Redis
+ * behind nginx (see cluster.mjs), which a test uses the same way.
+ */
+export async function startServer(args = [], options = {}) {
+  const nodes = Number(process.env.TETHER_CLUSTER ?? 0);
+  if (nodes > 0) {
+    const { startCluster } = await import('./cluster.mjs');
+    return startCluster(args, { ...options, nodes });
+  }
+  return startNode(args, options);
+}
+
+/**
  * Starts `tether serve` with `args` on `port` (a free one by default) and
  * waits until it answers /healthz. `stop(signal)` ends it and waits for its exit.
  */
-export async function startServer(args = [], { port } = {}) {
+export async function startNode(args = [], { port } = {}) {
   port ??= await freePort();
   const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--log', 'warn', ...args], {
     stdio: ['ignore', 'ignore', 'inherit'],
+    env: serverEnv(),
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const url = `http://127.0.0.1:${port}`;
@@ -50,24 +65,35 @@ export async function startServer(args = [], { port } = {}) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
     },
-    /** Publishes through the HTTP API; the answer's `{offset, epoch}`. */
-    async publish(channel, data) {
-      const answer = await fetch(`${url}/api/publish`, { method: 'POST', body: JSON.stringify({ channel, data }) });
-      if (!answer.ok) throw new Error(`publish answered ${answer.status}: ${await answer.text()}`);
-      return answer.json();
-    },
-    /** The server's metrics, by sample name. */
-    async metrics() {
-      const text = await (await fetch(`${url}/metrics`)).text();
-      const samples = new Map();
-      for (const line of text.split('\n')) {
-        if (!line || line.startsWith('#')) continue;
-        const space = line.lastIndexOf(' ');
-        samples.set(line.slice(0, space), Number(line.slice(space + 1)));
-      }
-      return samples;
-    },
+    publish: (channel, data) => publishTo(url, channel, data),
+    metrics: () => metricsOf(url),
   };
+}
+
+/** The environment without the tests' own TETHER_* variables, which the server would warn of. */
+function serverEnv() {
+  const env = { ...process.env };
+  for (const name of ['TETHER_URL', 'TETHER_BIN', 'TETHER_CLUSTER', 'TETHER_CLUSTER_CLIENTS']) delete env[name];
+  return env;
+}
+
+/** Publishes through the HTTP API at `url`; the answer's `{offset, epoch}`. */
+export async function publishTo(url, channel, data) {
+  const answer = await fetch(`${url}/api/publish`, { method: 'POST', body: JSON.stringify({ channel, data }) });
+  if (!answer.ok) throw new Error(`publish answered ${answer.status}: ${await answer.text()}`);
+  return answer.json();
+}
+
+/** The metrics of the server at `url`, by sample name. */
+export async function metricsOf(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const samples = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
 }
 
 /** `startServer(args, options)`, stopped when the test `t` ends, pass or fail. */

@@ -19,6 +19,7 @@ fn settings(redis: &RedisServer) -> RedisSettings {
         prefix: "test".into(),
         command_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(2),
+        pool_size: 2,
     }
 }
 

@@ -46,6 +46,7 @@ async fn node(redis: &RedisServer) -> (RedisChannels, Follower, Arc<Collect>) {
         prefix: "test".into(),
         command_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(2),
+        pool_size: 2,
     };
     let channels = RedisChannels::connect(settings).await.unwrap();
     let collect = Arc::new(Collect::default());

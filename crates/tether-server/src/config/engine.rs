@@ -14,6 +14,10 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tether";
 pub const DEFAULT_REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default for [`EngineConfig::redis_connect_timeout`].
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`EngineConfig::redis_pool_size`].
+pub const DEFAULT_REDIS_POOL_SIZE: usize = 2;
+/// Most connections [`EngineConfig::redis_pool_size`] may ask for.
+pub const MAX_REDIS_POOL_SIZE: usize = 64;
 /// Default for [`EngineConfig::redis_presence_ttl`].
 pub const DEFAULT_REDIS_PRESENCE_TTL: Duration = Duration::from_secs(30);
 
@@ -96,6 +100,12 @@ pub struct EngineConfig {
     #[serde(with = "super::duration")]
     #[schemars(with = "String", extend("format" = "duration"))]
     pub redis_connect_timeout: Duration,
+    /// With `redis`: connections per instance that commands (publishes,
+    /// history reads) are spread over; each pipelines what its callers send,
+    /// so one is enough until a node's own CPU for Redis replies is the
+    /// limit. Pub/sub has connections of its own. Default:
+    /// [`DEFAULT_REDIS_POOL_SIZE`].
+    pub redis_pool_size: usize,
     /// With `redis`: a client's presence lasts this long unless its node
     /// refreshes it (every third of it), so the clients of a node that died
     /// leave within it. Default: [`DEFAULT_REDIS_PRESENCE_TTL`].
@@ -113,6 +123,7 @@ impl Default for EngineConfig {
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             redis_command_timeout: DEFAULT_REDIS_COMMAND_TIMEOUT,
             redis_connect_timeout: DEFAULT_REDIS_CONNECT_TIMEOUT,
+            redis_pool_size: DEFAULT_REDIS_POOL_SIZE,
             redis_presence_ttl: DEFAULT_REDIS_PRESENCE_TTL,
         }
     }

@@ -333,6 +333,13 @@ impl ServerConfig {
             self.engine.redis_connect_timeout,
         )?;
         positive("engine.redis_presence_ttl", self.engine.redis_presence_ttl)?;
+        if !(1..=engine::MAX_REDIS_POOL_SIZE).contains(&self.engine.redis_pool_size) {
+            return Err(InvalidSetting::new(
+                "engine.redis_pool_size",
+                self.engine.redis_pool_size,
+                format!("must be 1 to {}", engine::MAX_REDIS_POOL_SIZE),
+            ));
+        }
         if self.engine.kind == EngineKind::Redis && self.engine.redis_urls.is_empty() {
             return Err(InvalidSetting::new(
                 "engine.redis_urls",

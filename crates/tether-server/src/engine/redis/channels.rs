@@ -1,7 +1,8 @@
 //! A channel's offsets, epoch, history and idempotency keys in Redis: the
 //! atomic publish (publish.lua) and the consistent read (history.lua), over
-//! one multiplexed connection that pipelines every caller's commands, made
-//! again at the next command after it failed.
+//! a small pool of multiplexed connections (each pipelines the commands of
+//! every caller that picks it; callers take them in turn), each made again
+//! at its next command after it failed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,15 +27,19 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     /// How long opening a connection may take.
     pub connect_timeout: Duration,
+    /// How many multiplexed connections commands are spread over (at least 1).
+    pub pool_size: usize,
 }
 
 /// The channels' shared state in one Redis; see the module documentation.
 #[derive(Clone)]
 pub struct RedisChannels {
     client: redis::Client,
-    /// Made at the first command (a server may start before Redis does),
-    /// dropped when it fails, made again at the next.
-    connection: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    /// The pool: each made at its first command (a server may start before
+    /// Redis does), dropped when it fails, made again at its next.
+    pool: Arc<[tokio::sync::Mutex<Option<MultiplexedConnection>>]>,
+    /// The pool's next connection to use.
+    turn: Arc<std::sync::atomic::AtomicUsize>,
     /// Whether a connection was ever made (the next one is a reconnect).
     connected_once: Arc<std::sync::atomic::AtomicBool>,
     metrics: RedisMetrics,
@@ -73,7 +78,10 @@ impl RedisChannels {
             redis::Client::open(settings.url.as_str()).map_err(EngineError::unavailable)?;
         Ok(Self {
             client,
-            connection: Arc::default(),
+            pool: (0..settings.pool_size.max(1))
+                .map(|_| tokio::sync::Mutex::default())
+                .collect(),
+            turn: Arc::default(),
             connected_once: Arc::default(),
             metrics,
             settings: Arc::new(settings),
@@ -104,11 +112,13 @@ impl RedisChannels {
         &self.metrics
     }
 
-    /// The shared connection, made when there is none.
-    pub async fn connection(&self) -> Result<MultiplexedConnection, EngineError> {
-        let mut slot = self.connection.lock().await;
+    /// The pool's next connection (and its place in the pool), made when
+    /// there is none.
+    pub async fn connection(&self) -> Result<(usize, MultiplexedConnection), EngineError> {
+        let place = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.pool.len();
+        let mut slot = self.pool[place].lock().await;
         if let Some(connection) = &*slot {
-            return Ok(connection.clone());
+            return Ok((place, connection.clone()));
         }
         let settings = &self.settings;
         let config = AsyncConnectionConfig::new()
@@ -129,19 +139,20 @@ impl RedisChannels {
             self.metrics.reconnects.inc();
         }
         *slot = Some(made.clone());
-        Ok(made)
+        Ok((place, made))
     }
 
-    /// What a command's failure says of the connection: one that broke or
-    /// timed out is dropped, so the next command makes a new one.
-    async fn failed(&self, error: RedisError) -> EngineError {
+    /// What a command's failure on the pool's connection `place` says of
+    /// it: one that broke or timed out is dropped, so the next command
+    /// there makes a new one.
+    async fn failed(&self, place: usize, error: RedisError) -> EngineError {
         if error.is_io_error()
             || error.is_connection_dropped()
             || error.is_connection_refusal()
             || error.is_timeout()
             || error.is_unrecoverable_error()
         {
-            self.connection.lock().await.take();
+            self.pool[place].lock().await.take();
         }
         EngineError::unavailable(error)
     }
@@ -151,15 +162,17 @@ impl RedisChannels {
         &self,
         command: &redis::Cmd,
     ) -> Result<T, EngineError> {
-        let mut connection = self.connection().await?;
-        self.within_timeout(command.query_async(&mut connection))
+        let (place, mut connection) = self.connection().await?;
+        self.within_timeout(place, command.query_async(&mut connection))
             .await
     }
 
-    /// Awaits a command's answer for at most the command timeout; a failure
-    /// or a timeout drops a broken connection (see [`failed`](Self::failed)).
+    /// Awaits a command's answer on the pool's connection `place` for at
+    /// most the command timeout; a failure or a timeout drops a broken
+    /// connection (see [`failed`](Self::failed)).
     async fn within_timeout<T>(
         &self,
+        place: usize,
         answer: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, EngineError> {
         let started = std::time::Instant::now();
@@ -171,11 +184,11 @@ impl RedisChannels {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 self.metrics.errors.inc();
-                Err(self.failed(error).await)
+                Err(self.failed(place, error).await)
             }
             Err(elapsed) => {
                 self.metrics.errors.inc();
-                self.connection.lock().await.take();
+                self.pool[place].lock().await.take();
                 Err(EngineError::unavailable(elapsed))
             }
         }
@@ -204,8 +217,8 @@ impl RedisChannels {
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<Value, EngineError> {
-        let mut connection = self.connection().await?;
-        self.within_timeout(invocation.invoke_async(&mut connection))
+        let (place, mut connection) = self.connection().await?;
+        self.within_timeout(place, invocation.invoke_async(&mut connection))
             .await
     }
 

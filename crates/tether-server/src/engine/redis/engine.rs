@@ -76,6 +76,7 @@ impl RedisEngine {
                 prefix: config.redis_prefix.clone(),
                 command_timeout: config.redis_command_timeout,
                 connect_timeout: config.redis_connect_timeout,
+                pool_size: config.redis_pool_size,
             })
             .collect()
     }
