@@ -82,8 +82,12 @@ pub struct Measured {
     pub operations: u64,
     /// Operations in each whole second of the run.
     pub timeline: Vec<f64>,
-    /// CPU seconds the server used during the run, if its PID was given.
+    /// CPU seconds the server used during the run (summed over its
+    /// processes: a cluster's nodes), if its PID was given.
     pub server_cpu_seconds: Option<f64>,
+    /// CPU seconds each watched process used during the run, by its label
+    /// (see [`Options::watched`](crate::Options::watched)).
+    pub watched_cpu_seconds: Vec<(String, f64)>,
     /// CPU seconds this process (the load generator) used during the run.
     pub client_cpu_seconds: f64,
 }
@@ -93,8 +97,10 @@ pub struct Measured {
 pub struct Meter {
     counter: Counter,
     started: Instant,
-    server_pid: Option<u32>,
-    server_cpu: Option<procfs::CpuTime>,
+    /// The server's processes and their CPU time at the start.
+    server: Vec<(u32, procfs::CpuTime)>,
+    /// Other processes to report on, by label, and their CPU time at the start.
+    watched: Vec<(String, u32, procfs::CpuTime)>,
     client_cpu: Option<procfs::CpuTime>,
     stop: watch::Sender<bool>,
     sampler: tokio::task::JoinHandle<Vec<f64>>,
@@ -108,6 +114,17 @@ impl Meter {
 
     /// Starts measuring with a counter the scenario already handed out.
     pub fn start_with(counter: Counter, server_pid: Option<u32>, progress: Progress) -> Self {
+        Self::start_watching(counter, server_pid.into_iter().collect(), &[], progress)
+    }
+
+    /// Starts measuring the server's processes `server_pids` (CPU summed),
+    /// and the `watched` ones apart, counting into `counter`.
+    pub fn start_watching(
+        counter: Counter,
+        server_pids: Vec<u32>,
+        watched: &[(String, u32)],
+        progress: Progress,
+    ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let sampled = counter.clone();
         let sampler = tokio::spawn(async move {
@@ -133,8 +150,16 @@ impl Meter {
         Self {
             counter,
             started: Instant::now(),
-            server_pid,
-            server_cpu: server_pid.and_then(|pid| procfs::CpuTime::read(pid).ok()),
+            server: server_pids
+                .into_iter()
+                .filter_map(|pid| Some((pid, procfs::CpuTime::read(pid).ok()?)))
+                .collect(),
+            watched: watched
+                .iter()
+                .filter_map(|(label, pid)| {
+                    Some((label.clone(), *pid, procfs::CpuTime::read(*pid).ok()?))
+                })
+                .collect(),
             client_cpu: procfs::CpuTime::read(std::process::id()).ok(),
             stop,
             sampler,
@@ -154,12 +179,24 @@ impl Meter {
     /// Stops measuring.
     pub async fn finish(self) -> Measured {
         let elapsed = self.started.elapsed();
-        let server_cpu_seconds = match (self.server_pid, self.server_cpu) {
-            (Some(pid), Some(before)) => procfs::CpuTime::read(pid)
+        let used = |pid: u32, before: &procfs::CpuTime| {
+            procfs::CpuTime::read(pid)
                 .ok()
-                .map(|now| before.until(&now)),
-            _ => None,
+                .map(|now| before.until(&now))
         };
+        let server_cpu_seconds = (!self.server.is_empty())
+            .then(|| {
+                self.server
+                    .iter()
+                    .map(|(pid, before)| used(*pid, before))
+                    .sum::<Option<f64>>()
+            })
+            .flatten();
+        let watched_cpu_seconds = self
+            .watched
+            .iter()
+            .filter_map(|(label, pid, before)| Some((label.clone(), used(*pid, before)?)))
+            .collect();
         let client_cpu_seconds = match (&self.client_cpu, procfs::CpuTime::read(std::process::id()))
         {
             (Some(before), Ok(now)) => before.until(&now),
@@ -172,6 +209,7 @@ impl Meter {
             operations: self.counter.get(),
             timeline,
             server_cpu_seconds,
+            watched_cpu_seconds,
             client_cpu_seconds,
         }
     }

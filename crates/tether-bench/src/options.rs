@@ -81,6 +81,12 @@ pub struct Options {
     pub max_rss_growth: f64,
     /// Large: frames each message is sent in. Default: 1.
     pub fragments: usize,
+    /// Fan-out: the server's other processes (a cluster's nodes besides
+    /// [`Options::server_pid`]), whose CPU time adds to the server's.
+    pub more_server_pids: Vec<u32>,
+    /// Fan-out: processes beside the server (Redis, a proxy) whose CPU time
+    /// the report gives apart, by label. Default: none.
+    pub watched: Vec<(String, u32)>,
 }
 
 impl Options {
@@ -106,6 +112,8 @@ impl Options {
             poll_interval: DEFAULT_POLL_INTERVAL,
             max_rss_growth: DEFAULT_MAX_RSS_GROWTH,
             fragments: 1,
+            more_server_pids: Vec::new(),
+            watched: Vec::new(),
         }
     }
 

@@ -8,14 +8,15 @@ use tether_bench::{Options, Scenario};
 /// Arguments of `tether bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// echo | fanout | idle | handshake | churn | transports | bombs | large | soak.
+    /// echo | fanout | idle | handshake | churn | transports | bombs | large | soak | cluster.
     scenario: Scenario,
     /// The server: `ws://HOST:PORT/PATH`. fanout and churn speak `tether serve`'s
     /// protocol, or the bare broadcast contract when the path is `/broadcast`;
     /// transports takes `tether serve`'s `http://HOST:PORT`; idle also holds
     /// long-poll sessions or SSE streams at `http://HOST:PORT/connection/longpoll`
-    /// or `/connection/sse`.
-    url: String,
+    /// or `/connection/sse`. cluster takes none: it starts its own
+    /// redis-server, nodes and nginx.
+    url: Option<String>,
     /// Connections (echo, idle, bombs: all at once), subscribers (fanout),
     /// receivers (churn) or parallel workers (handshake).
     #[arg(short, long, default_value_t = tether_bench::options::DEFAULT_CONNECTIONS)]
@@ -104,7 +105,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.messages.is_some() && args.duration == 10.0 {
         duration = Duration::from_secs(3600);
     }
-    let mut options = Options::new(args.url)
+    let url = match (args.url, args.scenario) {
+        (Some(url), _) => url,
+        (None, Scenario::Cluster) => String::new(),
+        (None, scenario) => anyhow::bail!("{scenario} needs the server's URL"),
+    };
+    let mut options = Options::new(url)
         .connections(args.connections)
         .rate(args.rate)
         .size(args.size)

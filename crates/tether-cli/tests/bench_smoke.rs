@@ -268,6 +268,65 @@ async fn every_scenario_runs_and_reports() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_scenario_measures_every_setup_on_real_redis_and_nginx() {
+    let dir = std::env::temp_dir().join(format!("tether-bench-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = bench(
+        &["cluster", "-c", "20", "-r", "200", "-d", "1"],
+        &dir,
+        "cluster",
+    );
+    let setups = report["cluster"].as_array().expect("a row per setup");
+    assert_eq!(setups.len(), 3, "{report}");
+    for row in setups {
+        assert!(
+            row["deliveries_per_node_cpu_second"].as_f64() > Some(0.0),
+            "{row}"
+        );
+        assert_eq!(row["lost"], 0, "{row}");
+        assert!(row["latency"]["p99_us"].is_number(), "{row}");
+    }
+    assert!(
+        setups[0]["redis_cpu_seconds"].is_null(),
+        "no Redis for memory"
+    );
+    assert!(
+        setups[2]["redis_cpu_seconds"].as_f64() > Some(0.0),
+        "{report}"
+    );
+    assert!(
+        setups[2]["proxy_cpu_seconds"].as_f64() > Some(0.0),
+        "{report}"
+    );
+    let rates = report["rates"].as_array().expect("the publication rates");
+    assert_eq!(rates.len(), 2, "{report}");
+    for row in rates {
+        assert!(row["per_second"].as_f64() > Some(100.0), "{row}");
+        assert!(
+            row["redis_us_per_publication"].as_f64() > Some(0.0),
+            "{row}"
+        );
+        assert_eq!(
+            (&row["lost"], &row["refused"]),
+            (&0.into(), &0.into()),
+            "{row}"
+        );
+    }
+    let details = &report["details"];
+    let per_channel = details["Redis bytes per channel (with its first publication)"].as_f64();
+    let per_entry = details["Redis bytes per history entry"].as_f64();
+    assert!(
+        per_channel > Some(50.0) && per_channel < Some(10_000.0),
+        "{details}"
+    );
+    assert!(
+        per_entry > Some(16.0) && per_entry < Some(1_000.0),
+        "{details}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn refuses_an_unknown_scenario() {
     let output = Command::new(env!("CARGO_BIN_EXE_tether"))

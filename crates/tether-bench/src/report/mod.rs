@@ -10,7 +10,10 @@ use crate::latency::{Latency, LatencySummary};
 use crate::meter::Measured;
 use crate::options::Options;
 
+mod cluster;
 mod html;
+
+pub use cluster::{ClusterRow, RateRow};
 
 /// The server's CPU time and memory over a run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -192,6 +195,12 @@ pub struct Report {
     /// The `soak` scenario: the server's readings, every few seconds.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<SoakSample>,
+    /// The `cluster` scenario: one fan-out row per setup, memory first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster: Vec<ClusterRow>,
+    /// The `cluster` scenario: the publication rates Redis sustained.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<RateRow>,
 }
 
 impl Report {
@@ -237,11 +246,17 @@ impl Report {
             client_cpu_seconds: measured.client_cpu_seconds,
             errors: 0,
             lost: 0,
-            details: BTreeMap::new(),
+            details: measured
+                .watched_cpu_seconds
+                .iter()
+                .map(|(label, seconds)| (format!("{label} CPU s"), *seconds))
+                .collect(),
             timeline: measured.timeline.clone(),
             latency_curve: latency.curve(),
             transports: Vec::new(),
             samples: Vec::new(),
+            cluster: Vec::new(),
+            rates: Vec::new(),
         }
     }
 
@@ -318,6 +333,7 @@ impl Report {
         }
         out.push_str(&self.transports_table());
         out.push_str(&self.samples_table());
+        out.push_str(&self.cluster_tables());
         out
     }
 
@@ -419,6 +435,7 @@ mod tests {
             operations: 3000,
             timeline: vec![900.0, 1000.0, 1100.0],
             server_cpu_seconds: None,
+            watched_cpu_seconds: Vec::new(),
             client_cpu_seconds: 0.5,
         };
         let options = Options::new("ws://127.0.0.1:9001/");

@@ -23,7 +23,17 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     } = Running::start(&dialer, options).await?;
     let meter_progress = Progress::new("deliveries", None, options.progress);
     tracing::debug!(subscribers = n, "subscribers ready, publishing");
-    let meter = Meter::start_with(feed.deliveries.clone(), options.server_pid, meter_progress);
+    let server_pids = options
+        .server_pid
+        .into_iter()
+        .chain(options.more_server_pids.iter().copied())
+        .collect();
+    let meter = Meter::start_watching(
+        feed.deliveries.clone(),
+        server_pids,
+        &options.watched,
+        meter_progress,
+    );
     let budget = Budget::new(options.duration, options.messages);
     let published = publisher.run(options.rate, &budget).await?;
     let _ = finished.send(Some(published));

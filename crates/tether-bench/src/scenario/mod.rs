@@ -4,6 +4,7 @@
 mod bombs;
 mod burst;
 mod churn;
+mod cluster;
 mod echo;
 mod fanout;
 pub(crate) mod feed;
@@ -49,11 +50,16 @@ pub enum Scenario {
     /// 10 s and checked at the end (nothing lost, nothing twice, no leaks, no
     /// upward memory trend).
     Soak,
+    /// What clustering on Redis costs: the same fan-out on one node on the
+    /// memory engine, one on Redis and three on Redis behind nginx, the
+    /// publication rate Redis sustains, and Redis's memory per channel and
+    /// per history entry. Starts its own `redis-server`, nodes and nginx.
+    Cluster,
 }
 
 impl Scenario {
     /// Every scenario, in the order `tether bench --help` lists them.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Echo,
         Scenario::Fanout,
         Scenario::Idle,
@@ -63,6 +69,7 @@ impl Scenario {
         Scenario::Bombs,
         Scenario::Large,
         Scenario::Soak,
+        Scenario::Cluster,
     ];
 
     /// Its name on the command line.
@@ -77,6 +84,7 @@ impl Scenario {
             Scenario::Bombs => "bombs",
             Scenario::Large => "large",
             Scenario::Soak => "soak",
+            Scenario::Cluster => "cluster",
         }
     }
 
@@ -93,6 +101,7 @@ impl Scenario {
             Scenario::Bombs => bombs::run(options).await,
             Scenario::Large => large::run(options).await,
             Scenario::Soak => soak::run(options).await,
+            Scenario::Cluster => cluster::run(options).await,
         }
     }
 }

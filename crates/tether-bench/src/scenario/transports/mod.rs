@@ -446,6 +446,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
         operations: rows.iter().map(|r| r.deliveries).sum(),
         timeline: Vec::new(),
         server_cpu_seconds: None,
+        watched_cpu_seconds: Vec::new(),
         client_cpu_seconds: 0.0,
     };
     let mut report = Report::new(
