@@ -45,7 +45,7 @@ pub use tether_protocol as protocol;
 
 pub use config::{
     Access, EngineConfig, EngineKind, HttpConfig, NamespaceOptions, ServerConfig,
-    SlowConsumerPolicy, WebSocketConfig,
+    SlowConsumerPolicy, TlsConfig, WebSocketConfig,
 };
 pub use server::{router, run};
 pub use session::state::AppState;

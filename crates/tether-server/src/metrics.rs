@@ -34,7 +34,8 @@ pub fn set_allocator_probe(probe: AllocatorProbe) {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     /// Why: `origin`, `shutting_down`, `bad_handshake`, `too_many_connections`,
-    /// `descriptors` (answered 503 near the descriptor limit).
+    /// `descriptors` (answered 503 near the descriptor limit), `tls_handshake`
+    /// (a TLS handshake that failed or did not finish within the handshake timeout).
     pub reason: String,
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tether::listen::AfterFailure;
 use tokio::net::TcpListener;
 
@@ -105,6 +106,30 @@ fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
         .allow_credentials(true)
 }
 
+/// The TLS acceptor `[tls]` asks for, if any: the certificate chain and key
+/// read now (a server that cannot read them does not start), ALPN offering
+/// HTTP/2 first, then HTTP/1.1.
+fn tls_acceptor(tls: &crate::TlsConfig) -> std::io::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let (cert, key) = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "tls.cert_file and tls.key_file go together: set both, or neither",
+            ))
+        }
+    };
+    let read = |path: &str| {
+        std::fs::read(path).map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))
+    };
+    let config = tether::tls::server_config(&read(cert)?, &read(key)?)
+        .map_err(|e| std::io::Error::other(format!("[tls] {cert}, {key}: {e}")))?;
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
 /// Sweeps the hub every `period` ([`EngineConfig::sweep_interval`]) while it
 /// exists: idle channels forgotten, history expired by age (reads expire
 /// history themselves, so this only bounds memory).
@@ -137,10 +162,17 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = tls_acceptor(&config.tls)?;
     let (state, stop) = AppState::new(config).map_err(std::io::Error::other)?;
     tracing::info!(
-        "tether serve listening on http://{}",
-        listener.local_addr()?
+        "tether serve listening on {}://{}{}",
+        if tls.is_some() { "https" } else { "http" },
+        listener.local_addr()?,
+        if tls.is_some() {
+            " (HTTP/2 and HTTP/1.1)"
+        } else {
+            ""
+        }
     );
     let sweeper = tokio::spawn(sweep(
         Arc::downgrade(&state.hub),
@@ -159,6 +191,7 @@ pub async fn run(
         metrics: state.metrics.clone(),
         header_timeout: state.config.websocket.handshake_timeout,
         app,
+        tls,
         backoff: tether::listen::AcceptBackoff::new(),
         descriptors: tether::listen::DescriptorGuard::new(),
     };
@@ -197,6 +230,8 @@ struct Acceptor {
     metrics: Arc<crate::metrics::Metrics>,
     header_timeout: std::time::Duration,
     app: Router,
+    /// With `[tls]`: every connection is TLS, then HTTP/2 or HTTP/1.1.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     backoff: tether::listen::AcceptBackoff,
     descriptors: tether::listen::DescriptorGuard,
 }
@@ -249,6 +284,37 @@ impl Acceptor {
                 },
             );
             let header_timeout = self.header_timeout;
+            if let Some(tls) = &self.tls {
+                let (tls, metrics) = (tls.clone(), self.metrics.clone());
+                tokio::spawn(async move {
+                    // The handshake, like a request head, must come in time.
+                    let stream = match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            metrics.reject("tls_handshake");
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            metrics.reject("tls_handshake");
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let mut builder = AutoBuilder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout);
+                    builder.http2().timer(TokioTimer::new());
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, %error, "HTTPS connection ended");
+                    }
+                });
+                continue;
+            }
             tokio::spawn(async move {
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())

@@ -22,6 +22,7 @@ mod example;
 mod layers;
 mod namespace;
 mod settings;
+mod tls;
 mod transport;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 pub use engine::*;
 pub use namespace::*;
+pub use tls::TlsConfig;
 pub use transport::*;
 
 pub use example::{example, reference};
@@ -185,6 +187,8 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     /// The engine. Default: [`EngineConfig::default`].
     pub engine: EngineConfig,
+    /// TLS (and with it HTTP/2). Default: [`TlsConfig::default`], off.
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -215,6 +219,7 @@ impl Default for ServerConfig {
             websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
             engine: EngineConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -433,6 +438,12 @@ impl ServerConfig {
     /// Sets [`ServerConfig::http`].
     pub fn http(mut self, http: HttpConfig) -> Self {
         self.http = http;
+        self
+    }
+
+    /// Sets [`ServerConfig::tls`].
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
         self
     }
 

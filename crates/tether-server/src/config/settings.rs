@@ -348,7 +348,10 @@ mod tests {
         );
         assert_eq!(maps(), [("namespaces".to_owned(), "channels".to_owned())]);
         let names: Vec<&str> = sections().iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["auth", "channels", "engine", "http", "websocket"]);
+        assert_eq!(
+            names,
+            ["auth", "channels", "engine", "http", "tls", "websocket"]
+        );
     }
 
     #[test]

@@ -1,0 +1,186 @@
+//! `tether serve --tls-cert --tls-key`: the same routes over `https://` and
+//! `wss://`, HTTP/2 or HTTP/1.1 as the client's ALPN asks (checked with
+//! Debian's curl, which speaks both), a WebSocket over TLS with the tether
+//! client trusting the test's certificate, and a plain-HTTP client refused
+//! at the handshake without harming the others.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tether::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// curl against the server, trusting `ca`: the HTTP version it used and the body.
+fn curl(
+    ca: &std::path::Path,
+    version: &str,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> (String, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10", version, "--cacert"])
+        .arg(ca)
+        .args([
+            "-X",
+            method,
+            "--data-binary",
+            body,
+            "-w",
+            "\n%{http_version}",
+            url,
+        ])
+        .output()
+        .expect("curl runs (scripts/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, version) = text.rsplit_once('\n').unwrap();
+    (version.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn serve_speaks_https_over_http2_and_http1_and_wss() {
+    let dir = std::env::temp_dir().join(format!("tether-serve-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let (_serve, port) = common::spawn(
+        &[
+            "serve",
+            "--log",
+            "warn",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let base = format!("https://localhost:{port}");
+
+    // A subscriber over wss://, trusting the test's certificate.
+    let tls = tether::tls::client_config(Some(cert.cert.pem().as_bytes())).unwrap();
+    let (mut ws, _) =
+        tether::ClientBuilder::new(format!("wss://localhost:{port}/connection/websocket"))
+            .tls_config(tls)
+            .connect()
+            .await
+            .expect("a WebSocket over TLS");
+    ws.send(r#"{"id":1,"op":"subscribe","channel":"news"}"#.to_owned())
+        .await
+        .unwrap();
+    let reply = next_json(&mut ws).await;
+    assert_eq!(reply["id"], 1, "{reply}");
+
+    // The same routes over HTTP/2 and HTTP/1.1, by ALPN.
+    let (version, body) = curl(&cert_path, "--http2", "GET", &format!("{base}/healthz"), "");
+    assert_eq!(version, "2", "{body}");
+    let (version, _) = curl(
+        &cert_path,
+        "--http1.1",
+        "GET",
+        &format!("{base}/healthz"),
+        "",
+    );
+    assert_eq!(version, "1.1");
+    let (version, demo) = curl(&cert_path, "--http2", "GET", &format!("{base}/"), "");
+    assert_eq!(version, "2");
+    assert!(demo.contains("<html"), "the demo page");
+    let publish = r#"{"channel":"news","data":"over h2"}"#;
+    let (version, acked) = curl(
+        &cert_path,
+        "--http2",
+        "POST",
+        &format!("{base}/api/publish"),
+        publish,
+    );
+    assert_eq!(version, "2");
+    assert!(acked.contains("\"offset\":1"), "{acked}");
+    let delivered = next_json(&mut ws).await;
+    assert_eq!(
+        (&delivered["push"], &delivered["data"]),
+        (&"publication".into(), &"over h2".into())
+    );
+    // A long-poll session over HTTP/2.
+    let open = r#"{"id":1,"op":"subscribe","channel":"news"}"#;
+    let (_, opened) = curl(
+        &cert_path,
+        "--http2",
+        "POST",
+        &format!("{base}/connection/longpoll"),
+        open,
+    );
+    let opened: Value = serde_json::from_str(&opened).unwrap();
+    let key = opened["session"].as_str().unwrap();
+    let (version, answer) = curl(
+        &cert_path,
+        "--http2",
+        "GET",
+        &format!("{base}/connection/longpoll/{key}?cursor=0"),
+        "",
+    );
+    assert_eq!(version, "2");
+    assert!(answer.contains("\"id\":1"), "{answer}");
+
+    // Plain HTTP on the TLS port: refused at the handshake, counted; the
+    // WebSocket above is unharmed.
+    let refused = || async {
+        let (_, metrics) = curl(&cert_path, "--http2", "GET", &format!("{base}/metrics"), "");
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with(r#"tether_rejected_handshakes_total{reason="tls_handshake"}"#)
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = refused().await;
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "no answer in plain HTTP"
+    );
+    tether_testing::eventually("the refusal counted", Duration::from_secs(5), || async {
+        refused().await > before
+    })
+    .await;
+    ws.send(r#"{"id":2,"op":"ping"}"#.to_owned()).await.unwrap();
+    // Pushes (the long-poll session's join) may come first.
+    let mut reply = next_json(&mut ws).await;
+    while reply.get("push").is_some() {
+        reply = next_json(&mut ws).await;
+    }
+    assert_eq!(reply["id"], 2, "{reply}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn next_json(ws: &mut tether::WebSocket<tether::MaybeTlsStream>) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.recv())
+            .await
+            .expect("a message in time")
+            .unwrap()
+            .expect("open");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! TLS for `tether serve`: `[tls]`.
+
+use serde::{Deserialize, Serialize};
+
+/// TLS: with a certificate and its key the server speaks only `https://`
+/// and `wss://`, HTTP/2 or HTTP/1.1 as the client's ALPN chooses (a
+/// WebSocket over HTTP/1.1 for now); without, plain HTTP/1.1.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// PEM certificate chain (the server's first), read at start; the
+    /// server does not start with only one of it and `key_file`. Default:
+    /// unset (no TLS).
+    #[schemars(extend("x-alias" = "tls-cert"))]
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file`. Default: unset.
+    #[schemars(extend("x-alias" = "tls-key"))]
+    pub key_file: Option<String>,
+}
+
+impl TlsConfig {
+    /// TLS with the certificate chain and key in these PEM files.
+    pub fn files(cert_file: impl Into<String>, key_file: impl Into<String>) -> Self {
+        Self {
+            cert_file: Some(cert_file.into()),
+            key_file: Some(key_file.into()),
+        }
+    }
+
+    /// Whether TLS is on.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
