@@ -184,3 +184,96 @@ async fn next_json(ws: &mut tether::WebSocket<tether::MaybeTlsStream>) -> Value 
         }
     }
 }
+
+/// A self-signed pair for `localhost`, written to `dir/NAME.{crt,key}`.
+fn pair(dir: &std::path::Path, name: &str) -> (String, String, String) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    (
+        cert.display().to_string(),
+        key.display().to_string(),
+        made.cert.pem(),
+    )
+}
+
+/// Whether a WebSocket handshake succeeds trusting only `ca_pem`.
+async fn trusted(port: u16, ca_pem: &str) -> bool {
+    let tls = tether::tls::client_config(Some(ca_pem.as_bytes())).unwrap();
+    tether::ClientBuilder::new(format!("wss://localhost:{port}/connection/websocket"))
+        .tls_config(tls)
+        .connect()
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn the_certificate_is_reloaded_on_sighup_and_on_change_without_dropping_a_connection() {
+    let dir = std::env::temp_dir().join(format!("tether-serve-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, first) = pair(&dir, "served");
+    let (serve, port) = common::spawn(
+        &[
+            "serve",
+            "--log",
+            "warn",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let pid = serve.0.id().to_string();
+    let tls = tether::tls::client_config(Some(first.as_bytes())).unwrap();
+    let (mut held, _) =
+        tether::ClientBuilder::new(format!("wss://localhost:{port}/connection/websocket"))
+            .tls_config(tls)
+            .connect()
+            .await
+            .unwrap();
+
+    // A new pair, then SIGHUP: new handshakes get it.
+    let (new_cert, new_key, second) = pair(&dir, "next");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let hup = || {
+        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(status.success());
+    };
+    hup();
+    tether_testing::eventually(
+        "the new certificate served",
+        Duration::from_secs(10),
+        || trusted(port, &second),
+    )
+    .await;
+    assert!(!trusted(port, &first).await, "the old one no longer");
+
+    // A broken pair is refused; the last good one goes on serving.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(trusted(port, &second).await, "still the last good pair");
+
+    // Changed files are picked up without a signal.
+    let (third_cert, third_key, third) = pair(&dir, "third");
+    std::fs::copy(&third_key, &key).unwrap();
+    std::fs::copy(&third_cert, &cert).unwrap();
+    tether_testing::eventually("the changed files served", Duration::from_secs(10), || {
+        trusted(port, &third)
+    })
+    .await;
+
+    // The connection opened before all this is still up.
+    held.send(r#"{"id":1,"op":"ping"}"#.to_owned())
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut held).await["id"], 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -21,6 +21,7 @@
 //! - [`api`]: HTTP publish and inspection endpoints, health checks.
 //! - [`demo`]: the embedded demo page (chat and live leaderboard).
 //! - [`server`]: the router and the serve loop.
+//! - [`tls`]: TLS for the serve loop, its certificate reloaded while it runs.
 //! - [`config`]: settings, each declared once with its default, and the
 //!   layers (file, environment, flags) over them.
 
@@ -39,6 +40,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod transport;
 
 pub use tether_protocol as protocol;

@@ -106,30 +106,6 @@ fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
         .allow_credentials(true)
 }
 
-/// The TLS acceptor `[tls]` asks for, if any: the certificate chain and key
-/// read now (a server that cannot read them does not start), ALPN offering
-/// HTTP/2 first, then HTTP/1.1.
-fn tls_acceptor(tls: &crate::TlsConfig) -> std::io::Result<Option<tokio_rustls::TlsAcceptor>> {
-    let (cert, key) = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => (cert, key),
-        (None, None) => return Ok(None),
-        _ => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "tls.cert_file and tls.key_file go together: set both, or neither",
-            ))
-        }
-    };
-    let read = |path: &str| {
-        std::fs::read(path).map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))
-    };
-    let config = tether::tls::server_config(&read(cert)?, &read(key)?)
-        .map_err(|e| std::io::Error::other(format!("[tls] {cert}, {key}: {e}")))?;
-    let mut config = (*config).clone();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
-}
-
 /// Sweeps the hub every `period` ([`EngineConfig::sweep_interval`]) while it
 /// exists: idle channels forgotten, history expired by age (reads expire
 /// history themselves, so this only bounds memory).
@@ -162,7 +138,8 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let tls = tls_acceptor(&config.tls)?;
+    let (tls, certificates) = crate::tls::acceptor(&config.tls)?.unzip();
+    let watcher = certificates.map(|certificates| tokio::spawn(crate::tls::watch(certificates)));
     let (state, stop) = AppState::new(config).map_err(std::io::Error::other)?;
     tracing::info!(
         "tether serve listening on {}://{}{}",
@@ -218,8 +195,8 @@ pub async fn run(
             );
         }
     }
-    if let Some(answering) = answering {
-        answering.abort();
+    for task in [answering, watcher].into_iter().flatten() {
+        task.abort();
     }
     Ok(())
 }

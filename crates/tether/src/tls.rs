@@ -20,14 +20,29 @@ fn certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// A server configuration from a PEM certificate chain and a PEM private key.
-pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>> {
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &*key_pem)
+fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>> {
+    Ok(rustls_pemfile::private_key(&mut &*pem)
         .map_err(|source| TlsError::Pem {
             what: "a private key",
             source,
         })?
-        .ok_or(TlsError::Missing("private key"))?;
+        .ok_or(TlsError::Missing("private key"))?)
+}
+
+/// A certificate chain and its signing key from PEM, checked to belong
+/// together: what a server that swaps certificates while it runs hands
+/// rustls for each new handshake.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::sign::CertifiedKey>> {
+    let key = private_key(key_pem)?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(TlsError::from)?;
+    let certified = rustls::sign::CertifiedKey::new(certs(cert_pem)?, signing);
+    certified.keys_match().map_err(TlsError::from)?;
+    Ok(Arc::new(certified))
+}
+
+/// A server configuration from a PEM certificate chain and a PEM private key.
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>> {
+    let key = private_key(key_pem)?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

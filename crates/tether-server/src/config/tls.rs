@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TlsConfig {
-    /// PEM certificate chain (the server's first), read at start; the
-    /// server does not start with only one of it and `key_file`. Default:
-    /// unset (no TLS).
+    /// PEM certificate chain (the server's first), read at start and again
+    /// when it or `key_file` changes or on SIGHUP (a bad new pair is
+    /// refused and the old one kept; no connection is dropped). The server
+    /// does not start with only one of the two. Default: unset (no TLS).
     #[schemars(extend("x-alias" = "tls-cert"))]
     pub cert_file: Option<String>,
     /// PEM private key of `cert_file`. Default: unset.
