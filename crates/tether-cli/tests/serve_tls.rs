@@ -21,9 +21,19 @@ fn curl(
     url: &str,
     body: &str,
 ) -> (String, String) {
+    curl_with(
+        &["--cacert", ca.to_str().unwrap(), version],
+        method,
+        url,
+        body,
+    )
+}
+
+/// curl with `options`: the HTTP version it used and the body.
+fn curl_with(options: &[&str], method: &str, url: &str, body: &str) -> (String, String) {
     let output = Command::new("curl")
-        .args(["-sS", "--max-time", "10", version, "--cacert"])
-        .arg(ca)
+        .args(["-sS", "--max-time", "10"])
+        .args(options)
         .args([
             "-X",
             method,
@@ -43,6 +53,28 @@ fn curl(
     let text = String::from_utf8(output.stdout).unwrap();
     let (body, version) = text.rsplit_once('\n').unwrap();
     (version.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn h2c_serves_http2_in_the_clear_beside_http1_and_websocket() {
+    let (_serve, port) = common::spawn(&["serve", "--log", "warn", "--h2c", "true"], Stdio::null()).await;
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let (version, _) = curl_with(&["--http2-prior-knowledge"], "GET", &url, "");
+    assert_eq!(version, "2");
+    let (version, _) = curl_with(&["--http1.1"], "GET", &url, "");
+    assert_eq!(version, "1.1");
+    let publish = r#"{"channel":"news","data":1}"#;
+    let api = format!("http://127.0.0.1:{port}/api/publish");
+    let (version, acked) = curl_with(&["--http2-prior-knowledge"], "POST", &api, publish);
+    assert_eq!(version, "2");
+    assert!(acked.contains("\"offset\":1"), "{acked}");
+    let (mut ws, _) =
+        tether::ClientBuilder::new(format!("ws://127.0.0.1:{port}/connection/websocket"))
+            .connect()
+            .await
+            .expect("a WebSocket over HTTP/1.1 beside h2c");
+    ws.send(r#"{"id":1,"op":"ping"}"#.to_owned()).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["id"], 1);
 }
 
 #[tokio::test]

@@ -106,6 +106,18 @@ fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
         .allow_credentials(true)
 }
 
+/// HTTP/2 or HTTP/1.1, as the client's first bytes say; the request head
+/// (of HTTP/1.1) must come within `header_timeout`.
+fn auto_builder(header_timeout: std::time::Duration) -> AutoBuilder<TokioExecutor> {
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// Sweeps the hub every `period` ([`EngineConfig::sweep_interval`]) while it
 /// exists: idle channels forgotten, history expired by age (reads expire
 /// history themselves, so this only bounds memory).
@@ -169,6 +181,7 @@ pub async fn run(
         header_timeout: state.config.websocket.handshake_timeout,
         app,
         tls,
+        h2c: state.config.tls.h2c,
         backoff: tether::listen::AcceptBackoff::new(),
         descriptors: tether::listen::DescriptorGuard::new(),
     };
@@ -209,6 +222,8 @@ struct Acceptor {
     app: Router,
     /// With `[tls]`: every connection is TLS, then HTTP/2 or HTTP/1.1.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Without TLS: HTTP/2 with prior knowledge too.
+    h2c: bool,
     backoff: tether::listen::AcceptBackoff,
     descriptors: tether::listen::DescriptorGuard,
 }
@@ -278,16 +293,22 @@ impl Acceptor {
                             return;
                         }
                     };
-                    let mut builder = AutoBuilder::new(TokioExecutor::new());
-                    builder
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(header_timeout);
-                    builder.http2().timer(TokioTimer::new());
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(error) = connection.await {
+                    let connection = auto_builder(header_timeout)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                    if let Err(error) = connection {
                         tracing::debug!(%peer, %error, "HTTPS connection ended");
+                    }
+                });
+                continue;
+            }
+            if self.h2c {
+                tokio::spawn(async move {
+                    let connection = auto_builder(header_timeout)
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                        .await;
+                    if let Err(error) = connection {
+                        tracing::debug!(%peer, %error, "HTTP connection ended");
                     }
                 });
                 continue;

@@ -190,6 +190,7 @@ mod tests {
         let half = TlsConfig {
             cert_file: Some(cert),
             key_file: None,
+            h2c: false,
         };
         assert!(acceptor(&half).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -18,6 +18,11 @@ pub struct TlsConfig {
     /// PEM private key of `cert_file`. Default: unset.
     #[schemars(extend("x-alias" = "tls-key"))]
     pub key_file: Option<String>,
+    /// Without a certificate: also speak HTTP/2 in the clear to clients that
+    /// start with it (h2c with prior knowledge), for a TLS-terminating proxy
+    /// in front that talks HTTP/2 to its upstreams. Default: `false`.
+    #[schemars(extend("x-alias" = "h2c"))]
+    pub h2c: bool,
 }
 
 impl TlsConfig {
@@ -26,6 +31,7 @@ impl TlsConfig {
         Self {
             cert_file: Some(cert_file.into()),
             key_file: Some(key_file.into()),
+            h2c: false,
         }
     }
 
