@@ -57,7 +57,8 @@ fn curl_with(options: &[&str], method: &str, url: &str, body: &str) -> (String, 
 
 #[tokio::test]
 async fn h2c_serves_http2_in_the_clear_beside_http1_and_websocket() {
-    let (_serve, port) = common::spawn(&["serve", "--log", "warn", "--h2c", "true"], Stdio::null()).await;
+    let (_serve, port) =
+        common::spawn(&["serve", "--log", "warn", "--h2c", "true"], Stdio::null()).await;
     let url = format!("http://127.0.0.1:{port}/healthz");
     let (version, _) = curl_with(&["--http2-prior-knowledge"], "GET", &url, "");
     assert_eq!(version, "2");

@@ -169,6 +169,17 @@ pub enum HandshakeError {
     /// The peer closed the connection during the handshake.
     #[error("connection closed during the handshake")]
     ConnectionClosed,
+    /// An HTTP/2 extended CONNECT (RFC 8441) without `:protocol`: a plain
+    /// CONNECT, which a WebSocket endpoint does not serve.
+    #[error("CONNECT without :protocol is not a WebSocket request")]
+    MissingProtocol,
+    /// An extended CONNECT for a protocol other than `websocket`.
+    #[error("extended CONNECT for protocol {0:?}, only websocket is served")]
+    UnknownProtocol(String),
+    /// An extended CONNECT carrying `Sec-WebSocket-Key`, which RFC 8441 §5
+    /// leaves out (the stream, not a key, proves the handshake).
+    #[error("Sec-WebSocket-Key is not used over HTTP/2")]
+    KeyOverConnect,
 }
 
 impl HandshakeError {
@@ -180,7 +191,10 @@ impl HandshakeError {
             | Self::MissingHost
             | Self::NotWebSocketUpgrade
             | Self::MissingConnectionUpgrade
-            | Self::InvalidKey => 400,
+            | Self::InvalidKey
+            | Self::KeyOverConnect => 400,
+            Self::MissingProtocol => 405,
+            Self::UnknownProtocol(_) => 501,
             Self::HeadersTooLarge { .. } => 431,
             Self::NotGet(_) => 405,
             Self::UnsupportedVersion(_) => 426,
