@@ -7,7 +7,8 @@
 #   - the TypeScript compiler, to check the JavaScript client's types, in
 #     clients/js/node_modules
 #   - Debian's redis-server and nginx, which the cluster tests start on free
-#     ports (their services are not started at install)
+#     ports (their services are not started at install), and openssl, which
+#     makes the HTTPS browser test's certificate
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)

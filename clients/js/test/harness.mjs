@@ -39,18 +39,21 @@ export async function startServer(args = [], options = {}) {
 
 /**
  * Starts `tether serve` with `args` on `port` (a free one by default) and
- * waits until it answers /healthz. `stop(signal)` ends it and waits for its exit.
+ * waits until it answers /healthz (or, with `scheme: 'https'`, until it
+ * accepts connections: its certificate is the test's own). `stop(signal)`
+ * ends it and waits for its exit.
  */
-export async function startNode(args = [], { port } = {}) {
+export async function startNode(args = [], { port, scheme = 'http' } = {}) {
   port ??= await freePort();
   const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--log', 'warn', ...args], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: serverEnv(),
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${scheme}://127.0.0.1:${port}`;
   await until(async () => {
     if (child.exitCode !== null) throw new Error(`tether serve exited with ${child.exitCode}`);
+    if (scheme === 'https') return accepts(port);
     try {
       return (await fetch(`${url}/healthz`)).ok;
     } catch {
@@ -68,6 +71,18 @@ export async function startNode(args = [], { port } = {}) {
     publish: (channel, data) => publishTo(url, channel, data),
     metrics: () => metricsOf(url),
   };
+}
+
+/** Resolves whether something accepts on 127.0.0.1:`port`. */
+export function accepts(port) {
+  return new Promise((resolve) => {
+    const probe = net.connect(port, '127.0.0.1');
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
 }
 
 /** The environment without the tests' own TETHER_* variables, which the server would warn of. */

@@ -55,6 +55,13 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Label for the HTTP version a WebSocket opened over.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabel {
+    /// `1.1` (GET and Upgrade) or `2` (extended CONNECT, RFC 8441).
+    pub http: String,
+}
+
 /// Label for what carries a session.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabel {
@@ -80,6 +87,8 @@ pub struct Metrics {
     pub http_attaches: Counter,
     /// Requests for a session held by another node of the cluster, by outcome.
     pub forwarded: Family<OutcomeLabel, Counter>,
+    /// WebSocket handshakes accepted, by HTTP version.
+    pub websocket_upgrades: Family<HttpLabel, Counter>,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
     /// Channels the hub holds (with subscribers, history or recent keys).
@@ -190,6 +199,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a WebSocket opened over HTTP `version`.
+    pub fn count_websocket_upgrade(&self, version: http::Version) {
+        let http = if version == http::Version::HTTP_2 {
+            "2"
+        } else {
+            "1.1"
+        };
+        self.websocket_upgrades
+            .get_or_create(&HttpLabel {
+                http: http.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts a forwarded request's `outcome` (see [`OutcomeLabel`]).
     pub fn count_forwarded(&self, outcome: &str) {
         self.forwarded
@@ -208,6 +231,7 @@ impl Metrics {
             http_attached: Gauge::default(),
             http_attaches: Counter::default(),
             forwarded: Family::default(),
+            websocket_upgrades: Family::default(),
             subscriptions: Gauge::default(),
             channels: Gauge::default(),
             messages_in: Counter::default(),
@@ -248,6 +272,11 @@ impl Metrics {
             "http_attaches",
             "Requests attached to HTTP sessions",
             metrics.http_attaches.clone(),
+        );
+        registry.register(
+            "websocket_upgrades",
+            "WebSocket handshakes accepted, by HTTP version (2: RFC 8441)",
+            metrics.websocket_upgrades.clone(),
         );
         registry.register(
             "forwarded_requests",

@@ -74,7 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(api::ready))
         .route("/metrics", get(api::metrics));
     if state.config.websocket.enabled {
-        router = router.route("/connection/websocket", get(transport::websocket::upgrade));
+        router = router.route(
+            "/connection/websocket",
+            get(transport::websocket::upgrade).connect(transport::websocket::upgrade),
+        );
     }
     router.merge(api).merge(http).with_state(state)
 }
@@ -114,7 +117,11 @@ fn auto_builder(header_timeout: std::time::Duration) -> AutoBuilder<TokioExecuto
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSockets over HTTP/2 (RFC 8441).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
     builder
 }
 

@@ -4,7 +4,9 @@ use http::{Request, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tether_proto::deflate::Negotiated;
-use tether_proto::handshake::{accept_response, validate_request};
+use tether_proto::handshake::{
+    accept_connect_response, accept_response, validate_connect, validate_request,
+};
 use tether_proto::{Decoder, Encoder, HandshakeError, Role};
 
 use crate::config::Config;
@@ -15,7 +17,9 @@ use crate::websocket::WebSocket;
 pub type UpgradedStream = TokioIo<Upgraded>;
 
 /// Validates `request` as a WebSocket upgrade and builds the `101` response to
-/// return from the handler, selecting `protocol` if the client offered it. After
+/// return from the handler, selecting `protocol` if the client offered it;
+/// over HTTP/2, an extended CONNECT (RFC 8441) is validated and answered
+/// `200` instead (hyper's server must `enable_connect_protocol`). After
 /// the handler returns the response, [`PendingUpgrade::finish`] yields the
 /// connection. On error, answer with [`HandshakeError::status`] (see
 /// [`tether_proto::handshake::reject_response`]).
@@ -44,9 +48,19 @@ pub fn upgrade<B>(
     config: &Config,
     protocol: Option<&str>,
 ) -> Result<(Response<()>, PendingUpgrade), HandshakeError> {
-    let offer = validate_request(request)?;
+    let (response, negotiated) = if request.method() == http::Method::CONNECT {
+        // `:protocol` travels beside the headers, as hyper's extension.
+        let asked = request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .map(|p| p.as_str().to_owned());
+        let offer = validate_connect(request, asked.as_deref())?;
+        accept_connect_response(&offer, protocol, &config.protocol.deflate)
+    } else {
+        let offer = validate_request(request)?;
+        accept_response(&offer, protocol, &config.protocol.deflate)
+    };
     let on_upgrade = hyper::upgrade::on(request);
-    let (response, negotiated) = accept_response(&offer, protocol, &config.protocol.deflate);
     let protocol = response
         .headers()
         .get(http::header::SEC_WEBSOCKET_PROTOCOL)

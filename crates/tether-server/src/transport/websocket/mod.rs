@@ -48,7 +48,8 @@ fn connection_config(state: &AppState) -> tether::Config {
     config
 }
 
-/// `GET /connection/websocket`.
+/// `GET /connection/websocket` (HTTP/1.1 Upgrade), or `CONNECT` with
+/// `:protocol websocket` over HTTP/2 (RFC 8441).
 pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
     let peer = request
         .extensions()
@@ -62,6 +63,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
     };
     match tether::upgrade(&mut request, &connection_config(&state), None) {
         Ok((response, pending)) => {
+            state.metrics.count_websocket_upgrade(request.version());
             tokio::spawn(async move {
                 // Over the TCP stream itself where the server accepted it
                 // (`server::run` does): no boxed stream in between.

@@ -1,0 +1,67 @@
+// `tether serve` over TLS in a real browser: Chromium loads the demo from
+// https:// over HTTP/2, and its native WebSocket goes over that same HTTP/2
+// connection (RFC 8441, extended CONNECT): the server counts each WebSocket
+// by the HTTP version it opened over, and the chat works over it.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { useBrowser } from './browser.mjs';
+import { startNode } from '../../clients/js/test/harness.mjs';
+
+const browser = useBrowser();
+
+/** A self-signed certificate for localhost, made with openssl in `dir`. */
+function certificate(dir) {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+test('over https, the demo and its WebSockets run on HTTP/2 (RFC 8441)', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-h2-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = certificate(dir);
+  const server = await startNode(['--tls-cert', cert, '--tls-key', key], { scheme: 'https' });
+  t.after(() => server.stop());
+  const origin = `https://localhost:${server.port}`;
+  // The test's certificate is trusted by this context only.
+  const context = await browser().newContext({ ignoreHTTPSErrors: true });
+  t.after(() => context.close());
+  const errors = [];
+  const open = async () => {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    const answer = await page.goto(origin);
+    assert.equal(answer.status(), 200);
+    await page.waitForSelector('.status.live', { timeout: 10_000 });
+    return page;
+  };
+  const alice = await open();
+  const bob = await open();
+  // The page itself came over HTTP/2.
+  const protocol = await alice.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
+  assert.equal(protocol, 'h2');
+
+  await alice.fill('#text', 'over h2');
+  await alice.press('#text', 'Enter');
+  await bob.waitForSelector('#messages li:has-text("over h2")', { timeout: 5000 });
+
+  // The server opened every WebSocket over HTTP/2, none over HTTP/1.1.
+  const metrics = await alice.evaluate(() => fetch('/metrics').then((r) => r.text()));
+  const sample = (name) => Number(metrics.split('\n').find((l) => l.startsWith(name))?.split(' ').at(-1) ?? 0);
+  const overH2 = sample('tether_websocket_upgrades_total{http="2"}');
+  const overH1 = sample('tether_websocket_upgrades_total{http="1.1"}');
+  console.log(`# https demo: page over ${protocol}; WebSockets opened over HTTP/2: ${overH2}, over HTTP/1.1: ${overH1}`);
+  assert.ok(overH2 >= 1, `WebSockets over HTTP/2: ${overH2}\n${metrics}`);
+  assert.equal(overH1, 0, 'none over HTTP/1.1');
+  assert.deepEqual(errors, []);
+});
