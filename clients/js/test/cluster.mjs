@@ -5,25 +5,12 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, metricsOf, publishTo, startNode, until } from './harness.mjs';
+import { accepts, freePort, metricsOf, publishTo, startNode, until } from './harness.mjs';
 
 const NGINX_CONF = fileURLToPath(new URL('../../../deploy/nginx.conf', import.meta.url));
-
-/** Resolves once something accepts on 127.0.0.1:`port`. */
-function listening(port) {
-  return new Promise((resolve) => {
-    const probe = net.connect(port, '127.0.0.1');
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-}
 
 /** Runs `command` until `stop()`; killed with `signal` then. Its errors show unless `quiet`. */
 function child(command, args, { quiet = false } = {}) {
@@ -42,7 +29,7 @@ function child(command, args, { quiet = false } = {}) {
 export async function startRedis() {
   const port = await freePort();
   const redis = child('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-  await until(() => listening(port), 10_000, 'redis-server to listen');
+  await until(() => accepts(port), 10_000, 'redis-server to listen');
   return { ...redis, port, url: `redis://127.0.0.1:${port}` };
 }
 
@@ -68,7 +55,7 @@ export async function startNginx(nodes, { port } = {}) {
   writeFileSync(path.join(dir, 'nginx.conf'), lines.join('\n'));
   // Quiet: a node killed on purpose makes nginx log every request it cut.
   const nginx = child('/usr/sbin/nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { quiet: true });
-  await until(() => listening(port), 10_000, 'nginx to listen');
+  await until(() => accepts(port), 10_000, 'nginx to listen');
   return {
     port,
     url: `http://127.0.0.1:${port}`,

@@ -8,9 +8,8 @@
 
 use http::{header, Method, Request, Response, StatusCode, Version};
 
-use super::headers::is_token;
-use super::server::UpgradeOffer;
-use crate::deflate::{server_negotiate, Negotiated};
+use super::server::{answer, offer, UpgradeOffer};
+use crate::deflate::Negotiated;
 use crate::{DeflateConfig, HandshakeError};
 
 /// The version every WebSocket request must name.
@@ -51,31 +50,7 @@ pub fn validate_connect<B>(
             version.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         ));
     }
-    let joined = |name: header::HeaderName| {
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(", "))
-    };
-    Ok(UpgradeOffer {
-        key: http::HeaderValue::from_static(""),
-        origin: headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        protocols: joined(header::SEC_WEBSOCKET_PROTOCOL)
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|p| is_token(p))
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        extensions: joined(header::SEC_WEBSOCKET_EXTENSIONS),
-    })
+    Ok(offer(headers, http::HeaderValue::from_static("")))
 }
 
 /// The `200` answer to an extended CONNECT, with `protocol` (if the client
@@ -86,21 +61,12 @@ pub fn accept_connect_response(
     protocol: Option<&str>,
     deflate: &DeflateConfig,
 ) -> (Response<()>, Option<Negotiated>) {
-    let mut response = Response::builder().status(StatusCode::OK);
-    if let Some(protocol) = protocol.filter(|p| offer.protocols.iter().any(|o| o == p)) {
-        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
-    }
-    let negotiated = offer
-        .extensions
-        .as_deref()
-        .and_then(|ext| server_negotiate(deflate, ext));
-    if let Some((_, answer)) = &negotiated {
-        response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, answer.as_str());
-    }
-    let response = response
-        .body(())
-        .expect("static header names and valid values");
-    (response, negotiated.map(|(n, _)| n))
+    answer(
+        Response::builder().status(StatusCode::OK),
+        offer,
+        protocol,
+        deflate,
+    )
 }
 
 #[cfg(test)]

@@ -116,6 +116,11 @@ pub fn validate_request<B>(request: &Request<B>) -> Result<UpgradeOffer, Handsha
         (Some(key), None) if is_valid_key(key.as_bytes()) => key.clone(),
         _ => return Err(HandshakeError::InvalidKey),
     };
+    Ok(offer(headers, key))
+}
+
+/// What `headers` offer beside the key: origin, subprotocols, extensions.
+pub(super) fn offer(headers: &HeaderMap, key: HeaderValue) -> UpgradeOffer {
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -130,12 +135,12 @@ pub fn validate_request<B>(request: &Request<B>) -> Result<UpgradeOffer, Handsha
         })
         .unwrap_or_default();
     let extensions = joined(headers, header::SEC_WEBSOCKET_EXTENSIONS);
-    Ok(UpgradeOffer {
+    UpgradeOffer {
         key,
         origin,
         protocols,
         extensions,
-    })
+    }
 }
 
 fn all_values(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &[u8]> {
@@ -166,7 +171,7 @@ pub fn accept_response(
     protocol: Option<&str>,
     deflate: &DeflateConfig,
 ) -> (Response<()>, Option<Negotiated>) {
-    let mut response = Response::builder()
+    let response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "Upgrade")
@@ -174,6 +179,17 @@ pub fn accept_response(
             header::SEC_WEBSOCKET_ACCEPT,
             accept_key(offer.key.as_bytes()),
         );
+    answer(response, offer, protocol, deflate)
+}
+
+/// `response` with the subprotocol chosen (if offered) and the extensions
+/// agreed, and the compression parameters agreed.
+pub(super) fn answer(
+    mut response: http::response::Builder,
+    offer: &UpgradeOffer,
+    protocol: Option<&str>,
+    deflate: &DeflateConfig,
+) -> (Response<()>, Option<Negotiated>) {
     if let Some(protocol) = protocol.filter(|p| offer.protocols.iter().any(|o| o == p)) {
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }

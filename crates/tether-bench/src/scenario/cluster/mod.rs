@@ -76,16 +76,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     report.url = "(its own processes)".to_owned();
     report.cluster = rows;
 
-    let redis = processes::redis().await?;
-    let engine = format!("redis://127.0.0.1:{}", redis.port);
-    let node = processes::node(&[
-        "--engine".into(),
-        engine,
-        "--history-size".into(),
-        "1000".into(),
-    ])
-    .await?;
-    let url = format!("ws://127.0.0.1:{}/connection/websocket", node.port);
+    let (redis, node, url) = node_on_redis().await?;
     for (channels, publishers) in [(1, 4), (64, 4)] {
         let measured = rate::measure(
             &url,
@@ -118,6 +109,22 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
             per_channel,
         )
         .detail("Redis bytes per history entry", per_entry))
+}
+
+/// A fresh Redis and one node on it keeping 1000 publications per channel,
+/// and the node's WebSocket URL.
+async fn node_on_redis() -> Result<(Process, Process, String)> {
+    let redis = processes::redis().await?;
+    let engine = format!("redis://127.0.0.1:{}", redis.port);
+    let args = [
+        "--engine".into(),
+        engine,
+        "--history-size".into(),
+        "1000".into(),
+    ];
+    let node = processes::node(&args).await?;
+    let url = format!("ws://127.0.0.1:{}/connection/websocket", node.port);
+    Ok((redis, node, url))
 }
 
 /// The fan-out on `setup`: its row, and the fan-out's own report.
@@ -174,16 +181,7 @@ async fn fan_out(setup: &Setup, options: &Options) -> Result<(ClusterRow, Report
 /// further history entry, with `size`-byte payloads, from `used_memory`.
 async fn footprint(size: usize) -> Result<(f64, f64)> {
     const CHANNELS: usize = 1000;
-    let redis = processes::redis().await?;
-    let engine = format!("redis://127.0.0.1:{}", redis.port);
-    let node = processes::node(&[
-        "--engine".into(),
-        engine,
-        "--history-size".into(),
-        "1000".into(),
-    ])
-    .await?;
-    let url = format!("ws://127.0.0.1:{}/connection/websocket", node.port);
+    let (redis, _node, url) = node_on_redis().await?;
     // One channel first, so that what every channel shares (the scripts,
     // the connections) is there before the count starts.
     rate::publish_each(&url, &["warm-up".to_owned()], 1, size).await?;
