@@ -1,7 +1,8 @@
 // `tether serve` over TLS in a real browser: Chromium loads the demo from
 // https:// over HTTP/2, and its native WebSocket goes over that same HTTP/2
 // connection (RFC 8441, extended CONNECT): the server counts each WebSocket
-// by the HTTP version it opened over, and the chat works over it.
+// by the HTTP version it opened over and the TLS connections it accepted
+// (two tabs: one), and the chat works over it.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,8 +61,14 @@ test('over https, the demo and its WebSockets run on HTTP/2 (RFC 8441)', async (
   const sample = (name) => Number(metrics.split('\n').find((l) => l.startsWith(name))?.split(' ').at(-1) ?? 0);
   const overH2 = sample('tether_websocket_upgrades_total{http="2"}');
   const overH1 = sample('tether_websocket_upgrades_total{http="1.1"}');
-  console.log(`# https demo: page over ${protocol}; WebSockets opened over HTTP/2: ${overH2}, over HTTP/1.1: ${overH1}`);
+  const connections = sample('tether_tls_connections_total');
+  console.log(
+    `# https demo: two tabs, pages over ${protocol}; WebSockets opened over HTTP/2: ${overH2}, ` +
+      `over HTTP/1.1: ${overH1}; TLS connections: ${connections}`,
+  );
   assert.ok(overH2 >= 1, `WebSockets over HTTP/2: ${overH2}\n${metrics}`);
   assert.equal(overH1, 0, 'none over HTTP/1.1');
+  // Both tabs, their assets, API calls and the WebSocket: one TCP connection.
+  assert.equal(connections, 1, 'the tabs share one connection');
   assert.deepEqual(errors, []);
 });

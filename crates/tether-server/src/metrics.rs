@@ -89,6 +89,9 @@ pub struct Metrics {
     pub forwarded: Family<OutcomeLabel, Counter>,
     /// WebSocket handshakes accepted, by HTTP version.
     pub websocket_upgrades: Family<HttpLabel, Counter>,
+    /// TLS connections established (with `[tls]`): over HTTP/2, a browser's
+    /// tabs share one.
+    pub tls_connections: Counter,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
     /// Channels the hub holds (with subscribers, history or recent keys).
@@ -232,6 +235,7 @@ impl Metrics {
             http_attaches: Counter::default(),
             forwarded: Family::default(),
             websocket_upgrades: Family::default(),
+            tls_connections: Counter::default(),
             subscriptions: Gauge::default(),
             channels: Gauge::default(),
             messages_in: Counter::default(),
@@ -272,6 +276,11 @@ impl Metrics {
             "http_attaches",
             "Requests attached to HTTP sessions",
             metrics.http_attaches.clone(),
+        );
+        registry.register(
+            "tls_connections",
+            "TLS connections established",
+            metrics.tls_connections.clone(),
         );
         registry.register(
             "websocket_upgrades",

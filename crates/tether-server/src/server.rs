@@ -288,7 +288,10 @@ impl Acceptor {
                 tokio::spawn(async move {
                     // The handshake, like a request head, must come in time.
                     let stream = match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
-                        Ok(Ok(stream)) => stream,
+                        Ok(Ok(stream)) => {
+                            metrics.tls_connections.inc();
+                            stream
+                        }
                         Ok(Err(error)) => {
                             metrics.reject("tls_handshake");
                             tracing::debug!(%peer, %error, "TLS handshake failed");
