@@ -272,7 +272,7 @@ fn echo(mut ws: WebSocket<tether::MaybeTlsStream>) -> impl Future<Output = ()> {
         let logged =
             tracing::enabled!(tracing::Level::DEBUG) || result.as_ref().is_err_and(no_room);
         let peer = logged
-            .then(|| ws.get_ref().tcp().peer_addr().ok())
+            .then(|| ws.get_ref().tcp().and_then(|tcp| tcp.peer_addr().ok()))
             .flatten();
         log_end(peer, result);
     }

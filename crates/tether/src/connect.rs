@@ -1,4 +1,5 @@
-//! Client side: open `ws://` and `wss://` connections.
+//! Client side: open `ws://` and `wss://` connections, over HTTP/1.1 or
+//! (see [`crate::http2`]) as streams of an HTTP/2 connection.
 
 use std::sync::Arc;
 
@@ -6,14 +7,15 @@ use bytes::{Buf, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response};
 use tether_proto::handshake::{
-    build_request, generate_key, parse_response, validate_response, ClientRequest,
+    build_request, generate_key, parse_response, validate_response, ClientAccepted, ClientRequest,
 };
 use tether_proto::{Decoder, Encoder, HandshakeError, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::Config;
-use crate::error::{Error, Result, TlsError, UrlError};
+use crate::error::{Error, Http2Error, Result, UrlError};
+use crate::http2::Http2Connection;
 use crate::stream::MaybeTlsStream;
 use crate::tls;
 use crate::websocket::WebSocket;
@@ -44,18 +46,19 @@ pub struct ClientBuilder {
     headers: HeaderMap,
     tls: Option<Arc<rustls::ClientConfig>>,
     invalid_header: Option<String>,
+    http2: bool,
 }
 
 /// Where to connect, taken from a URL.
-struct Target {
-    tls: bool,
-    host: String,
-    port: u16,
+pub(crate) struct Target {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     host_header: String,
     path: String,
 }
 
-fn parse_url(raw: &str) -> Result<Target> {
+pub(crate) fn parse_url(raw: &str) -> Result<Target> {
     let url = url::Url::parse(raw).map_err(|source| UrlError::Parse {
         url: raw.to_owned(),
         source,
@@ -109,6 +112,7 @@ impl ClientBuilder {
             headers: HeaderMap::new(),
             tls: None,
             invalid_header: None,
+            http2: false,
         }
     }
 
@@ -147,6 +151,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Opens the WebSocket as a stream of a new HTTP/2 connection (RFC
+    /// 8441 extended CONNECT) rather than over HTTP/1.1: TLS with ALPN `h2`
+    /// for `wss://`, HTTP/2 in the clear with prior knowledge (h2c) for
+    /// `ws://`. The server must allow extended CONNECT. To put several
+    /// WebSockets on one connection, open it with
+    /// [`ClientBuilder::open_http2`] and each WebSocket with
+    /// [`ClientBuilder::connect_over`].
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
+        self
+    }
+
     /// Opens TCP (and TLS for `wss://`), then performs the handshake, all within
     /// [`Config::handshake_timeout`].
     pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
@@ -157,28 +173,67 @@ impl ClientBuilder {
         }
     }
 
+    /// Opens an HTTP/2 connection to the URL's server (TLS with ALPN `h2`
+    /// for `wss://`, h2c for `ws://`) and waits for its SETTINGS to allow
+    /// extended CONNECT, within [`Config::handshake_timeout`]. Only the URL's
+    /// host and port and the TLS configuration are used here.
+    pub async fn open_http2(&self) -> Result<Http2Connection> {
+        let target = parse_url(&self.url)?;
+        let tls = self.client_tls(&target)?;
+        let timeout = self.config.handshake_timeout;
+        match tokio::time::timeout(timeout, Http2Connection::open(&target, tls)).await {
+            Ok(result) => result,
+            Err(_) => Err(Http2Error::NoExtendedConnect.into()),
+        }
+    }
+
+    /// Opens the WebSocket on a new stream of `connection`, for the path of
+    /// the URL given to [`ClientBuilder::new`], within
+    /// [`Config::handshake_timeout`]. The connection and its other streams
+    /// are unaffected by this WebSocket's close or failure.
+    pub async fn connect_over(
+        self,
+        connection: &Http2Connection,
+    ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
+        let target = parse_url(&self.url)?;
+        let timeout = self.config.handshake_timeout;
+        let opening = async {
+            let request = self.request(&target)?;
+            connection.websocket(request, &self.config).await
+        };
+        match tokio::time::timeout(timeout, opening).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout("opening handshake over HTTP/2")),
+        }
+    }
+
+    /// The TLS configuration for `target`, or `None` for `ws://`.
+    fn client_tls(&self, target: &Target) -> Result<Option<Arc<rustls::ClientConfig>>> {
+        if !target.tls {
+            return Ok(None);
+        }
+        Ok(Some(match &self.tls {
+            Some(config) => config.clone(),
+            None => tls::client_config(None)?,
+        }))
+    }
+
     async fn connect_inner(self) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
         let target = parse_url(&self.url)?;
+        if self.http2 {
+            let tls = self.client_tls(&target)?;
+            let connection = Http2Connection::open(&target, tls).await?;
+            let request = self.request(&target)?;
+            return connection.websocket(request, &self.config).await;
+        }
         let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
         tcp.set_nodelay(true)?;
-        let stream = if target.tls {
-            let config = match &self.tls {
-                Some(config) => config.clone(),
-                None => tls::client_config(None)?,
-            };
-            let name =
-                rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|source| {
-                    TlsError::ServerName {
-                        name: target.host.clone(),
-                        source,
-                    }
-                })?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await?;
-            MaybeTlsStream::ClientTls(Box::new(tls))
-        } else {
-            MaybeTlsStream::Plain(tcp)
+        let stream = match self.client_tls(&target)? {
+            Some(config) => {
+                let tls = tls::connect(config, &target.host, tcp).await?;
+                MaybeTlsStream::ClientTls(Box::new(tls))
+            }
+            None => MaybeTlsStream::Plain(tcp),
         };
         self.handshake(stream, &target).await
     }
@@ -197,22 +252,27 @@ impl ClientBuilder {
         }
     }
 
+    /// What this builder asks of the server at `target`.
+    fn request(&self, target: &Target) -> Result<ClientRequest> {
+        if let Some(bad) = &self.invalid_header {
+            return Err(Error::InvalidHeader(bad.clone()));
+        }
+        Ok(ClientRequest {
+            host: target.host_header.clone(),
+            path: target.path.clone(),
+            key: generate_key(rand::random()),
+            protocols: self.protocols.clone(),
+            headers: self.headers.clone(),
+            deflate: self.config.protocol.deflate.clone(),
+        })
+    }
+
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         self,
         mut stream: S,
         target: &Target,
     ) -> Result<(WebSocket<S>, Response<()>)> {
-        if let Some(bad) = self.invalid_header {
-            return Err(Error::InvalidHeader(bad));
-        }
-        let request = ClientRequest {
-            host: target.host_header.clone(),
-            path: target.path.clone(),
-            key: generate_key(rand::random()),
-            protocols: self.protocols,
-            headers: self.headers,
-            deflate: self.config.protocol.deflate.clone(),
-        };
+        let request = self.request(target)?;
         let mut out = Vec::with_capacity(512);
         build_request(&request, &mut out);
         stream.write_all(&out).await?;
@@ -230,30 +290,45 @@ impl ClientBuilder {
         };
         buf.advance(head_len);
         let accepted = validate_response(&response, &request)?;
-        let inflater = accepted.deflate.as_ref().map(|n| n.inflater());
-        let mut decoder = Decoder::new(Role::Client, self.config.protocol.clone(), inflater);
-        decoder.receive(&buf);
-        let (deflater, threshold) = match &accepted.deflate {
-            Some(n) => (n.deflater(), n.threshold),
-            None => (None, 0),
-        };
-        let encoder = Encoder::new(Role::Client, deflater, threshold);
-        let compressed = accepted.deflate.is_some();
-        let ws = WebSocket::from_parts(
-            stream,
-            decoder,
-            encoder,
-            &self.config,
-            accepted.protocol,
-            compressed,
-        );
-        Ok((ws, response))
+        Ok((
+            client_websocket(stream, &accepted, &self.config, &buf),
+            response,
+        ))
     }
+}
+
+/// The client WebSocket over `stream` once the server agreed to `accepted`;
+/// `read` are bytes already read past the handshake.
+pub(crate) fn client_websocket<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    accepted: &ClientAccepted,
+    config: &Config,
+    read: &[u8],
+) -> WebSocket<S> {
+    let inflater = accepted.deflate.as_ref().map(|n| n.inflater());
+    let mut decoder = Decoder::new(Role::Client, config.protocol.clone(), inflater);
+    if !read.is_empty() {
+        decoder.receive(read);
+    }
+    let (deflater, threshold) = match &accepted.deflate {
+        Some(n) => (n.deflater(), n.threshold),
+        None => (None, 0),
+    };
+    let encoder = Encoder::new(Role::Client, deflater, threshold);
+    WebSocket::from_parts(
+        stream,
+        decoder,
+        encoder,
+        config,
+        accepted.protocol.clone(),
+        accepted.deflate.is_some(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::TlsError;
 
     #[test]
     fn parses_urls_into_targets() {

@@ -23,6 +23,9 @@ pub enum Error {
     /// The URL is not a usable `ws://` or `wss://` URL.
     #[error("invalid URL: {0}")]
     Url(#[source] Box<UrlError>),
+    /// The HTTP/2 connection under a WebSocket failed or could not carry one.
+    #[error("HTTP/2: {0}")]
+    Http2(#[source] Box<Http2Error>),
     /// A header given to the client builder is not a valid HTTP header.
     #[error("invalid header {0}")]
     InvalidHeader(String),
@@ -68,6 +71,23 @@ pub enum TlsError {
     },
 }
 
+/// Why an HTTP/2 connection could not open or carry a WebSocket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Http2Error {
+    /// The TLS server did not choose `h2` by ALPN (it speaks only HTTP/1.1).
+    #[error("the server did not agree to HTTP/2 (ALPN)")]
+    NotNegotiated,
+    /// The server's SETTINGS never allowed extended CONNECT (RFC 8441 §3):
+    /// it cannot take WebSockets over HTTP/2.
+    #[error("the server does not allow extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL)")]
+    NoExtendedConnect,
+    /// hyper's HTTP/2 layer failed: the connection, a stream reset, a
+    /// refused stream.
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+}
+
 /// Why a URL is not a usable `ws://` or `wss://` URL.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -95,6 +115,18 @@ pub enum UrlError {
 impl From<TlsError> for Error {
     fn from(error: TlsError) -> Self {
         Self::Tls(Box::new(error))
+    }
+}
+
+impl From<Http2Error> for Error {
+    fn from(error: Http2Error) -> Self {
+        Self::Http2(Box::new(error))
+    }
+}
+
+impl From<hyper::Error> for Error {
+    fn from(error: hyper::Error) -> Self {
+        Http2Error::Hyper(error).into()
     }
 }
 

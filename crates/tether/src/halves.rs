@@ -87,13 +87,13 @@ impl SplitStream for MaybeTlsStream {
 }
 
 /// The receiving half of a split [`MaybeTlsStream`]: a plain stream's own
-/// half, or a TLS stream behind the lock its halves share (TLS state is one
-/// object for both directions).
+/// half, or a TLS or HTTP/2 stream behind the lock its halves share (their
+/// state is one object for both directions).
 #[derive(Debug)]
 pub enum MaybeTlsReadHalf {
     /// `ws://`.
     Plain(tokio::net::tcp::OwnedReadHalf),
-    /// `wss://`.
+    /// `wss://`, or a stream of an HTTP/2 connection.
     Tls(ReadHalf<MaybeTlsStream>),
 }
 
@@ -102,7 +102,7 @@ pub enum MaybeTlsReadHalf {
 pub enum MaybeTlsWriteHalf {
     /// `ws://`.
     Plain(tokio::net::tcp::OwnedWriteHalf),
-    /// `wss://`.
+    /// `wss://`, or a stream of an HTTP/2 connection.
     Tls(WriteHalf<MaybeTlsStream>),
 }
 

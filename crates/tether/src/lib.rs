@@ -1,6 +1,7 @@
 //! Async WebSocket client and server over tokio, built on the sans-IO
 //! [`tether_proto`] core: RFC 6455 with RFC 7692 permessage-deflate, `ws://` and
-//! `wss://` (rustls).
+//! `wss://` (rustls), over HTTP/1.1 or as streams of an HTTP/2 connection
+//! (RFC 8441) in both roles.
 //!
 //! ```no_run
 //! # async fn run() -> tether::Result<()> {
@@ -23,6 +24,7 @@
 //! # Layout
 //! - [`accept`](mod@accept): server handshake on a raw TCP or TLS stream.
 //! - [`connect`](mod@connect): client connections to `ws://` and `wss://` URLs.
+//! - [`http2`]: client WebSockets as streams of one HTTP/2 connection (RFC 8441).
 //! - [`upgrade`](mod@upgrade): upgrading a request inside hyper or axum.
 //! - [`broadcast`]: one message to many connections, framed once, from a shared ring.
 //! - `websocket`: the connection type; `split`: its two halves for two tasks.
@@ -42,6 +44,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 mod halves;
+pub mod http2;
 pub mod listen;
 mod reader;
 pub mod runtime;
@@ -57,8 +60,9 @@ pub use broadcast::{Broadcast, BroadcastConfig, Subscription};
 pub use budget::Budget;
 pub use config::Config;
 pub use connect::{connect, ClientBuilder};
-pub use error::{Error, Result, TlsError, UrlError};
+pub use error::{Error, Http2Error, Result, TlsError, UrlError};
 pub use halves::{Locked, MaybeTlsReadHalf, MaybeTlsWriteHalf, SplitStream};
+pub use http2::Http2Connection;
 pub use runtime::runtime;
 pub use split::{Batch, Incoming, Unsettled, WsReader, WsWriter};
 pub use stream::MaybeTlsStream;

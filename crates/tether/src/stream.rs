@@ -1,4 +1,5 @@
-//! A TCP stream that may be wrapped in TLS.
+//! The stream under a client or `accept`ed WebSocket: TCP, TLS over TCP, or
+//! a stream of an HTTP/2 connection.
 
 use std::io;
 use std::pin::Pin;
@@ -7,7 +8,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A plain or TLS stream, so `ws://` and `wss://` connections share one type.
+/// A plain, TLS or HTTP/2 stream, so `ws://` and `wss://` connections over
+/// either HTTP version share one type.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MaybeTlsStream {
@@ -17,15 +19,19 @@ pub enum MaybeTlsStream {
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// `wss://`, server side.
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A stream of an HTTP/2 connection (RFC 8441), plain or TLS beneath.
+    Http2(crate::UpgradedStream),
 }
 
 impl MaybeTlsStream {
-    /// The underlying TCP stream.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The underlying TCP stream; `None` for an HTTP/2 stream, whose
+    /// connection belongs to hyper and is shared with its sibling streams.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Self::Plain(s) => s,
-            Self::ClientTls(s) => s.get_ref().0,
-            Self::ServerTls(s) => s.get_ref().0,
+            Self::Plain(s) => Some(s),
+            Self::ClientTls(s) => Some(s.get_ref().0),
+            Self::ServerTls(s) => Some(s.get_ref().0),
+            Self::Http2(_) => None,
         }
     }
 }
@@ -36,6 +42,7 @@ macro_rules! each {
             MaybeTlsStream::Plain($s) => $e,
             MaybeTlsStream::ClientTls($s) => $e,
             MaybeTlsStream::ServerTls($s) => $e,
+            MaybeTlsStream::Http2($s) => $e,
         }
     };
 }
@@ -72,6 +79,7 @@ impl AsyncWrite for MaybeTlsStream {
             Self::Plain(s) => s.is_write_vectored(),
             Self::ClientTls(s) => s.is_write_vectored(),
             Self::ServerTls(s) => s.is_write_vectored(),
+            Self::Http2(s) => s.is_write_vectored(),
         }
     }
 

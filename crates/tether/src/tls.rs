@@ -54,6 +54,23 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::Serv
     Ok(Arc::new(config))
 }
 
+/// The client's TLS handshake with `host` over `tcp`.
+pub(crate) async fn connect(
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|source| {
+        TlsError::ServerName {
+            name: host.to_owned(),
+            source,
+        }
+    })?;
+    Ok(tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?)
+}
+
 /// A client configuration trusting the webpki roots and the CA certificates in
 /// `extra_ca_pem` (for private CAs and tests).
 pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>> {

@@ -139,6 +139,15 @@ pub fn validate_response<B>(
     {
         return Err(HandshakeError::BadAccept);
     }
+    agreed(headers, request)
+}
+
+/// What the server's answer selected, checked to be among what `request`
+/// offered: the subprotocol and the compression parameters.
+pub(super) fn agreed(
+    headers: &HeaderMap,
+    request: &ClientRequest,
+) -> Result<ClientAccepted, HandshakeError> {
     let protocol = match headers.get(header::SEC_WEBSOCKET_PROTOCOL) {
         None => None,
         Some(value) => {

@@ -1,5 +1,5 @@
 //! The opening handshake (RFC 6455 §4) for both roles, and its HTTP/2 form,
-//! the extended CONNECT of RFC 8441 (server side).
+//! the extended CONNECT of RFC 8441 (both roles).
 //!
 //! Requests and responses are `http` types, so the same validation serves a raw
 //! socket (parsed here with httparse) and an upgrade inside a hyper/axum handler.
@@ -12,7 +12,10 @@ mod server;
 pub use client::{
     build_request, generate_key, parse_response, validate_response, ClientAccepted, ClientRequest,
 };
-pub use connect::{accept_connect_response, validate_connect, ConnectOffer};
+pub use connect::{
+    accept_connect_response, build_connect, validate_connect, validate_connect_response,
+    ConnectOffer,
+};
 pub use server::{
     accept_response, parse_request, reject_response, validate_request, write_response, UpgradeOffer,
 };
