@@ -46,7 +46,7 @@ pub mod transport;
 pub use tether_protocol as protocol;
 
 pub use config::{
-    Access, EngineConfig, EngineKind, HttpConfig, NamespaceOptions, ServerConfig,
+    Access, EngineConfig, EngineKind, Http2Config, HttpConfig, NamespaceOptions, ServerConfig,
     SlowConsumerPolicy, TlsConfig, WebSocketConfig,
 };
 pub use server::{router, run};

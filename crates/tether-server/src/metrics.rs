@@ -92,6 +92,10 @@ pub struct Metrics {
     /// TLS connections established (with `[tls]`): over HTTP/2, a browser's
     /// tabs share one.
     pub tls_connections: Counter,
+    /// HTTP/2 connections the server ended for the client's errors, by
+    /// their HTTP/2 error code (`ENHANCE_YOUR_CALM`: a reset or
+    /// CONTINUATION flood; `PROTOCOL_ERROR`, `COMPRESSION_ERROR`, ...).
+    pub http2_errors: Family<ReasonLabel, Counter>,
     /// Active channel subscriptions.
     pub subscriptions: Gauge,
     /// Channels the hub holds (with subscribers, history or recent keys).
@@ -236,6 +240,7 @@ impl Metrics {
             forwarded: Family::default(),
             websocket_upgrades: Family::default(),
             tls_connections: Counter::default(),
+            http2_errors: Family::default(),
             subscriptions: Gauge::default(),
             channels: Gauge::default(),
             messages_in: Counter::default(),
@@ -281,6 +286,11 @@ impl Metrics {
             "tls_connections",
             "TLS connections established",
             metrics.tls_connections.clone(),
+        );
+        registry.register(
+            "http2_errors",
+            "HTTP/2 connections ended for the client's errors, by HTTP/2 error code",
+            metrics.http2_errors.clone(),
         );
         registry.register(
             "websocket_upgrades",
@@ -403,6 +413,16 @@ impl Metrics {
         self.rejected_handshakes
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an HTTP/2 connection ended for the client's error `code`
+    /// (one of RFC 9113's names, or `other`: the label set stays bounded).
+    pub fn count_http2_error(&self, code: &str) {
+        self.http2_errors
+            .get_or_create(&ReasonLabel {
+                reason: code.to_owned(),
             })
             .inc();
     }

@@ -110,19 +110,57 @@ fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
 }
 
 /// HTTP/2 or HTTP/1.1, as the client's first bytes say; the request head
-/// (of HTTP/1.1) must come within `header_timeout`.
-fn auto_builder(header_timeout: std::time::Duration) -> AutoBuilder<TokioExecutor> {
+/// (of HTTP/1.1) must come within `header_timeout`, and HTTP/2 keeps to
+/// `limits`.
+fn auto_builder(
+    header_timeout: std::time::Duration,
+    limits: &crate::config::Http2Config,
+) -> AutoBuilder<TokioExecutor> {
     let mut builder = AutoBuilder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    // SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSockets over HTTP/2 (RFC 8441).
     builder
         .http2()
         .timer(TokioTimer::new())
-        .enable_connect_protocol();
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSockets over HTTP/2 (RFC 8441).
+        .enable_connect_protocol()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_size)
+        .initial_stream_window_size(limits.stream_window)
+        .initial_connection_window_size(limits.connection_window)
+        .max_pending_accept_reset_streams(limits.max_pending_resets)
+        .max_local_error_reset_streams(limits.max_error_resets);
     builder
+}
+
+/// Logs and counts a connection that ended in error. An HTTP/2 connection
+/// the server ended for the client's error (h2 sent GOAWAY: a reset flood,
+/// a CONTINUATION flood, a malformed frame) is logged at info and counted
+/// by error code; anything else (a client that went away) at debug.
+fn connection_failed(
+    metrics: &crate::metrics::Metrics,
+    peer: std::net::SocketAddr,
+    error: &(dyn std::error::Error + 'static),
+) {
+    let h2 = std::iter::successors(Some(error), |e| e.source())
+        .find_map(|e| e.downcast_ref::<h2::Error>())
+        .filter(|h2| h2.is_go_away() && !h2.is_remote())
+        .and_then(h2::Error::reason);
+    match h2 {
+        Some(reason) => {
+            // RFC 9113 §7 names codes 0x0-0xd; h2 names them the same.
+            let code = if u32::from(reason) <= 0xd {
+                format!("{reason:?}")
+            } else {
+                "other".to_owned()
+            };
+            metrics.count_http2_error(&code);
+            tracing::info!(%peer, code, %error, "HTTP/2 connection ended for the client's error");
+        }
+        None => tracing::debug!(%peer, %error, "HTTP connection ended"),
+    }
 }
 
 /// Sweeps the hub every `period` ([`EngineConfig::sweep_interval`]) while it
@@ -189,6 +227,10 @@ pub async fn run(
         app,
         tls,
         h2c: state.config.tls.h2c,
+        builder: Arc::new(auto_builder(
+            state.config.websocket.handshake_timeout,
+            &state.config.http2,
+        )),
         backoff: tether::listen::AcceptBackoff::new(),
         descriptors: tether::listen::DescriptorGuard::new(),
     };
@@ -231,6 +273,8 @@ struct Acceptor {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Without TLS: HTTP/2 with prior knowledge too.
     h2c: bool,
+    /// Serves TLS and h2c connections: HTTP/2 or HTTP/1.1.
+    builder: Arc<AutoBuilder<TokioExecutor>>,
     backoff: tether::listen::AcceptBackoff,
     descriptors: tether::listen::DescriptorGuard,
 }
@@ -285,6 +329,7 @@ impl Acceptor {
             let header_timeout = self.header_timeout;
             if let Some(tls) = &self.tls {
                 let (tls, metrics) = (tls.clone(), self.metrics.clone());
+                let builder = self.builder.clone();
                 tokio::spawn(async move {
                     // The handshake, like a request head, must come in time.
                     let stream = match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
@@ -303,22 +348,23 @@ impl Acceptor {
                             return;
                         }
                     };
-                    let connection = auto_builder(header_timeout)
+                    let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                     if let Err(error) = connection {
-                        tracing::debug!(%peer, %error, "HTTPS connection ended");
+                        connection_failed(&metrics, peer, &*error);
                     }
                 });
                 continue;
             }
             if self.h2c {
+                let (builder, metrics) = (self.builder.clone(), self.metrics.clone());
                 tokio::spawn(async move {
-                    let connection = auto_builder(header_timeout)
+                    let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                         .await;
                     if let Err(error) = connection {
-                        tracing::debug!(%peer, %error, "HTTP connection ended");
+                        connection_failed(&metrics, peer, &*error);
                     }
                 });
                 continue;

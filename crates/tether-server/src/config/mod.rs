@@ -1,6 +1,7 @@
 //! The server's configuration: one typed tree, with a section per transport
 //! ([`WebSocketConfig`], [`HttpConfig`]), the engine's ([`EngineConfig`]),
-//! the channels' ([`NamespaceOptions`]) and tokens' ([`AuthConfig`]).
+//! the channels' ([`NamespaceOptions`]) and tokens' ([`AuthConfig`]), TLS's
+//! ([`TlsConfig`]) and HTTP/2's ([`Http2Config`]).
 //!
 //! Each setting is declared once, as a documented field with its default in
 //! its section's struct. Everything else follows from that declaration:
@@ -14,11 +15,12 @@
 //! - `settings`: the list of settings, from the structs' schema.
 //! - `layers`: defaults, file, environment and flags, merged and checked.
 //! - `example`: `tether config example` and docs/CONFIG.md's table.
-//! - `namespace`, `transport`, `engine`: the sections.
+//! - `namespace`, `transport`, `engine`, `tls`, `http2`: the sections.
 
 pub mod duration;
 mod engine;
 mod example;
+mod http2;
 mod layers;
 mod namespace;
 mod settings;
@@ -30,6 +32,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use engine::*;
+pub use http2::*;
 pub use namespace::*;
 pub use tls::TlsConfig;
 pub use transport::*;
@@ -189,6 +192,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// TLS (and with it HTTP/2). Default: [`TlsConfig::default`], off.
     pub tls: TlsConfig,
+    /// HTTP/2's limits per connection. Default: [`Http2Config::default`].
+    pub http2: Http2Config,
 }
 
 impl Default for ServerConfig {
@@ -220,6 +225,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             engine: EngineConfig::default(),
             tls: TlsConfig::default(),
+            http2: Http2Config::default(),
         }
     }
 }
@@ -370,6 +376,7 @@ impl ServerConfig {
         if self.rate_burst == 0 {
             return Err(InvalidSetting::new("rate_burst", 0, "must be at least 1"));
         }
+        self.http2.validate()?;
         let namespaces = std::iter::once(("channels".to_owned(), &self.channels)).chain(
             self.namespaces
                 .iter()
@@ -438,6 +445,12 @@ impl ServerConfig {
     /// Sets [`ServerConfig::http`].
     pub fn http(mut self, http: HttpConfig) -> Self {
         self.http = http;
+        self
+    }
+
+    /// Sets [`ServerConfig::http2`].
+    pub fn http2(mut self, http2: Http2Config) -> Self {
+        self.http2 = http2;
         self
     }
 

@@ -350,7 +350,15 @@ mod tests {
         let names: Vec<&str> = sections().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["auth", "channels", "engine", "http", "tls", "websocket"]
+            [
+                "auth",
+                "channels",
+                "engine",
+                "http",
+                "http2",
+                "tls",
+                "websocket"
+            ]
         );
     }
 

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// TLS: with a certificate and its key the server speaks only `https://`
 /// and `wss://`, HTTP/2 or HTTP/1.1 as the client's ALPN chooses (a
-/// WebSocket over HTTP/1.1 for now); without, plain HTTP/1.1.
+/// WebSocket over either: RFC 8441 on HTTP/2); without, plain HTTP/1.1
+/// (and h2c if asked). HTTP/2's limits are `[http2]`'s.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
