@@ -49,6 +49,12 @@ pub struct EchoArgs {
     /// the cores this process may run on).
     #[arg(long)]
     threads: Option<NonZeroUsize>,
+    /// Also serve WebSockets over HTTP/2 (RFC 8441 extended CONNECT): to
+    /// clients that start with the HTTP/2 preface (h2c), or with
+    /// --tls-cert to those whose ALPN picks `h2`. HTTP/1.1 is served as
+    /// before beside it.
+    #[arg(long)]
+    http2: bool,
 }
 
 /// What every serving thread shares.
@@ -56,6 +62,8 @@ struct Shared {
     config: Config,
     tls: Option<tokio_rustls::TlsAcceptor>,
     room: Broadcast,
+    /// Serve HTTP/2 too (`--http2`).
+    http2: bool,
 }
 
 /// Runs the echo server: one single-threaded runtime per thread, each
@@ -81,7 +89,11 @@ pub fn run(args: EchoArgs) -> anyhow::Result<()> {
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            let config = tether::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)?;
+            let mut config =
+                tether::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)?;
+            if args.http2 {
+                Arc::make_mut(&mut config).alpn_protocols = vec![H2.to_vec(), b"http/1.1".to_vec()];
+            }
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
         _ => None,
@@ -95,11 +107,17 @@ pub fn run(args: EchoArgs) -> anyhow::Result<()> {
     let first = listen(args.listen)?;
     let address = first.local_addr()?;
     let scheme = if tls.is_some() { "wss" } else { "ws" };
-    tracing::info!("echo server listening on {scheme}://{address} ({threads} threads)");
+    let http = if args.http2 {
+        "HTTP/2 and HTTP/1.1"
+    } else {
+        "HTTP/1.1"
+    };
+    tracing::info!("echo server listening on {scheme}://{address} ({http}, {threads} threads)");
     let shared = Arc::new(Shared {
         config,
         tls,
         room: Broadcast::default(),
+        http2: args.http2,
     });
     for index in 1..threads {
         let listener = listen(address)?;
@@ -183,29 +201,89 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>) -> an
         tokio::spawn(async move {
             let accepted = match &shared.tls {
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
+                    Ok(stream)
+                        if shared.http2 && stream.get_ref().1.alpn_protocol() == Some(H2) =>
+                    {
+                        return serve_http2(stream, shared, peer).await;
+                    }
                     Ok(stream) => {
                         let stream = tether::MaybeTlsStream::ServerTls(Box::new(stream));
                         handshake(stream, &shared.config).await
                     }
                     Err(e) => Err(e.into()),
                 },
+                // The HTTP/2 preface starts with `P`, a WebSocket's GET with `G`.
+                None if shared.http2 && starts_with(&tcp, b'P').await => {
+                    let _ = tcp.set_nodelay(true);
+                    return serve_http2(tcp, shared, peer).await;
+                }
                 None => match tcp.set_nodelay(true) {
                     Ok(()) => handshake(tether::MaybeTlsStream::Plain(tcp), &shared.config).await,
                     Err(e) => Err(e.into()),
                 },
             };
             match accepted {
-                Ok((ws, path)) if path == BROADCAST_PATH => {
-                    tokio::spawn(
-                        async move { log_end(Some(peer), broadcast(ws, &shared.room).await) },
-                    );
-                }
-                Ok((ws, _)) => {
-                    tokio::spawn(echo(ws));
-                }
+                Ok((ws, path)) => run_websocket(ws, &path, shared, Some(peer)),
                 Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
             }
         });
+    }
+}
+
+/// The ALPN name of HTTP/2.
+const H2: &[u8] = b"h2";
+
+/// Whether the first byte the client sent is `byte` (waits for it).
+async fn starts_with(tcp: &tokio::net::TcpStream, byte: u8) -> bool {
+    let mut first = [0u8; 1];
+    matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == byte)
+}
+
+/// Echoes on `ws`, or joins the broadcast room when `path` is its path, in
+/// a task of its own.
+fn run_websocket(
+    ws: WebSocket<tether::MaybeTlsStream>,
+    path: &str,
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+) {
+    if path == BROADCAST_PATH {
+        tokio::spawn(async move { log_end(peer, broadcast(ws, &shared.room).await) });
+    } else {
+        tokio::spawn(echo(ws));
+    }
+}
+
+/// Serves an HTTP/2 connection: every extended CONNECT becomes a WebSocket
+/// on its stream, echoing or in the broadcast room as its path says.
+async fn serve_http2<S>(stream: S, shared: Arc<Shared>, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(|mut request: hyper::Request<hyper::body::Incoming>| {
+            let shared = shared.clone();
+            let answer = match tether::upgrade(&mut request, &shared.config, None) {
+                Ok((response, pending)) => {
+                    let path = request.uri().path().to_owned();
+                    tokio::spawn(async move {
+                        match pending.finish_with(tether::MaybeTlsStream::Http2).await {
+                            Ok(ws) => run_websocket(ws, &path, shared, None),
+                            Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
+                        }
+                    });
+                    response.map(|()| String::new())
+                }
+                Err(e) => tether_proto::handshake::reject_response(&e),
+            };
+            std::future::ready(Ok::<_, std::convert::Infallible>(answer))
+        });
+    let served = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .enable_connect_protocol()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
+    if let Err(error) = served {
+        tracing::debug!(%peer, %error, "HTTP/2 connection ended");
     }
 }
 

@@ -175,3 +175,79 @@ async fn channel_mode_exits_3_when_the_subscribe_is_refused() {
     let (code, stdout) = connect(&["--channel", "bad channel!", "--count", "1", &url], "").await;
     assert_eq!((code, stdout.as_str()), (3, ""));
 }
+
+#[tokio::test]
+async fn pipes_over_http2_in_the_clear_and_over_tls() {
+    // h2c: the echo server tells HTTP/2 from HTTP/1.1 by the first byte.
+    let (_echo, port) = common::spawn(&["echo", "--http2"], Stdio::null()).await;
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (code, stdout) = connect(&[&url, "--http2"], "over h2c\nsecond\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "over h2c\nsecond\n"));
+    let (code, stdout) = connect(
+        &[&url, "--http2", "--binary", "hex", "--compress"],
+        "00ff\n",
+    )
+    .await;
+    assert_eq!((code, stdout.as_str()), (0, "00ff\n"));
+    // HTTP/1.1 on the same port as before.
+    let (code, stdout) = connect(&[&url], "over h1\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "over h1\n"));
+
+    // TLS: ALPN picks h2; the client trusts the test's certificate.
+    let dir = std::env::temp_dir().join(format!("tether-connect-h2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let (cert_arg, key_arg) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
+    let (_tls, port) = common::spawn(
+        &[
+            "echo",
+            "--http2",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let url = format!("wss://localhost:{port}/");
+    let (code, stdout) = connect(&[&url, "--http2", "--ca", cert_arg], "over h2\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "over h2\n"));
+    let (code, stdout) = connect(&[&url, "--ca", cert_arg], "over h1 and TLS\n").await;
+    assert_eq!((code, stdout.as_str()), (0, "over h1 and TLS\n"));
+
+    // The channel mode over HTTP/2 against `tether serve` with TLS.
+    let (_serve, port) = common::spawn(
+        &[
+            "serve",
+            "--log",
+            "warn",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let server = format!("https://localhost:{port}");
+    let (code, stdout) = connect(
+        &[
+            &server,
+            "--http2",
+            "--ca",
+            cert_arg,
+            "--channel",
+            "h2:cli",
+            "--count",
+            "2",
+        ],
+        "{\"n\":1}\n{\"n\":2}\n",
+    )
+    .await;
+    assert_eq!((code, stdout.as_str()), (0, "{\"n\":1}\n{\"n\":2}\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,7 +1,8 @@
 //! The Rust client (`tether-client`) against the real `tether serve`: acks,
 //! presence, history and numbered errors; resume across cuts of the network
 //! with no gap and no duplicate; `Unrecovered` when the server lost the
-//! history; seeded backoff within its bounds; subscribe, drop, subscribe.
+//! history; seeded backoff within its bounds; subscribe, drop, subscribe;
+//! `wss://` over HTTP/1.1 and HTTP/2.
 
 mod common;
 
@@ -273,4 +274,86 @@ async fn a_handler_sees_each_publication_once_and_stops_when_dropped() {
         members().await == Ok(0)
     })
     .await;
+}
+
+/// `tether serve` with a fresh self-signed certificate for `localhost`: the
+/// server, its port, the client trust for it, and the directory to remove.
+async fn serve_tls() -> (
+    common::Child,
+    u16,
+    std::sync::Arc<rustls::ClientConfig>,
+    std::path::PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!(
+        "tether-client-tls-{}-{}",
+        std::process::id(),
+        common::free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let (server, port) = common::spawn(
+        &[
+            "serve",
+            "--log",
+            "warn",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let trust = tether::tls::client_config(Some(cert.cert.pem().as_bytes())).unwrap();
+    (server, port, trust, dir)
+}
+
+#[tokio::test]
+async fn connects_over_wss_on_http1_and_http2() {
+    let (_server, port, trust, dir) = serve_tls().await;
+    for http2 in [false, true] {
+        let config = fast(format!("https://localhost:{port}"))
+            .tls(trust.clone())
+            .http2(http2);
+        let client = Client::new(config);
+        client.connected().await.unwrap();
+        let channel = format!("secure:{http2}");
+        let mut sub = client.subscribe(channel.as_str()).await.unwrap();
+        subscribed(&mut sub).await;
+        for n in 1..=3 {
+            client.publish(&channel, &json!({ "n": n })).await.unwrap();
+        }
+        assert_eq!(numbers(&mut sub, 3).await.0, [1, 2, 3], "http2: {http2}");
+        client.close().await;
+    }
+    // The server saw one WebSocket over each HTTP version.
+    let metrics = curl_metrics(port, &dir);
+    for http in ["1.1", "2"] {
+        let line = format!(r#"tether_websocket_upgrades_total{{http="{http}"}} 1"#);
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
+    // Without the trust, the client does not connect.
+    let client = Client::new(fast(format!("https://localhost:{port}")));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), client.connected())
+            .await
+            .is_err(),
+        "connected to a server it cannot trust"
+    );
+    client.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `/metrics` over HTTPS, trusting the certificate in `dir`.
+fn curl_metrics(port: u16, dir: &std::path::Path) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(dir.join("cert.pem"))
+        .arg(format!("https://localhost:{port}/metrics"))
+        .output()
+        .expect("curl runs (scripts/setup.sh installs it)");
+    String::from_utf8(output.stdout).unwrap()
 }

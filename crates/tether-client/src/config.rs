@@ -42,6 +42,14 @@ pub struct ClientConfig {
     pub token_refresh_margin: Duration,
     /// Seeds the jitter, for reproducible delays in tests and simulations.
     pub seed: Option<u64>,
+    /// Whom to trust for `wss://` and `https://` (say, a private CA's
+    /// `tether::tls::client_config(Some(pem))`). Default: the webpki roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Open each connection's WebSocket over HTTP/2 (RFC 8441; TLS with
+    /// ALPN `h2`, or h2c for `ws://`) rather than HTTP/1.1. The server must
+    /// allow extended CONNECT, as `tether serve` with TLS or h2c does.
+    /// Default: off.
+    pub http2: bool,
 }
 
 impl ClientConfig {
@@ -61,7 +69,21 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             token_refresh_margin: Duration::from_secs(30),
             seed: None,
+            tls: None,
+            http2: false,
         }
+    }
+
+    /// Trusting `tls` for `wss://` and `https://`.
+    pub fn tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Over HTTP/2 (see [`ClientConfig::http2`](Self::http2)).
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
+        self
     }
 
     /// With a fixed token.
@@ -113,6 +135,8 @@ impl fmt::Debug for ClientConfig {
             .field("max_reconnect_delay", &self.max_reconnect_delay)
             .field("ping_interval", &self.ping_interval)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls.as_ref().map(|_| "custom"))
+            .field("http2", &self.http2)
             .finish_non_exhaustive()
     }
 }

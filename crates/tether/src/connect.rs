@@ -187,6 +187,22 @@ impl ClientBuilder {
         }
     }
 
+    /// [`ClientBuilder::open_http2`] over a stream the caller opened that
+    /// already speaks HTTP/2 once written to: TCP for h2c, or TLS that
+    /// negotiated ALPN `h2` (a socket bound to a chosen source address, a
+    /// proxy tunnel). The URL's scheme still sets `:scheme`.
+    pub async fn open_http2_on<S>(&self, stream: S) -> Result<Http2Connection>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let target = parse_url(&self.url)?;
+        let timeout = self.config.handshake_timeout;
+        match tokio::time::timeout(timeout, Http2Connection::over(stream, target.tls)).await {
+            Ok(result) => result,
+            Err(_) => Err(Http2Error::NoExtendedConnect.into()),
+        }
+    }
+
     /// Opens the WebSocket on a new stream of `connection`, for the path of
     /// the URL given to [`ClientBuilder::new`], within
     /// [`Config::handshake_timeout`]. The connection and its other streams

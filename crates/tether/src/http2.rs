@@ -64,7 +64,7 @@ impl Http2Connection {
     ) -> Result<Self> {
         let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
         tcp.set_nodelay(true)?;
-        let (sender, scheme) = match tls {
+        match tls {
             Some(config) => {
                 let mut config = (*config).clone();
                 config.alpn_protocols = vec![H2.to_vec()];
@@ -72,11 +72,22 @@ impl Http2Connection {
                 if stream.get_ref().1.alpn_protocol() != Some(H2) {
                     return Err(Http2Error::NotNegotiated.into());
                 }
-                (handshake(stream).await?, "https")
+                Self::over(stream, true).await
             }
-            None => (handshake(tcp).await?, "http"),
-        };
-        Ok(Self { sender, scheme })
+            None => Self::over(tcp, false).await,
+        }
+    }
+
+    /// HTTP/2 over `stream`, which speaks it already (h2c, or TLS that
+    /// negotiated `h2`); `https` sets `:scheme`.
+    pub(crate) async fn over<T>(stream: T, https: bool) -> Result<Self>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Ok(Self {
+            sender: handshake(stream).await?,
+            scheme: if https { "https" } else { "http" },
+        })
     }
 
     /// Whether the connection is gone (closed by either side or failed):

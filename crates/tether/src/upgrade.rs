@@ -104,6 +104,19 @@ impl PendingUpgrade {
         Ok(self.websocket(TokioIo::new(upgraded), &[]))
     }
 
+    /// [`PendingUpgrade::finish`], with hyper's stream wrapped by `wrap`
+    /// first: WebSockets that arrive as HTTP/2 streams then share a type
+    /// with those accepted on raw sockets
+    /// (`finish_with(MaybeTlsStream::Http2)`).
+    pub async fn finish_with<T, W>(mut self, wrap: W) -> Result<WebSocket<T>>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        W: FnOnce(UpgradedStream) -> T,
+    {
+        let upgraded = self.upgraded().await?;
+        Ok(self.websocket(wrap(TokioIo::new(upgraded)), &[]))
+    }
+
     /// [`PendingUpgrade::finish`], but over the connection's own stream when
     /// it is a `T` (the server's `TcpStream`, say, served as `TokioIo<T>`):
     /// no boxed stream between the WebSocket and the socket, one allocation

@@ -23,12 +23,18 @@ pub struct ChannelArgs {
     pub headers: Vec<(String, String)>,
     /// Exit after this many publications (and once stdin is done).
     pub count: Option<u64>,
+    /// Whom to trust for `wss://` (`--ca`, `--insecure`), if not the webpki roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Over HTTP/2 (`--http2`).
+    pub http2: bool,
 }
 
 pub async fn run(args: ChannelArgs) -> anyhow::Result<i32> {
     let mut config = ClientConfig::new(&args.url);
     config.token = args.token;
     config.headers = args.headers;
+    config.tls = args.tls;
+    config.http2 = args.http2;
     let client = Client::new(config);
     let mut events = client.events();
     let mut subscription = client.subscribe(args.channel.clone()).await?;

@@ -74,6 +74,10 @@ pub struct ConnectArgs {
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_message_size: usize,
+    /// Open the WebSocket over HTTP/2 (RFC 8441 extended CONNECT): TLS with
+    /// ALPN `h2` for wss://, HTTP/2 in the clear (h2c) for ws://.
+    #[arg(long)]
+    http2: bool,
 }
 
 /// Exit codes; see the module documentation.
@@ -89,6 +93,11 @@ enum Input {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
+    let tls = match (&args.ca, args.insecure) {
+        (Some(ca), _) => Some(tether::tls::client_config(Some(&std::fs::read(ca)?))?),
+        (None, true) => Some(tether::tls::insecure_client_config()?),
+        (None, false) => None,
+    };
     if let Some(channel) = args.channel.clone() {
         let headers = parse_headers(&args.headers)?;
         return channel::run(channel::ChannelArgs {
@@ -97,6 +106,8 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
             token: args.token,
             headers,
             count: args.count,
+            tls,
+            http2: args.http2,
         })
         .await;
     }
@@ -104,18 +115,17 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         .compression(args.compress)
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_message_size);
-    let mut builder = ClientBuilder::new(&args.url).config(config);
+    let mut builder = ClientBuilder::new(&args.url)
+        .config(config)
+        .http2(args.http2);
     for (name, value) in parse_headers(&args.headers)? {
         builder = builder.header(&name, &value);
     }
     for protocol in &args.protocols {
         builder = builder.protocol(protocol);
     }
-    if let Some(ca) = &args.ca {
-        builder = builder.tls_config(tether::tls::client_config(Some(&std::fs::read(ca)?))?);
-    }
-    if args.insecure {
-        builder = builder.tls_config(tether::tls::insecure_client_config()?);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls);
     }
     let (ws, _) = match builder.connect().await {
         Ok(connected) => connected,
@@ -127,8 +137,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
     let interactive = !args.pipe && std::io::stdin().is_terminal();
     let timestamps = args.timestamps || (interactive && !args.no_timestamps);
     eprintln!(
-        "connected to {}{}{}",
+        "connected to {}{}{}{}",
         args.url,
+        if args.http2 { " over HTTP/2" } else { "" },
         ws.protocol().map(|p| format!(" ({p})")).unwrap_or_default(),
         if ws.is_compressed() { ", deflate" } else { "" }
     );

@@ -279,9 +279,13 @@ impl Actor {
                 Some(Err(error)) => return lost(0, format!("getting a token failed: {error}")),
             }
         }
-        let mut builder = tether::ClientBuilder::new(self.config.websocket_url());
+        let mut builder =
+            tether::ClientBuilder::new(self.config.websocket_url()).http2(self.config.http2);
         for (name, value) in &self.config.headers {
             builder = builder.header(name, value);
+        }
+        if let Some(tls) = &self.config.tls {
+            builder = builder.tls_config(tls.clone());
         }
         let opening = tokio::time::timeout(self.config.connect_timeout, builder.connect());
         let ws = match self.during(opening).await {
