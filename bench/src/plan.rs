@@ -21,6 +21,9 @@ pub enum Peer {
     /// serve`'s publication frame (fan-out only): the bare library moving the
     /// same bytes as the server, so the two differ only by the hub.
     TetherWide,
+    /// `tether echo --http2` with every WebSocket on an HTTP/2 connection of
+    /// its own (RFC 8441, h2c): what the extra layer costs.
+    TetherHttp2,
 }
 
 impl Peer {
@@ -32,13 +35,20 @@ impl Peer {
             Peer::Fastwebsockets => "fastwebsockets",
             Peer::TetherServe => "tether serve",
             Peer::TetherWide => "tether, serve-sized frames",
+            Peer::TetherHttp2 => "tether over HTTP/2",
         }
+    }
+
+    /// Whether it is tether (which must lose nothing; a peer's losses are
+    /// reported).
+    pub fn is_tether(self) -> bool {
+        !matches!(self, Peer::Tungstenite | Peer::Fastwebsockets)
     }
 
     /// The binary, next to the runner's own.
     pub fn binary(self) -> &'static str {
         match self {
-            Peer::Tether | Peer::TetherServe | Peer::TetherWide => "tether",
+            Peer::Tether | Peer::TetherServe | Peer::TetherWide | Peer::TetherHttp2 => "tether",
             Peer::Tungstenite => "peer-tungstenite",
             Peer::Fastwebsockets => "peer-fastwebsockets",
         }
@@ -133,6 +143,7 @@ impl Measurement {
             .server_pid(Some(pid))
             .progress(false);
         options.channel = channel.to_owned();
+        options.http2 = peer == Peer::TetherHttp2;
         options.concurrency = 128;
         options.in_flight = self.in_flight;
         options
@@ -164,12 +175,14 @@ fn pick<T>(quick: bool, full: T, smoke: T) -> T {
 pub fn measurements(quick: bool) -> Vec<Measurement> {
     let seconds = Duration::from_secs(pick(quick, 5, 1));
     let libraries = LIBRARIES.to_vec();
+    let echo_peers = [LIBRARIES.as_slice(), &[Peer::TetherHttp2]].concat();
     let fanout_peers = vec![
         Peer::Tether,
         Peer::Tungstenite,
         Peer::Fastwebsockets,
         Peer::TetherServe,
         Peer::TetherWide,
+        Peer::TetherHttp2,
     ];
     let throughput = vec![Figure::PerCpuSecond, Figure::PerSecond, Figure::P99];
     let echo = |name, size| Measurement {
@@ -184,7 +197,7 @@ pub fn measurements(quick: bool) -> Vec<Measurement> {
         in_flight: 16,
         messages: None,
         duration: seconds,
-        peers: libraries.clone(),
+        peers: echo_peers.clone(),
         figures: throughput.clone(),
         unit: "round trips",
     };
@@ -320,6 +333,39 @@ pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
                 ratio(serve, t),
                 cell(wide),
                 ratio(serve, wide),
+            ));
+        }
+    }
+    out
+}
+
+/// The second table: tether's WebSocket over HTTP/1.1 against the same
+/// over HTTP/2 (RFC 8441), for the measurements that ran both.
+pub fn http2_table(plan: &[Measurement], results: &[Runs]) -> String {
+    let find = |name: &str, peer: Peer| {
+        results
+            .iter()
+            .find(|r| r.measurement == name && r.peer == peer)
+    };
+    let cell = |value: Option<f64>| value.map_or("–".to_owned(), tether_bench::report::si);
+    let mut out = String::from(
+        "| measurement | tether over HTTP/1.1 | tether over HTTP/2 | HTTP/2 ÷ HTTP/1.1 |\n\
+         | --- | ---: | ---: | ---: |\n",
+    );
+    for m in plan.iter().filter(|m| m.peers.contains(&Peer::TetherHttp2)) {
+        for figure in &m.figures {
+            let value = |peer| find(m.name, peer).and_then(|r| r.median(*figure));
+            let (h1, h2) = (value(Peer::Tether), value(Peer::TetherHttp2));
+            let ratio = match (h1, h2) {
+                (Some(h1), Some(h2)) if h1 > 0.0 => format!("{:.2}×", h2 / h1),
+                _ => "–".to_owned(),
+            };
+            out.push_str(&format!(
+                "| {}: {} | {} | {} | {ratio} |\n",
+                m.name,
+                figure.label(m.unit),
+                cell(h1),
+                cell(h2),
             ));
         }
     }

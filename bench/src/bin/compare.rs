@@ -95,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             for run in 1..=runs {
                 let server_args: Vec<&str> = match peer {
                     Peer::Tether | Peer::TetherWide => vec!["echo", "--log", "warn"],
+                    Peer::TetherHttp2 => vec!["echo", "--http2", "--log", "warn"],
                     Peer::TetherServe => vec![
                         "serve",
                         "--log",
@@ -160,10 +161,7 @@ fn main() -> anyhow::Result<()> {
                             );
                             flawed_runs.push(note);
                             // tether must lose nothing; a peer's losses are reported.
-                            failures += usize::from(matches!(
-                                peer,
-                                Peer::Tether | Peer::TetherServe | Peer::TetherWide
-                            ));
+                            failures += usize::from(peer.is_tether());
                         }
                         reports.push(report);
                     }
@@ -175,10 +173,7 @@ fn main() -> anyhow::Result<()> {
                         );
                         eprintln!("{note}");
                         flawed_runs.push(note);
-                        failures += usize::from(matches!(
-                            peer,
-                            Peer::Tether | Peer::TetherServe | Peer::TetherWide
-                        ));
+                        failures += usize::from(peer.is_tether());
                     }
                 }
             }
@@ -189,7 +184,11 @@ fn main() -> anyhow::Result<()> {
             });
         }
     }
-    let table = plan::table(&plan, &results);
+    let table = format!(
+        "{}\nWebSocket over HTTP/2 (RFC 8441), the same server and load, each WebSocket on an HTTP/2 connection of its own (h2c):\n\n{}",
+        plan::table(&plan, &results),
+        plan::http2_table(&plan, &results)
+    );
     println!("Machine: {machine}. Server pinned to core 0, load generator to core 1; medians of {runs} run(s).\n");
     println!("{table}");
     if !flawed_runs.is_empty() {

@@ -9,8 +9,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tether::WebSocket;
-use tokio::net::{TcpSocket, TcpStream};
+use tether::{MaybeTlsStream, WebSocket};
+use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 
 use crate::error::{BenchError, Result};
@@ -19,8 +19,9 @@ use crate::progress::Progress;
 /// Connections per loopback source address before the next one is used.
 pub const PER_SOURCE_ADDRESS: usize = 20_000;
 
-/// A client connection as the scenarios use it.
-pub type Connection = WebSocket<TcpStream>;
+/// A client connection as the scenarios use it: over TCP, or over a stream
+/// of an HTTP/2 connection of its own ([`Options::http2`](crate::Options::http2)).
+pub type Connection = WebSocket<MaybeTlsStream>;
 
 /// Opens connections to one URL.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct Dialer {
     /// The largest message (and frame) a connection accepts from the server,
     /// when raised past the library's default.
     max_message: Option<usize>,
+    /// Each WebSocket over an HTTP/2 connection of its own (h2c).
+    http2: bool,
     opened: AtomicUsize,
 }
 
@@ -56,8 +59,16 @@ impl Dialer {
             addr,
             compress,
             max_message: None,
+            http2: false,
             opened: AtomicUsize::new(0),
         })
+    }
+
+    /// A dialer for the scenario's URL, compression and HTTP version.
+    pub async fn for_options(options: &crate::Options) -> Result<Self> {
+        let mut dialer = Self::new(&options.url, options.compress).await?;
+        dialer.http2 = options.http2;
+        Ok(dialer)
     }
 
     /// Lets connections accept messages and frames up to `bytes` from the
@@ -111,7 +122,13 @@ impl Dialer {
                     .max_frame_size(bytes);
                 client = client.config(config);
             }
-            let (ws, _) = client.compression(self.compress).connect_on(tcp).await?;
+            let client = client.compression(self.compress);
+            let (ws, _) = if self.http2 {
+                let connection = client.open_http2_on(tcp).await?;
+                client.connect_over(&connection).await?
+            } else {
+                client.connect_on(MaybeTlsStream::Plain(tcp)).await?
+            };
             Ok::<_, tether::Error>(ws)
         };
         connect.await.map_err(|source| BenchError::Connect {

@@ -52,6 +52,10 @@ pub struct Options {
     pub in_flight: usize,
     /// Offer permessage-deflate. Default: `false` (measure the protocol itself).
     pub compress: bool,
+    /// Open each WebSocket over HTTP/2 (RFC 8441, h2c: an HTTP/2 connection
+    /// of its own per WebSocket) rather than HTTP/1.1, to measure what the
+    /// extra layer costs. Default: `false`.
+    pub http2: bool,
     /// The server's process id: its CPU time and memory are then reported.
     pub server_pid: Option<u32>,
     /// Channel for `tether serve` scenarios. Default: [`DEFAULT_CHANNEL`].
@@ -101,6 +105,7 @@ impl Options {
             messages: None,
             in_flight: 1,
             compress: false,
+            http2: false,
             server_pid: None,
             channel: DEFAULT_CHANNEL.to_owned(),
             churn_rate: DEFAULT_CHURN_RATE,
@@ -156,6 +161,12 @@ impl Options {
     /// Sets [`Options::compress`].
     pub fn compress(mut self, on: bool) -> Self {
         self.compress = on;
+        self
+    }
+
+    /// Sets [`Options::http2`].
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
         self
     }
 

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Offer permessage-deflate.
     #[arg(long)]
     compress: bool,
+    /// Open each WebSocket over an HTTP/2 connection of its own (RFC 8441,
+    /// h2c: `tether echo --http2`, `tether serve --h2c true`).
+    #[arg(long)]
+    http2: bool,
     /// The server's process id, to report its CPU time (and rate per
     /// CPU-second) and its memory.
     #[arg(long)]
@@ -117,6 +121,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         .duration(duration)
         .messages(args.messages)
         .compress(args.compress)
+        .http2(args.http2)
         .server_pid(args.server_pid)
         .churn(args.churn_rate, seconds(args.hold, "hold")?)
         .progress(!args.quiet);

@@ -28,7 +28,7 @@ pub(super) struct Churned {
 }
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
-    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let dialer = Arc::new(Dialer::for_options(options).await?);
     let n = options.connections;
     let Running {
         feed,

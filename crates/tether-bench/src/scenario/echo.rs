@@ -27,7 +27,7 @@ struct Outcome {
 }
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
-    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let dialer = Arc::new(Dialer::for_options(options).await?);
     let n = options.connections;
     let setup = Progress::new("connecting", Some(n as u64), options.progress);
     let connections = dialer.connect_many(n, options.concurrency, &setup).await?;

@@ -13,7 +13,7 @@ use crate::progress::Progress;
 use crate::report::Report;
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
-    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let dialer = Arc::new(Dialer::for_options(options).await?);
     let n = options.connections;
     let Running {
         feed,

@@ -300,7 +300,7 @@ impl Feed {
 /// The publishing connection: its writer, and a task draining what the server
 /// sends it (acks, or its own broadcasts) so it never counts as slow.
 pub(crate) struct Publisher {
-    writer: tether::WsWriter<tokio::net::TcpStream>,
+    writer: tether::WsWriter<tether::MaybeTlsStream>,
     drain: tokio::task::JoinHandle<u64>,
     mode: Mode,
     origin: Instant,

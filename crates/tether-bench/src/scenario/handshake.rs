@@ -13,7 +13,7 @@ use crate::progress::Progress;
 use crate::report::Report;
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
-    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let dialer = Arc::new(Dialer::for_options(options).await?);
     let budget = Arc::new(Budget::new(options.duration, options.messages));
     let progress = Progress::new("handshakes", options.messages, options.progress);
     let meter = Meter::start(options.server_pid, progress);

@@ -30,7 +30,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
             "large: --size must be at least --fragments bytes".into(),
         ));
     }
-    let dialer = Dialer::new(&options.url, options.compress).await?;
+    let dialer = Dialer::for_options(options).await?;
     let dialer = Arc::new(dialer.accept_up_to(options.size.max(1 << 20) + (1 << 10)));
     let n = options.connections;
     let setup = Progress::new("connecting", Some(n as u64), options.progress);

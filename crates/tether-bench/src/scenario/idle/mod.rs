@@ -29,7 +29,7 @@ pub(super) async fn run(options: &Options) -> Result<Report> {
     if http::handles(&options.url) {
         return http::run(options).await;
     }
-    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let dialer = Arc::new(Dialer::for_options(options).await?);
     let n = options.connections;
     let rss_before = options.server_pid.map(procfs::rss_bytes).transpose()?;
     let progress = Progress::new("connections", Some(n as u64), options.progress);

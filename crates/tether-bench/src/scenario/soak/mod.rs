@@ -62,7 +62,7 @@ const SETTLE: Duration = Duration::from_secs(3);
 const LEFTOVER: u64 = 16;
 
 pub(super) async fn run(options: &Options) -> Result<Report> {
-    let dialer = Arc::new(Dialer::new(&options.url, options.compress).await?);
+    let dialer = Arc::new(Dialer::for_options(options).await?);
     let Mode::Tether { .. } = Mode::new(&dialer, options) else {
         return Err(BenchError::Options(
             "soak runs against tether serve (ws://HOST:PORT/connection/websocket)".into(),
