@@ -6,10 +6,17 @@
 #
 # TETHER_CLUSTER=N runs the same suite against clusters instead: every
 # server a test starts is N nodes on a fresh redis-server behind nginx.
+# TETHER_TLS=1 runs it against servers on https:// with a certificate of the
+# test's own: Chromium then speaks HTTP/2, its WebSockets included (RFC 8441).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet -p tether-cli
+if [ -n "${TETHER_TLS:-}" ]; then
+  # The servers have the test's own certificate (clients/js/test/harness.mjs):
+  # Node's fetch in the tests trusts it as Chromium does (--ignore-certificate-errors).
+  export NODE_TLS_REJECT_UNAUTHORIZED=0
+fi
 # SSE streams end every 4 KiB, so the EventSource test sees the server end
 # its stream and the browser resume it.
 urls=$(mktemp)
@@ -22,7 +29,7 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 url=$(head -1 "$urls")
-echo "browser tests against $url${TETHER_CLUSTER:+ ($TETHER_CLUSTER nodes on Redis behind nginx)}"
+echo "browser tests against $url${TETHER_CLUSTER:+ ($TETHER_CLUSTER nodes on Redis behind nginx)}${TETHER_TLS:+ (TLS: HTTP/2 in the browser)}"
 # Each test file starts (and kills) its own servers and relays besides this
 # one (clusters too, with TETHER_CLUSTER set); --test-force-exit ends a file
 # once its tests are done even if a socket the relay reset is still being

@@ -49,6 +49,9 @@ scripts/e2e.sh
 stage "browser tests again, against two nodes on Redis behind nginx"
 TETHER_CLUSTER=2 scripts/e2e.sh
 
+stage "browser tests again, over https (Chromium on HTTP/2, WebSockets by RFC 8441)"
+TETHER_TLS=1 scripts/e2e.sh
+
 stage "Autobahn TestSuite"
 scripts/autobahn.sh
 

@@ -26,6 +26,11 @@ test('chat, typing, presence and leaderboard reach every viewer', async () => {
   const errors = [];
   const alice = await openPage(errors);
   const bob = await openPage(errors);
+  if (base.startsWith('https:')) {
+    // Over TLS (TETHER_TLS) Chromium speaks HTTP/2 to the server.
+    const protocol = await alice.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
+    assert.equal(protocol, 'h2');
+  }
 
   await alice.fill('#name', 'alice');
   await alice.dispatchEvent('#name', 'change');

@@ -2,7 +2,8 @@
 // https:// over HTTP/2, and its native WebSocket goes over that same HTTP/2
 // connection (RFC 8441, extended CONNECT): the server counts each WebSocket
 // by the HTTP version it opened over and the TLS connections it accepted
-// (two tabs: one), and the chat works over it.
+// (two tabs: one), and the chat works over it. Without WebSocket, the SSE
+// streams and the long-polls of two tabs share that one connection too.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,4 +72,54 @@ test('over https, the demo and its WebSockets run on HTTP/2 (RFC 8441)', async (
   // Both tabs, their assets, API calls and the WebSocket: one TCP connection.
   assert.equal(connections, 1, 'the tabs share one connection');
   assert.deepEqual(errors, []);
+});
+
+/**
+ * Two tabs of the demo in one context, from a TLS server started with
+ * `args`; the page's WebSocket removed when `withoutWebSocket`. Checks
+ * the transport the tabs use, that the chat crosses, and returns the
+ * server's count of TLS connections.
+ */
+async function twoTabsOver(t, args, { withoutWebSocket = false, transport }) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-h2-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = certificate(dir);
+  const server = await startNode(['--tls-cert', cert, '--tls-key', key, ...args], { scheme: 'https' });
+  t.after(() => server.stop());
+  const context = await browser().newContext({ ignoreHTTPSErrors: true });
+  t.after(() => context.close());
+  if (withoutWebSocket) await context.addInitScript(() => delete window.WebSocket);
+  const errors = [];
+  const tabs = [];
+  for (let i = 0; i < 2; i++) {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`https://localhost:${server.port}/`);
+    await page.waitForSelector('.status.live', { timeout: 10_000 });
+    assert.equal(await page.getAttribute('#status', 'data-transport'), transport);
+    tabs.push(page);
+  }
+  const [alice, bob] = tabs;
+  await alice.fill('#text', `over ${transport} on h2`);
+  await alice.press('#text', 'Enter');
+  await bob.waitForSelector(`#messages li:has-text("over ${transport} on h2")`, { timeout: 5000 });
+  const protocol = await bob.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
+  assert.equal(protocol, 'h2');
+  const metrics = await alice.evaluate(() => fetch('/metrics').then((r) => r.text()));
+  const sample = (name) => Number(metrics.split('\n').find((l) => l.startsWith(name))?.split(' ').at(-1) ?? 0);
+  assert.deepEqual(errors, []);
+  return sample('tether_tls_connections_total');
+}
+
+test('without WebSocket, two tabs\' SSE streams share one HTTP/2 connection', async (t) => {
+  const connections = await twoTabsOver(t, [], { withoutWebSocket: true, transport: 'sse' });
+  console.log(`# https, no WebSocket: two tabs on SSE over ${connections} TLS connection(s)`);
+  assert.equal(connections, 1, 'both SSE streams, their commands and the assets on one connection');
+});
+
+test('with WebSocket and SSE off, two tabs\' long-polls share one HTTP/2 connection', async (t) => {
+  const off = ['--websocket.enabled', 'false', '--http.sse', 'false'];
+  const connections = await twoTabsOver(t, off, { transport: 'longpoll' });
+  console.log(`# https, long-polling: two tabs over ${connections} TLS connection(s)`);
+  assert.equal(connections, 1, 'both tabs\' held polls and commands on one connection');
 });

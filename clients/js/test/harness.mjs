@@ -3,9 +3,12 @@
 // connection at once (the network pulled), HS256 tokens, and waiting for a
 // condition instead of sleeping.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../tether.js';
 
@@ -26,7 +29,10 @@ export function freePort() {
 /**
  * What the tests run against: one `tether serve` ([`startNode`]), or, when
  * `TETHER_CLUSTER` is a number of nodes, that many nodes on a fresh Redis
- * behind nginx (see cluster.mjs), which a test uses the same way.
+ * behind nginx (see cluster.mjs), which a test uses the same way. With
+ * `TETHER_TLS` set, the one server speaks only https:// with a certificate
+ * of the test's own ([`testCertificate`]): browsers then reach it over
+ * HTTP/2, WebSockets included (RFC 8441).
  */
 export async function startServer(args = [], options = {}) {
   const nodes = Number(process.env.TETHER_CLUSTER ?? 0);
@@ -34,7 +40,33 @@ export async function startServer(args = [], options = {}) {
     const { startCluster } = await import('./cluster.mjs');
     return startCluster(args, { ...options, nodes });
   }
+  if (process.env.TETHER_TLS) {
+    const { cert, key } = testCertificate();
+    return startNode([...args, '--tls-cert', cert, '--tls-key', key], { ...options, scheme: 'https' });
+  }
   return startNode(args, options);
+}
+
+let certificate = null;
+
+/**
+ * A self-signed certificate for localhost and 127.0.0.1, made once per
+ * process with openssl in a temporary directory removed at exit: `{cert,
+ * key}` paths.
+ */
+export function testCertificate() {
+  if (certificate) return certificate;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-test-tls-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ], { stdio: 'ignore' });
+  certificate = { cert, key };
+  return certificate;
 }
 
 /**
@@ -88,7 +120,7 @@ export function accepts(port) {
 /** The environment without the tests' own TETHER_* variables, which the server would warn of. */
 function serverEnv() {
   const env = { ...process.env };
-  for (const name of ['TETHER_URL', 'TETHER_BIN', 'TETHER_CLUSTER', 'TETHER_CLUSTER_CLIENTS']) delete env[name];
+  for (const name of ['TETHER_URL', 'TETHER_BIN', 'TETHER_CLUSTER', 'TETHER_CLUSTER_CLIENTS', 'TETHER_TLS']) delete env[name];
   return env;
 }
 
@@ -120,7 +152,7 @@ export async function serverFor(t, args = [], options = {}) {
 
 /** `startRelay` to `server`, closed when the test `t` ends. */
 export async function relayFor(t, server) {
-  const relay = await startRelay(server.port);
+  const relay = await startRelay(server.port, { scheme: new URL(server.url).protocol.slice(0, -1) });
   t.after(() => relay.close());
   return relay;
 }
@@ -135,9 +167,10 @@ export function clientFor(t, url, options = {}) {
 /**
  * A TCP relay on a free port to `target`: `cut()` resets every connection
  * through it (the network pulled), `block(true)` refuses new ones until
- * `block(false)`.
+ * `block(false)`. Its `url` has the target's `scheme` (bytes pass as they
+ * are, TLS included).
  */
-export async function startRelay(targetPort) {
+export async function startRelay(targetPort, { scheme = 'http' } = {}) {
   const sockets = new Set();
   let blocked = false;
   /** Connections whose bytes are dropped. */
@@ -165,7 +198,7 @@ export async function startRelay(targetPort) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = server.address().port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     cut() {
       // A socket still connecting is destroyed plainly: reset-and-destroy
       // would leave its handle open, and this process with it.
