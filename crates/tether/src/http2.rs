@@ -143,7 +143,8 @@ where
         let ended = loop {
             tokio::select! {
                 ended = connection.as_mut() => break ended,
-                () = tokio::time::sleep(pause), if allowed.is_some() => {
+                // Looks until the flag is set or the opener gave up waiting.
+                () = tokio::time::sleep(pause), if allowed.as_ref().is_some_and(|tx| !tx.is_closed()) => {
                     if connection.is_extended_connect_protocol_enabled() {
                         let _ = allowed.take().map(|tx| tx.send(()));
                     }
