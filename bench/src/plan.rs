@@ -292,16 +292,23 @@ impl Runs {
     }
 }
 
+/// The median of `figure` for `measurement` against `peer`, if it ran.
+fn median_of(results: &[Runs], measurement: &str, peer: Peer, figure: Figure) -> Option<f64> {
+    results
+        .iter()
+        .find(|r| r.measurement == measurement && r.peer == peer)
+        .and_then(|r| r.median(figure))
+}
+
+/// A table cell: the value with an SI prefix, or a dash.
+fn cell(value: Option<f64>) -> String {
+    value.map_or("–".to_owned(), tether_bench::report::si)
+}
+
 /// The table: a row per measurement and figure, a column per library, the
 /// ratios tether/peer, and for fan-out tether serve against tether echo, both
 /// with the same payload and with frames of the same length.
 pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
-    let find = |name: &str, peer: Peer| {
-        results
-            .iter()
-            .find(|r| r.measurement == name && r.peer == peer)
-    };
-    let cell = |value: Option<f64>| value.map_or("–".to_owned(), tether_bench::report::si);
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "–".to_owned(),
@@ -312,7 +319,7 @@ pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
     );
     for m in plan {
         for figure in &m.figures {
-            let value = |peer| find(m.name, peer).and_then(|r| r.median(*figure));
+            let value = |peer| median_of(results, m.name, peer, *figure);
             let (t, tt, fw, serve, wide) = (
                 value(Peer::Tether),
                 value(Peer::Tungstenite),
@@ -342,19 +349,13 @@ pub fn table(plan: &[Measurement], results: &[Runs]) -> String {
 /// The second table: tether's WebSocket over HTTP/1.1 against the same
 /// over HTTP/2 (RFC 8441), for the measurements that ran both.
 pub fn http2_table(plan: &[Measurement], results: &[Runs]) -> String {
-    let find = |name: &str, peer: Peer| {
-        results
-            .iter()
-            .find(|r| r.measurement == name && r.peer == peer)
-    };
-    let cell = |value: Option<f64>| value.map_or("–".to_owned(), tether_bench::report::si);
     let mut out = String::from(
         "| measurement | tether over HTTP/1.1 | tether over HTTP/2 | HTTP/2 ÷ HTTP/1.1 |\n\
          | --- | ---: | ---: | ---: |\n",
     );
     for m in plan.iter().filter(|m| m.peers.contains(&Peer::TetherHttp2)) {
         for figure in &m.figures {
-            let value = |peer| find(m.name, peer).and_then(|r| r.median(*figure));
+            let value = |peer| median_of(results, m.name, peer, *figure);
             let (h1, h2) = (value(Peer::Tether), value(Peer::TetherHttp2));
             let ratio = match (h1, h2) {
                 (Some(h1), Some(h2)) if h1 > 0.0 => format!("{:.2}×", h2 / h1),

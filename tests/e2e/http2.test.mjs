@@ -7,31 +7,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { useBrowser } from './browser.mjs';
-import { startNode } from '../../clients/js/test/harness.mjs';
+import { startNode, testCertificate } from '../../clients/js/test/harness.mjs';
 
 const browser = useBrowser();
 
-/** A self-signed certificate for localhost, made with openssl in `dir`. */
-function certificate(dir) {
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ], { stdio: 'ignore' });
-  return { cert, key };
-}
-
 test('over https, the demo and its WebSockets run on HTTP/2 (RFC 8441)', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-h2-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = certificate(dir);
+  const { cert, key } = testCertificate();
   const server = await startNode(['--tls-cert', cert, '--tls-key', key], { scheme: 'https' });
   t.after(() => server.stop());
   const origin = `https://localhost:${server.port}`;
@@ -81,9 +63,7 @@ test('over https, the demo and its WebSockets run on HTTP/2 (RFC 8441)', async (
  * server's count of TLS connections.
  */
 async function twoTabsOver(t, args, { withoutWebSocket = false, transport }) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-h2-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = certificate(dir);
+  const { cert, key } = testCertificate();
   const server = await startNode(['--tls-cert', cert, '--tls-key', key, ...args], { scheme: 'https' });
   t.after(() => server.stop());
   const context = await browser().newContext({ ignoreHTTPSErrors: true });

@@ -94,19 +94,14 @@ async fn exits_2_when_the_connection_just_drops() {
 
 #[tokio::test]
 async fn speaks_wss_to_a_self_signed_server_only_with_insecure() {
-    let dir = std::env::temp_dir().join(format!("tether-connect-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let certificate = common::TestCertificate::new();
     let (_echo, port) = common::spawn(
         &[
             "echo",
             "--tls-cert",
-            cert_path.to_str().unwrap(),
+            &certificate.cert,
             "--tls-key",
-            key_path.to_str().unwrap(),
+            &certificate.key,
         ],
         Stdio::null(),
     )
@@ -116,9 +111,8 @@ async fn speaks_wss_to_a_self_signed_server_only_with_insecure() {
     assert_eq!(code, 1, "an untrusted certificate is refused by default");
     let (code, stdout) = connect(&[&url, "--insecure"], "hi\n").await;
     assert_eq!((code, stdout.as_str()), (0, "hi\n"));
-    let (code, stdout) = connect(&[&url, "--ca", cert_path.to_str().unwrap()], "ca\n").await;
+    let (code, stdout) = connect(&[&url, "--ca", &certificate.cert], "ca\n").await;
     assert_eq!((code, stdout.as_str()), (0, "ca\n"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -194,13 +188,8 @@ async fn pipes_over_http2_in_the_clear_and_over_tls() {
     assert_eq!((code, stdout.as_str()), (0, "over h1\n"));
 
     // TLS: ALPN picks h2; the client trusts the test's certificate.
-    let dir = std::env::temp_dir().join(format!("tether-connect-h2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let (cert_arg, key_arg) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
+    let certificate = common::TestCertificate::new();
+    let (cert_arg, key_arg) = (certificate.cert.as_str(), certificate.key.as_str());
     let (_tls, port) = common::spawn(
         &[
             "echo",
@@ -220,19 +209,7 @@ async fn pipes_over_http2_in_the_clear_and_over_tls() {
     assert_eq!((code, stdout.as_str()), (0, "over h1 and TLS\n"));
 
     // The channel mode over HTTP/2 against `tether serve` with TLS.
-    let (_serve, port) = common::spawn(
-        &[
-            "serve",
-            "--log",
-            "warn",
-            "--tls-cert",
-            cert_arg,
-            "--tls-key",
-            key_arg,
-        ],
-        Stdio::null(),
-    )
-    .await;
+    let (_serve, port) = common::serve_tls(&certificate, &[]).await;
     let server = format!("https://localhost:{port}");
     let (code, stdout) = connect(
         &[
@@ -249,5 +226,4 @@ async fn pipes_over_http2_in_the_clear_and_over_tls() {
     )
     .await;
     assert_eq!((code, stdout.as_str()), (0, "{\"n\":1}\n{\"n\":2}\n"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

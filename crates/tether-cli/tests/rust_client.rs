@@ -276,44 +276,11 @@ async fn a_handler_sees_each_publication_once_and_stops_when_dropped() {
     .await;
 }
 
-/// `tether serve` with a fresh self-signed certificate for `localhost`: the
-/// server, its port, the client trust for it, and the directory to remove.
-async fn serve_tls() -> (
-    common::Child,
-    u16,
-    std::sync::Arc<rustls::ClientConfig>,
-    std::path::PathBuf,
-) {
-    let dir = std::env::temp_dir().join(format!(
-        "tether-client-tls-{}-{}",
-        std::process::id(),
-        common::free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let (server, port) = common::spawn(
-        &[
-            "serve",
-            "--log",
-            "warn",
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-        Stdio::null(),
-    )
-    .await;
-    let trust = tether::tls::client_config(Some(cert.cert.pem().as_bytes())).unwrap();
-    (server, port, trust, dir)
-}
-
 #[tokio::test]
 async fn connects_over_wss_on_http1_and_http2() {
-    let (_server, port, trust, dir) = serve_tls().await;
+    let certificate = common::TestCertificate::new();
+    let (_server, port) = common::serve_tls(&certificate, &[]).await;
+    let trust = certificate.trust();
     for http2 in [false, true] {
         let config = fast(format!("https://localhost:{port}"))
             .tls(trust.clone())
@@ -330,7 +297,7 @@ async fn connects_over_wss_on_http1_and_http2() {
         client.close().await;
     }
     // The server saw one WebSocket over each HTTP version.
-    let metrics = curl_metrics(port, &dir);
+    let metrics = curl_metrics(port, &certificate.cert);
     for http in ["1.1", "2"] {
         let line = format!(r#"tether_websocket_upgrades_total{{http="{http}"}} 1"#);
         assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
@@ -344,14 +311,13 @@ async fn connects_over_wss_on_http1_and_http2() {
         "connected to a server it cannot trust"
     );
     client.close().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `/metrics` over HTTPS, trusting the certificate in `dir`.
-fn curl_metrics(port: u16, dir: &std::path::Path) -> String {
+/// `/metrics` over HTTPS, trusting the certificate in the PEM file `ca`.
+fn curl_metrics(port: u16, ca: &str) -> String {
     let output = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(dir.join("cert.pem"))
+        .arg(ca)
         .arg(format!("https://localhost:{port}/metrics"))
         .output()
         .expect("curl runs (scripts/setup.sh installs it)");

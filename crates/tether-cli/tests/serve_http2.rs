@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::next_json;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,23 +15,10 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use tether::{ClientBuilder, Http2Connection, Message, WebSocket};
+use tether::{ClientBuilder, Http2Connection, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Socket = WebSocket<tether::MaybeTlsStream>;
-
-async fn next_json(ws: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.recv())
-            .await
-            .expect("a message in time")
-            .unwrap()
-            .expect("open");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
 
 /// Sends `command` and returns the reply with its id, skipping pushes.
 async fn call(ws: &mut Socket, command: Value) -> Value {
@@ -123,26 +112,9 @@ async fn the_tether_client_runs_ten_websockets_on_one_http2_connection_over_tls_
         10.0
     );
 
-    let dir = std::env::temp_dir().join(format!("tether-serve-h2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let (_tls, port) = common::spawn(
-        &[
-            "serve",
-            "--log",
-            "warn",
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-        Stdio::null(),
-    )
-    .await;
-    let trust = tether::tls::client_config(Some(cert.cert.pem().as_bytes())).unwrap();
+    let certificate = common::TestCertificate::new();
+    let (_tls, port) = common::serve_tls(&certificate, &[]).await;
+    let trust = certificate.trust();
     let url = format!("wss://localhost:{port}/connection/websocket");
     ten_clients_on_one_connection(&url, || ClientBuilder::new(&url).tls_config(trust.clone()))
         .await;
@@ -156,7 +128,6 @@ async fn the_tether_client_runs_ten_websockets_on_one_http2_connection_over_tls_
     assert_eq!(response.version(), http::Version::HTTP_2);
     let reply = call(&mut ws, serde_json::json!({"id": 9, "op": "ping"})).await;
     assert_eq!(reply["id"], 9);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A bystander: a WebSocket on its own HTTP/2 connection, subscribed.

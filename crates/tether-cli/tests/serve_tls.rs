@@ -6,11 +6,12 @@
 
 mod common;
 
+use common::next_json;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tether::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// curl against the server, trusting `ca`: the HTTP version it used and the body.
@@ -80,29 +81,13 @@ async fn h2c_serves_http2_in_the_clear_beside_http1_and_websocket() {
 
 #[tokio::test]
 async fn serve_speaks_https_over_http2_and_http1_and_wss() {
-    let dir = std::env::temp_dir().join(format!("tether-serve-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let (_serve, port) = common::spawn(
-        &[
-            "serve",
-            "--log",
-            "warn",
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-        Stdio::null(),
-    )
-    .await;
+    let certificate = common::TestCertificate::new();
+    let cert_path = std::path::PathBuf::from(&certificate.cert);
+    let (_serve, port) = common::serve_tls(&certificate, &[]).await;
     let base = format!("https://localhost:{port}");
 
     // A subscriber over wss://, trusting the test's certificate.
-    let tls = tether::tls::client_config(Some(cert.cert.pem().as_bytes())).unwrap();
+    let tls = certificate.trust();
     let (mut ws, _) =
         tether::ClientBuilder::new(format!("wss://localhost:{port}/connection/websocket"))
             .tls_config(tls)
@@ -202,20 +187,6 @@ async fn serve_speaks_https_over_http2_and_http1_and_wss() {
         reply = next_json(&mut ws).await;
     }
     assert_eq!(reply["id"], 2, "{reply}");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-async fn next_json(ws: &mut tether::WebSocket<tether::MaybeTlsStream>) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.recv())
-            .await
-            .expect("a message in time")
-            .unwrap()
-            .expect("open");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
 }
 
 /// A self-signed pair for `localhost`, written to `dir/NAME.{crt,key}`.
