@@ -5,7 +5,7 @@ use http::{HeaderMap, Request};
 use tether_proto::handshake::{
     accept_response, parse_request, reject_response, validate_request, write_response, UpgradeOffer,
 };
-use tether_proto::{Decoder, Encoder, HandshakeError, Role};
+use tether_proto::{HandshakeError, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::Config;
@@ -98,20 +98,12 @@ where
     write_response(&response, b"", &mut out);
     stream.write_all(&out).await?;
     stream.flush().await?;
-    let inflater = negotiated.as_ref().map(|n| n.inflater());
-    let mut decoder = Decoder::new(Role::Server, config.protocol.clone(), inflater);
-    decoder.receive(&rest);
-    let (deflater, threshold) = match &negotiated {
-        Some(n) => (n.deflater(), n.threshold),
-        None => (None, 0),
-    };
-    let encoder = Encoder::new(Role::Server, deflater, threshold);
-    Ok(WebSocket::from_parts(
+    Ok(WebSocket::opened(
         stream,
-        decoder,
-        encoder,
+        Role::Server,
+        negotiated.as_ref(),
         config,
         protocol,
-        negotiated.is_some(),
+        &rest,
     ))
 }

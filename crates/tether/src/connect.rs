@@ -9,7 +9,7 @@ use http::{HeaderMap, Response};
 use tether_proto::handshake::{
     build_request, generate_key, parse_response, validate_response, ClientAccepted, ClientRequest,
 };
-use tether_proto::{Decoder, Encoder, HandshakeError, Role};
+use tether_proto::{HandshakeError, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -321,23 +321,13 @@ pub(crate) fn client_websocket<S: AsyncRead + AsyncWrite + Unpin>(
     config: &Config,
     read: &[u8],
 ) -> WebSocket<S> {
-    let inflater = accepted.deflate.as_ref().map(|n| n.inflater());
-    let mut decoder = Decoder::new(Role::Client, config.protocol.clone(), inflater);
-    if !read.is_empty() {
-        decoder.receive(read);
-    }
-    let (deflater, threshold) = match &accepted.deflate {
-        Some(n) => (n.deflater(), n.threshold),
-        None => (None, 0),
-    };
-    let encoder = Encoder::new(Role::Client, deflater, threshold);
-    WebSocket::from_parts(
+    WebSocket::opened(
         stream,
-        decoder,
-        encoder,
+        Role::Client,
+        accepted.deflate.as_ref(),
         config,
         accepted.protocol.clone(),
-        accepted.deflate.is_some(),
+        read,
     )
 }
 

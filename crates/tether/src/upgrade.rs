@@ -7,7 +7,7 @@ use tether_proto::deflate::Negotiated;
 use tether_proto::handshake::{
     accept_connect_response, accept_response, validate_connect, validate_request,
 };
-use tether_proto::{Decoder, Encoder, HandshakeError, Role};
+use tether_proto::{HandshakeError, Role};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -144,24 +144,13 @@ impl PendingUpgrade {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let inflater = self.negotiated.as_ref().map(|n| n.inflater());
-        let mut decoder = Decoder::new(Role::Server, self.config.protocol.clone(), inflater);
-        if !read.is_empty() {
-            decoder.receive(read);
-        }
-        let (deflater, threshold) = match &self.negotiated {
-            Some(n) => (n.deflater(), n.threshold),
-            None => (None, 0),
-        };
-        let encoder = Encoder::new(Role::Server, deflater, threshold);
-        let compressed = self.negotiated.is_some();
-        WebSocket::from_parts(
+        WebSocket::opened(
             stream,
-            decoder,
-            encoder,
+            Role::Server,
+            self.negotiated.as_ref(),
             &self.config,
             self.protocol,
-            compressed,
+            read,
         )
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use tether_proto::deflate::Negotiated;
 use tether_proto::{CloseFrame, Decoder, Encoder, Message, PreparedMessage, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
@@ -174,6 +175,38 @@ pub struct WebSocket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// The `role`'s WebSocket over `stream` once the handshake agreed on
+    /// `protocol` and the compression `negotiated` (if any); `read` are the
+    /// bytes already read past the handshake. Every opening ends here:
+    /// `accept`, `upgrade` and the client, over either HTTP version.
+    pub(crate) fn opened(
+        stream: S,
+        role: Role,
+        negotiated: Option<&Negotiated>,
+        config: &Config,
+        protocol: Option<String>,
+        read: &[u8],
+    ) -> Self {
+        let inflater = negotiated.map(|n| n.inflater());
+        let mut decoder = Decoder::new(role, config.protocol.clone(), inflater);
+        if !read.is_empty() {
+            decoder.receive(read);
+        }
+        let (deflater, threshold) = match negotiated {
+            Some(n) => (n.deflater(), n.threshold),
+            None => (None, 0),
+        };
+        let encoder = Encoder::new(role, deflater, threshold);
+        Self::from_parts(
+            stream,
+            decoder,
+            encoder,
+            config,
+            protocol,
+            negotiated.is_some(),
+        )
+    }
+
     /// Wraps a stream whose opening handshake is done. `decoder` may already hold
     /// bytes that arrived right behind the handshake.
     pub(crate) fn from_parts(
