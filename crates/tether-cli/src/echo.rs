@@ -260,8 +260,8 @@ async fn serve_http2<S>(stream: S, shared: Arc<Shared>, peer: SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service =
-        hyper::service::service_fn(|mut request: hyper::Request<hyper::body::Incoming>| {
+    let service = hyper::service::service_fn(
+        move |mut request: hyper::Request<tether::http2_server::Http2Body>| {
             let shared = shared.clone();
             let answer = match tether::upgrade(&mut request, &shared.config, None) {
                 Ok((response, pending)) => {
@@ -277,10 +277,10 @@ where
                 Err(e) => tether_proto::handshake::reject_response(&e),
             };
             std::future::ready(Ok::<_, std::convert::Infallible>(answer))
-        });
-    let served = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .enable_connect_protocol()
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        },
+    );
+    let served = tether::http2_server::Http2Server::new()
+        .serve_connection(stream, service)
         .await;
     if let Err(error) = served {
         tracing::debug!(%peer, %error, "HTTP/2 connection ended");

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tether::http2_server::{Http2Body, Http2Server};
 use tether::listen::AfterFailure;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::api;
 use crate::config::ServerConfig;
@@ -109,30 +109,84 @@ fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
         .allow_credentials(true)
 }
 
-/// HTTP/2 or HTTP/1.1, as the client's first bytes say; the request head
-/// (of HTTP/1.1) must come within `header_timeout`, and HTTP/2 keeps to
-/// `limits`.
-fn auto_builder(
+/// The HTTP/2 server for TLS (ALPN `h2`) and h2c connections, keeping to
+/// `limits`; its preface must come within `header_timeout`, as an HTTP/1.1
+/// request head must. WebSockets on it are written straight into h2's
+/// streams ([`tether::http2_server`]).
+fn http2_server(
     header_timeout: std::time::Duration,
     limits: &crate::config::Http2Config,
-) -> AutoBuilder<TokioExecutor> {
-    let mut builder = AutoBuilder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        // SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSockets over HTTP/2 (RFC 8441).
-        .enable_connect_protocol()
+) -> Http2Server {
+    Http2Server::new()
+        .handshake_timeout(header_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(limits.max_header_list_size)
-        .initial_stream_window_size(limits.stream_window)
-        .initial_connection_window_size(limits.connection_window)
-        .max_pending_accept_reset_streams(limits.max_pending_resets)
-        .max_local_error_reset_streams(limits.max_error_resets);
-    builder
+        .stream_window(limits.stream_window)
+        .connection_window(limits.connection_window)
+        .max_pending_resets(limits.max_pending_resets)
+        .max_error_resets(limits.max_error_resets)
+}
+
+/// Serves one HTTP/1.1 connection (upgrades allowed); its request head must
+/// come within `header_timeout` (slowloris).
+async fn serve_http1<I>(
+    io: I,
+    app: Router,
+    peer: std::net::SocketAddr,
+    header_timeout: std::time::Duration,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            tower_service::Service::call(&mut app.clone(), request)
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, %error, "HTTP connection ended");
+    }
+}
+
+/// Serves one HTTP/2 connection; how it ended is logged and counted.
+async fn serve_http2<I>(
+    io: I,
+    app: Router,
+    peer: std::net::SocketAddr,
+    server: &Http2Server,
+    metrics: &crate::metrics::Metrics,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Http2Body>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        tower_service::Service::call(&mut app.clone(), request)
+    });
+    if let Err(error) = server.serve_connection(io, service).await {
+        connection_failed(metrics, peer, &error);
+    }
+}
+
+/// Whether the client's first bytes are HTTP/2's connection preface (RFC
+/// 9113 §3.4), looked at without taking them from the socket.
+async fn sends_http2_preface(tcp: &TcpStream) -> std::io::Result<bool> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut first = [0; 24];
+    loop {
+        let n = tcp.peek(&mut first).await?;
+        if n == 0 || first[..n] != PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == PREFACE.len() {
+            return Ok(true);
+        }
+        // Part of it so far; peeking again at once would spin.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Logs and counts a connection that ended in error. An HTTP/2 connection
@@ -227,7 +281,7 @@ pub async fn run(
         app,
         tls,
         h2c: state.config.tls.h2c,
-        builder: Arc::new(auto_builder(
+        http2: Arc::new(http2_server(
             state.config.websocket.handshake_timeout,
             &state.config.http2,
         )),
@@ -273,8 +327,8 @@ struct Acceptor {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Without TLS: HTTP/2 with prior knowledge too.
     h2c: bool,
-    /// Serves TLS and h2c connections: HTTP/2 or HTTP/1.1.
-    builder: Arc<AutoBuilder<TokioExecutor>>,
+    /// Serves the HTTP/2 connections (TLS with ALPN `h2`, and h2c).
+    http2: Arc<Http2Server>,
     backoff: tether::listen::AcceptBackoff,
     descriptors: tether::listen::DescriptorGuard,
 }
@@ -320,16 +374,10 @@ impl Acceptor {
             };
             let _ = tcp.set_nodelay(true);
             let app = self.app.clone();
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    tower_service::Service::call(&mut app.clone(), request)
-                },
-            );
             let header_timeout = self.header_timeout;
+            let (http2, metrics) = (self.http2.clone(), self.metrics.clone());
             if let Some(tls) = &self.tls {
-                let (tls, metrics) = (tls.clone(), self.metrics.clone());
-                let builder = self.builder.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     // The handshake, like a request head, must come in time.
                     let stream = match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
@@ -348,36 +396,31 @@ impl Acceptor {
                             return;
                         }
                     };
-                    let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
-                    if let Err(error) = connection {
-                        connection_failed(&metrics, peer, &*error);
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        serve_http2(stream, app, peer, &http2, &metrics).await;
+                    } else {
+                        serve_http1(stream, app, peer, header_timeout).await;
                     }
                 });
                 continue;
             }
-            if self.h2c {
-                let (builder, metrics) = (self.builder.clone(), self.metrics.clone());
-                tokio::spawn(async move {
-                    let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                        .await;
-                    if let Err(error) = connection {
-                        connection_failed(&metrics, peer, &*error);
-                    }
-                });
-                continue;
-            }
+            let h2c = self.h2c;
             tokio::spawn(async move {
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades();
-                if let Err(error) = connection.await {
-                    tracing::debug!(%peer, %error, "HTTP connection ended");
+                if h2c {
+                    // Prior knowledge: the preface, like a request head,
+                    // must come in time.
+                    match tokio::time::timeout(header_timeout, sends_http2_preface(&tcp)).await {
+                        Ok(Ok(true)) => return serve_http2(tcp, app, peer, &http2, &metrics).await,
+                        Ok(Ok(false)) => {}
+                        Ok(Err(error)) => {
+                            return tracing::debug!(%peer, %error, "connection failed before its first request");
+                        }
+                        Err(_) => return tracing::debug!(%peer, "no request in time"),
+                    }
                 }
+                // The socket itself, so a WebSocket on it is written with
+                // no boxed stream in between (`finish_as::<TcpStream>`).
+                serve_http1(tcp, app, peer, header_timeout).await;
             });
         }
     }

@@ -112,7 +112,7 @@ impl Http2Connection {
         let accepted = validate_connect_response(&response, &request)?;
         let on_upgrade = hyper::upgrade::on(&mut response);
         let (head, _) = response.into_parts();
-        let stream = TokioIo::new(on_upgrade.await?);
+        let stream = crate::UpgradedStream::Hyper(TokioIo::new(on_upgrade.await?));
         let ws = client_websocket(MaybeTlsStream::Http2(stream), &accepted, config, &[]);
         Ok((ws, Response::from_parts(head, ())))
     }

@@ -45,6 +45,7 @@ pub mod connect;
 pub mod error;
 mod halves;
 pub mod http2;
+pub mod http2_server;
 pub mod listen;
 mod reader;
 pub mod runtime;

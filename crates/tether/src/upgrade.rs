@@ -1,5 +1,9 @@
 //! Upgrading a request inside a hyper (or axum) HTTP server.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use http::{Request, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -8,13 +12,68 @@ use tether_proto::handshake::{
     accept_connect_response, accept_response, validate_connect, validate_request,
 };
 use tether_proto::{HandshakeError, Role};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::http2_server::{Http2Stream, Http2Tunnel};
 use crate::websocket::WebSocket;
 
-/// The stream of an upgraded hyper connection.
-pub type UpgradedStream = TokioIo<Upgraded>;
+/// The stream of an upgraded connection: hyper's, or a stream of an
+/// HTTP/2 connection served by [`crate::http2_server::Http2Server`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UpgradedStream {
+    /// hyper's upgraded connection (HTTP/1.1, or HTTP/2 served by hyper).
+    Hyper(TokioIo<Upgraded>),
+    /// An HTTP/2 stream written straight into h2.
+    Http2(Http2Stream),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            UpgradedStream::Hyper($s) => $e,
+            UpgradedStream::Http2($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for UpgradedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for UpgradedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Who hands the connection over once the answer is out.
+#[derive(Debug)]
+enum Handover {
+    Hyper(OnUpgrade),
+    Http2(oneshot::Receiver<Http2Stream>),
+}
 
 /// Validates `request` as a WebSocket upgrade and builds the `101` response to
 /// return from the handler, selecting `protocol` if the client offered it;
@@ -50,17 +109,29 @@ pub fn upgrade<B>(
 ) -> Result<(Response<()>, PendingUpgrade), HandshakeError> {
     let (response, negotiated) = if request.method() == http::Method::CONNECT {
         // `:protocol` travels beside the headers, as hyper's extension.
-        let asked = request
-            .extensions()
+        let extensions = request.extensions();
+        let asked = extensions
             .get::<hyper::ext::Protocol>()
-            .map(|p| p.as_str().to_owned());
+            .map(|p| p.as_str().to_owned())
+            .or_else(|| {
+                extensions
+                    .get::<h2::ext::Protocol>()
+                    .map(|p| p.as_str().to_owned())
+            });
         let offer = validate_connect(request, asked.as_deref())?;
         accept_connect_response(&offer, protocol, &config.protocol.deflate)
     } else {
         let offer = validate_request(request)?;
         accept_response(&offer, protocol, &config.protocol.deflate)
     };
-    let on_upgrade = hyper::upgrade::on(request);
+    let tunnel = request
+        .extensions()
+        .get::<Http2Tunnel>()
+        .and_then(Http2Tunnel::take);
+    let on_upgrade = match tunnel {
+        Some(stream) => Handover::Http2(stream),
+        None => Handover::Hyper(hyper::upgrade::on(request)),
+    };
     let protocol = response
         .headers()
         .get(http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -80,7 +151,7 @@ pub fn upgrade<B>(
 /// A connection that becomes a WebSocket once hyper has sent the `101` response.
 #[derive(Debug)]
 pub struct PendingUpgrade {
-    on_upgrade: OnUpgrade,
+    on_upgrade: Handover,
     config: Config,
     negotiated: Option<Negotiated>,
     protocol: Option<String>,
@@ -101,7 +172,7 @@ impl PendingUpgrade {
     /// Waits for hyper to hand over the connection.
     pub async fn finish(mut self) -> Result<WebSocket<UpgradedStream>> {
         let upgraded = self.upgraded().await?;
-        Ok(self.websocket(TokioIo::new(upgraded), &[]))
+        Ok(self.websocket(upgraded, &[]))
     }
 
     /// [`PendingUpgrade::finish`], with hyper's stream wrapped by `wrap`
@@ -114,7 +185,7 @@ impl PendingUpgrade {
         W: FnOnce(UpgradedStream) -> T,
     {
         let upgraded = self.upgraded().await?;
-        Ok(self.websocket(wrap(TokioIo::new(upgraded)), &[]))
+        Ok(self.websocket(wrap(upgraded), &[]))
     }
 
     /// [`PendingUpgrade::finish`], but over the connection's own stream when
@@ -126,17 +197,36 @@ impl PendingUpgrade {
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let upgraded = self.upgraded().await?;
+        let upgraded = match &mut self.on_upgrade {
+            Handover::Hyper(on_upgrade) => on_upgrade
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))?,
+            Handover::Http2(_) => {
+                let stream = self.upgraded().await?;
+                return Ok(Finished::Boxed(self.websocket(stream, &[])));
+            }
+        };
         Ok(match upgraded.downcast::<TokioIo<T>>() {
             Ok(parts) => Finished::Direct(self.websocket(parts.io.into_inner(), &parts.read_buf)),
-            Err(upgraded) => Finished::Boxed(self.websocket(TokioIo::new(upgraded), &[])),
+            Err(upgraded) => {
+                Finished::Boxed(self.websocket(UpgradedStream::Hyper(TokioIo::new(upgraded)), &[]))
+            }
         })
     }
 
-    async fn upgraded(&mut self) -> Result<Upgraded> {
-        (&mut self.on_upgrade)
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))
+    async fn upgraded(&mut self) -> Result<UpgradedStream> {
+        match &mut self.on_upgrade {
+            Handover::Hyper(on_upgrade) => on_upgrade
+                .await
+                .map(|upgraded| UpgradedStream::Hyper(TokioIo::new(upgraded)))
+                .map_err(|e| Error::Io(std::io::Error::other(e))),
+            Handover::Http2(stream) => stream.await.map(UpgradedStream::Http2).map_err(|_| {
+                Error::Io(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the HTTP/2 stream ended before its answer went out",
+                ))
+            }),
+        }
     }
 
     /// The WebSocket over `stream`, whose first bytes `read` were already read.
