@@ -506,6 +506,39 @@ impl AsyncWrite for Http2Stream {
         Poll::Ready(Ok(n))
     }
 
+    /// The writer's chunks gathered into one DATA payload: it copies once
+    /// either way, and one `send_data` is one frame for h2 to track.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let this = self.get_mut();
+        this.send.reserve_capacity(total);
+        let room = ready!(poll_room(&mut this.send, cx))?;
+        let n = room.min(total);
+        let mut payload = bytes::BytesMut::with_capacity(n);
+        for buf in bufs {
+            let take = buf.len().min(n - payload.len());
+            payload.extend_from_slice(&buf[..take]);
+            if payload.len() == n {
+                break;
+            }
+        }
+        this.send
+            .send_data(payload.freeze(), false)
+            .map_err(h2_io_error)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Written data is h2's: the connection's task sends it.
         Poll::Ready(Ok(()))

@@ -1,8 +1,6 @@
 //! Upgrading a request inside a hyper (or axum) HTTP server.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -12,7 +10,6 @@ use tether_proto::handshake::{
     accept_connect_response, accept_response, validate_connect, validate_request,
 };
 use tether_proto::{HandshakeError, Role};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
 use crate::config::Config;
@@ -31,42 +28,7 @@ pub enum UpgradedStream {
     Http2(Http2Stream),
 }
 
-macro_rules! each {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self.get_mut() {
-            UpgradedStream::Hyper($s) => $e,
-            UpgradedStream::Http2($s) => $e,
-        }
-    };
-}
-
-impl AsyncRead for UpgradedStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        each!(self, s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for UpgradedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        each!(self, s => Pin::new(s).poll_write(cx, buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self, s => Pin::new(s).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self, s => Pin::new(s).poll_shutdown(cx))
-    }
-}
+crate::stream::delegate_io!(UpgradedStream { Hyper, Http2 });
 
 /// Who hands the connection over once the answer is out.
 #[derive(Debug)]
