@@ -392,3 +392,51 @@ async fn a_continuation_flood_ends_only_its_own_connection() {
     .await;
     still_served(&mut calm, 3).await;
 }
+
+/// Whether the server closes `tcp` (end of stream or an error) within
+/// `within`, reading and dropping whatever it sends first.
+async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let read = async {
+        let mut scrap = [0u8; 1024];
+        loop {
+            match tcp.read(&mut scrap).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_preface_that_stalls_is_cut_off_at_the_handshake_timeout() {
+    let (_serve, port) = common::spawn(
+        &[
+            "serve",
+            "--log",
+            "warn",
+            "--h2c",
+            "true",
+            "--websocket.handshake-timeout",
+            "1s",
+        ],
+        Stdio::null(),
+    )
+    .await;
+    let (_keep, mut calm) = bystander(port).await;
+    // Half of HTTP/2's preface, then nothing: neither HTTP/1.1 nor HTTP/2 yet.
+    let mut half = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut half, Duration::from_secs(5)).await,
+        "half a preface held the connection"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "cut off before the timeout"
+    );
+    still_served(&mut calm, 4).await;
+}
